@@ -1,0 +1,92 @@
+"""Every error fleetstat raises on purpose derives from :class:`FleetstatError`.
+
+The tree::
+
+    FleetstatError
+    ├── ConfigError            the XML config is unusable; carries every issue found
+    ├── KeyFileError           the server key pair is missing, unreadable or malformed
+    ├── EnvelopeError          a probe's output line cannot be opened (status bad_payload)
+    ├── TransportError         one host's SSH session failed; ``status`` classifies it
+    ├── StoreError             the database refused or is unreachable
+    └── MailError              the SMTP server refused or is unreachable
+
+Third-party exceptions stop at one boundary each: asyncssh errors in
+``transport``, SQLAlchemy errors in ``store``, smtplib errors in ``mail``. The CLI
+turns a ``FleetstatError`` into a message and an exit code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetstat.model import Status
+
+
+class FleetstatError(Exception):
+    """Base of every error fleetstat raises on purpose."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a config file: where, what, and what to write instead."""
+
+    file: str
+    line: int | None
+    message: str
+    fix: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        text = f"{where}: {self.message}"
+        return f"{text} (fix: {self.fix})" if self.fix else text
+
+
+class ConfigError(FleetstatError):
+    """The config file cannot be used. ``issues`` lists every problem found at once."""
+
+    exit_code = 2
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+class KeyFileError(FleetstatError):
+    """The server key pair cannot be read or written."""
+
+
+class EnvelopeError(FleetstatError):
+    """A probe's output cannot be opened: tampered, replayed, truncated or not ours."""
+
+    status = Status.BAD_PAYLOAD
+
+
+class TransportError(FleetstatError):
+    """One host's SSH session failed. ``status`` is the classification stored."""
+
+    def __init__(
+        self,
+        status: Status,
+        message: str,
+        *,
+        host: str | None = None,
+        exit_status: int | None = None,
+        stderr: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.status = status
+        self.host = host
+        self.exit_status = exit_status
+        self.stderr = stderr
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class StoreError(FleetstatError):
+    """The database refused a statement or cannot be reached."""
+
+
+class MailError(FleetstatError):
+    """The SMTP server refused a message or cannot be reached."""

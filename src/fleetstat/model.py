@@ -1,0 +1,63 @@
+"""Values shared by the parts of a round: a host's status and its result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleetstat.config import Client
+
+
+class Status(StrEnum):
+    """How one host's attempt ended. Stored as text in ``attempts.status``."""
+
+    OK = "ok"
+    UNREACHABLE = "unreachable"  # nothing listening, no route, DNS failure, reset before auth
+    AUTH_FAILED = "auth_failed"  # the server said no to every credential we have
+    HOST_KEY_MISMATCH = "host_key_mismatch"  # unknown or changed host key under the policy
+    NO_PYTHON = "no_python"  # neither python3 nor python on the host
+    TIMEOUT = "timeout"  # connect or run deadline passed
+    PROBE_ERROR = "probe_error"  # the probe ran and failed (non-zero exit, no line)
+    BAD_PAYLOAD = "bad_payload"  # output present but not a valid sealed envelope
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """One host's outcome in one round: ok with a document, or a classified failure."""
+
+    client: Client
+    status: Status
+    started_at: datetime  # UTC, timezone-aware
+    duration_seconds: float
+    error: str | None = None  # a sentence a person can act on; None when ok
+    document: dict[str, Any] | None = None  # the decoded probe JSON when ok
+    retries: int = 0  # transient connection failures retried inside the deadline
+    stderr: str | None = None  # bounded excerpt of the probe's stderr, for diagnosis
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """Every configured host's result for one round."""
+
+    started_at: datetime
+    finished_at: datetime
+    results: tuple[HostResult, ...] = field(default_factory=tuple)
+
+    @property
+    def ok_count(self) -> int:
+        return sum(1 for r in self.results if r.ok)
+
+    @property
+    def failed_count(self) -> int:
+        return len(self.results) - self.ok_count
+
+    @property
+    def retries(self) -> int:
+        return sum(r.retries for r in self.results)
