@@ -1,0 +1,67 @@
+"""The XML config file: ``load_config(path) -> Config``, every issue reported at once.
+
+The format (root ``<fleetstat>``; ``<clients>`` is accepted as the same root, and
+a single bare ``<client>`` as the whole file, as the assignment shows it)::
+
+    <fleetstat>
+      <database url="sqlite:///fleetstat.db"/>        <!-- relative to this file -->
+      <key path="fleetstat.key"/>                     <!-- server private key -->
+      <smtp host="mail.example.com" starttls="true" from="fleetstat@example.com"
+            username="fleetstat" password-env="FLEETSTAT_SMTP_PASSWORD"/>
+      <defaults concurrency="100" connect-timeout="10s" run-timeout="60s"
+                host-keys="strict" known-hosts="~/.ssh/known_hosts"
+                top-processes="5" repeat="4h"/>
+      <retention samples="90d" attempts="30d" events="365d"/>
+      <client ip="10.0.0.5" port="22" username="monitor" password-env="WEB01_PW"
+              mail="ops@example.com, web@example.com" name="web-01" os="linux">
+        <alert type="memory" limit="50%"/>
+        <alert type="cpu" limit="90%" clear="70%" for="3" window="interval"/>
+        <alert type="disk" mount="/var" limit="85%" repeat="1h"/>
+        <alert type="load" limit="1.5"/>                <!-- per CPU core -->
+        <alert type="unreachable" resolved="false"/>
+        <mail to="oncall@example.com"/>                 <!-- more recipients -->
+        <events enabled="true" max="500"/>              <!-- security events -->
+      </client>
+    </fleetstat>
+
+Durations are ``30s``, ``5m``, ``4h``, ``7d`` or plain seconds
+(:func:`fleetstat.units.parse_duration`). Credentials: ``password-env="VAR"``
+(read at load), ``key="path"``, or ``password="..."`` (a warning when the file
+is readable by group or others). Parsing goes through defusedxml: DTDs and
+entities are refused.
+
+Modules: ``source`` (file -> element tree with lines, typographic quotes),
+``reader`` (attribute access that records issues), ``validate`` (single
+values), ``parse`` (elements -> dataclasses, ``load_config``), ``rules``
+(``<alert>``), ``model`` (the dataclasses).
+"""
+
+from fleetstat.config.model import (
+    AlertRule,
+    AlertType,
+    AlertWindow,
+    Client,
+    ClientOs,
+    Config,
+    Defaults,
+    HostKeyPolicy,
+    Retention,
+    Smtp,
+    Timeouts,
+)
+from fleetstat.config.parse import load_config
+
+__all__ = [
+    "AlertRule",
+    "AlertType",
+    "AlertWindow",
+    "Client",
+    "ClientOs",
+    "Config",
+    "Defaults",
+    "HostKeyPolicy",
+    "Retention",
+    "Smtp",
+    "Timeouts",
+    "load_config",
+]

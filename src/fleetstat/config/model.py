@@ -1,0 +1,127 @@
+"""The frozen values ``load_config`` returns (see docs/contracts.md, "Config dataclasses").
+
+Fields beyond the contract: ``Smtp.password_env``, ``Smtp.cafile``, ``Client.events_max``,
+``Retention`` and ``Config.retention``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+HostKeyPolicy = Literal["strict", "accept-new", "off"]
+AlertType = Literal["memory", "cpu", "swap", "disk", "load", "unreachable"]
+AlertWindow = Literal["short", "interval"]
+ClientOs = Literal["auto", "linux", "windows"]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Server-side deadlines for one host, in seconds."""
+
+    connect: float = 10.0
+    run: float = 60.0
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Settings that apply to every client: ``<defaults .../>``."""
+
+    concurrency: int = 100
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    host_keys: HostKeyPolicy = "strict"
+    known_hosts: Path | None = None  # None -> ~/.ssh/known_hosts
+    top_processes: int = 5
+    repeat_seconds: float = 4 * 3600  # alert re-notify interval
+
+
+@dataclass(frozen=True)
+class Smtp:
+    """Where alert and event mail goes out: ``<smtp .../>``."""
+
+    host: str
+    port: int = 25
+    starttls: bool = False
+    tls: bool = False  # implicit TLS (SMTPS, usually port 465)
+    sender: str = "fleetstat@localhost"
+    username: str | None = None
+    password: str | None = None  # literal, or resolved from password-env at load
+    timeout: float = 30.0
+    password_env: str | None = None  # the variable the password came from, for messages
+    cafile: Path | None = None  # CA bundle or certificate to trust for TLS (private CA, tests)
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long rows are kept, in seconds; ``None`` keeps them forever."""
+
+    samples: float | None = None
+    attempts: float | None = None
+    events: float | None = None
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One ``<alert .../>`` of a client."""
+
+    type: AlertType
+    limit: float | None  # percent (0-100); per-core load for "load"; None for unreachable
+    mount: str | None = None  # disk only; None = any local filesystem
+    for_rounds: int = 1  # for="3": fire after N consecutive breaching rounds
+    clear: float | None = None  # hysteresis; None = the limit
+    notify_resolved: bool = True  # resolved="false"
+    repeat_seconds: float | None = None  # None = Defaults.repeat_seconds
+    window: AlertWindow = "short"
+    line: int | None = None
+
+    @property
+    def key(self) -> str:
+        """Unique per client: ``"cpu"``, ``"disk:/var"``, ``"disk:*"``."""
+        if self.type == "disk":
+            return f"disk:{self.mount or '*'}"
+        return self.type
+
+
+@dataclass(frozen=True)
+class Client:
+    """One monitored machine: ``<client .../>``."""
+
+    ip: str
+    port: int = 22
+    username: str = ""
+    password: str | None = None  # literal or resolved from password-env
+    password_env: str | None = None
+    key: Path | None = None  # private key file
+    mail: tuple[str, ...] = ()
+    name: str | None = None  # display name; defaults to ip
+    os: ClientOs = "auto"
+    events: bool = False  # <events enabled="true"/>
+    alerts: tuple[AlertRule, ...] = ()
+    line: int | None = None
+    events_max: int = 500  # <events max="500"/>: at most this many events per run
+
+    @property
+    def address(self) -> str:
+        """``ip:port``, with IPv6 addresses in brackets."""
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"{host}:{self.port}"
+
+    @property
+    def label(self) -> str:
+        """What people see: the name when given, else the address."""
+        return self.name or self.ip
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole config file, validated."""
+
+    path: Path
+    database_url: str  # relative sqlite paths resolved against the config's folder
+    key_path: Path  # server private key; default <config dir>/fleetstat.key
+    smtp: Smtp | None
+    defaults: Defaults
+    clients: tuple[Client, ...]
+    warnings: tuple[str, ...] = ()  # e.g. plaintext password in a world-readable file
+    retention: Retention = field(default_factory=Retention)

@@ -1,0 +1,223 @@
+"""Checks for single attribute values. Each returns the clean value or raises :class:`Invalid`.
+
+Pure functions on strings (no file system, no network), so each rule is tested
+on its own and the element builders in ``parse.py`` stay short.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from fleetstat.units import parse_duration
+
+
+class Invalid(ValueError):
+    """A value is wrong: ``message`` says how, ``fix`` what to write instead."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(message)
+
+
+def suggest(name: str, valid: Iterable[str]) -> str | None:
+    """The closest valid spelling of ``name`` (case-insensitive), if one is close enough."""
+    options = {option.lower(): option for option in valid}
+    wanted = name.lower().replace("_", "-")
+    if wanted in options:
+        return options[wanted]
+    matches = difflib.get_close_matches(wanted, list(options), n=1, cutoff=0.6)
+    return options[matches[0]] if matches else None
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise Invalid(f"{text!r} is not true or false", 'write "true" or "false"')
+
+
+def parse_int(text: str, low: int, high: int | None = None) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise Invalid(f"{text!r} is not a whole number", f"write a number such as {low}") from None
+    if value < low or (high is not None and value > high):
+        wanted = f"in {low}..{high}" if high is not None else f"of {low} or more"
+        raise Invalid(f"{value} is out of range", f"use a number {wanted}")
+    return value
+
+
+def parse_seconds(text: str, *, allow_zero: bool = False) -> float:
+    """A duration (``30s``, ``5m``, ``4h``, ``90``) in seconds; > 0 unless ``allow_zero``."""
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        raise Invalid(f"{text!r} is not a duration", "write 30s, 5m, 4h, 7d or seconds") from None
+    if value == 0 and not allow_zero:
+        raise Invalid(f"{text!r} is zero", "give a duration greater than zero, such as 30s")
+    return value
+
+
+def parse_percent(text: str) -> float:
+    """``"50%"``, ``"50"`` or ``"12.5%"`` as a number in 0..100."""
+    number = text.strip().removesuffix("%").strip()
+    try:
+        value = float(number)
+    except ValueError:
+        raise Invalid(f"{text!r} is not a percentage", 'write a percentage such as "80%"') from None
+    if not math.isfinite(value) or not 0 <= value <= 100:
+        raise Invalid(f"{text!r} is not within 0-100%", 'write a percentage such as "80%"')
+    return value
+
+
+def parse_load(text: str) -> float:
+    """A per-core load average such as ``"1.5"``: a plain number greater than zero."""
+    if "%" in text:
+        raise Invalid(
+            f"{text!r}: a load limit is a load average per CPU core, not a percentage",
+            'write a number such as "1.5" (load 1.5 on each core)',
+        )
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise Invalid(f"{text!r} is not a number", 'write a per-core load such as "1.5"') from None
+    if not math.isfinite(value) or value <= 0:
+        raise Invalid(f"{text!r} must be greater than 0", 'write a per-core load such as "1.5"')
+    return value
+
+
+# RFC 1123 section 2.1: letters, digits and hyphens, 1-63 per label, no hyphen at the ends.
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def check_host(text: str) -> str:
+    """An IPv4/IPv6 address (returned in canonical form) or an RFC 1123 host name."""
+    value = text.strip()
+    fix = 'write an IP address such as "10.0.0.5" or "fd00::5", or a host name such as "web-01"'
+    if value.startswith("[") and value.endswith("]"):
+        raise Invalid(f"{text!r}: no brackets around an IPv6 address", f'write ip="{value[1:-1]}"')
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not value:
+        raise Invalid("empty address", fix)
+    if re.fullmatch(r"[\d.]+", value):
+        # Looks like IPv4 but is not one (10.0.0.256, 10.0.5); RFC 3696 section 2
+        # also rules out an all-numeric top-level label, so it is no host name either.
+        raise Invalid(f"{text!r} is not a valid IPv4 address", fix)
+    if ":" in value:
+        raise Invalid(f"{text!r} is not a valid IPv6 address (the port goes in port=)", fix)
+    name = value.removesuffix(".")
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise Invalid(f"{text!r} is neither an IP address nor a valid host name", fix)
+    return name.lower()
+
+
+def check_port(text: str) -> int:
+    try:
+        return parse_int(text, 1, 65535)
+    except Invalid as exc:
+        raise Invalid(exc.message, 'use a port in 1..65535, usually "22"') from None
+
+
+# Practical, not RFC 5322 in full: dot-atom local part, and a domain with a dot
+# (RFC 1123 labels, alphabetic or punycode TLD) unless it is "localhost".
+_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_DOMAIN = r"(?:(?!-)[A-Za-z0-9-]{1,63}(?<!-)\.)+(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})"
+_MAIL = re.compile(rf"{_LOCAL}@(?:{_DOMAIN}|localhost)", re.IGNORECASE)
+MAIL_FIX = 'write addresses such as "ops@example.com", several separated by commas'
+
+
+def check_mail(address: str) -> str:
+    if len(address) > 254 or not _MAIL.fullmatch(address):
+        raise Invalid(f"{address!r} is not a valid mail address", MAIL_FIX)
+    return address
+
+
+def split_mail(text: str) -> list[str]:
+    """Addresses separated by commas, spaces (or semicolons, as Outlook writes them)."""
+    addresses = [part for part in re.split(r"[,;\s]+", text) if part]
+    if not addresses:
+        raise Invalid("no mail address given", MAIL_FIX)
+    bad = [address for address in addresses if len(address) > 254 or not _MAIL.fullmatch(address)]
+    if bad:
+        listed = ", ".join(repr(address) for address in bad)
+        raise Invalid(f"not a valid mail address: {listed}", MAIL_FIX)
+    return addresses
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_env_name(name: str) -> str:
+    if not _ENV_NAME.fullmatch(name):
+        raise Invalid(
+            f"{name!r} is not an environment variable name",
+            'use letters, digits and _, such as password-env="WEB01_PASSWORD"',
+        )
+    return name
+
+
+# The drivers fleetstat ships (pyproject dependencies); a bare scheme gets ours.
+_DRIVERS = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mysql+pymysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+    "mariadb+pymysql": "mariadb+pymysql",
+}
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)", re.DOTALL)
+DATABASE_FIX = (
+    'write url="sqlite:///fleetstat.db", "postgresql://user@host/db" or "mysql://user@host/db"'
+)
+
+
+def normalize_database_url(url: str, base_dir: Path) -> str:
+    """Validate a SQLAlchemy URL, pick our driver, anchor a relative SQLite path at ``base_dir``."""
+    match = _URL.fullmatch(url.strip())
+    if not match:
+        raise Invalid(f"{url!r} is not a database URL", DATABASE_FIX)
+    scheme, rest = match.group("scheme").lower(), match.group("rest")
+    if scheme == "postgres":
+        scheme = "postgresql"  # Heroku-style spelling that SQLAlchemy 2 refuses
+    if scheme not in _DRIVERS:
+        dialect = scheme.split("+", 1)[0]
+        known = {"sqlite", "postgresql", "mysql", "mariadb"}
+        fix = (
+            f'fleetstat ships one driver per database: use "{_DRIVERS[dialect]}://"'
+            if dialect in known
+            else DATABASE_FIX
+        )
+        raise Invalid(f"unsupported database scheme {scheme!r}", fix)
+    if scheme != "sqlite":
+        if not rest.split("?", 1)[0].strip("/"):
+            raise Invalid(f"{url!r} names no host or database", DATABASE_FIX)
+        return f"{_DRIVERS[scheme]}://{rest}"
+    # sqlite://  (memory), sqlite:///relative.db, sqlite:////absolute.db
+    if not rest:
+        return "sqlite://"
+    if not rest.startswith("/"):
+        raise Invalid(f"{url!r}: a SQLite URL has three slashes", 'write "sqlite:///fleetstat.db"')
+    path_text, sep, query = rest[1:].partition("?")
+    if path_text in ("", ":memory:") or path_text.startswith("file:"):
+        return f"sqlite:///{rest[1:]}"
+    path = Path(path_text).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    return f"sqlite:///{path}{sep}{query}"
