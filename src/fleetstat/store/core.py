@@ -1,0 +1,363 @@
+"""``Store``: the one place fleetstat talks SQL, and where SQLAlchemy errors stop."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict, deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.util import CommandError
+from sqlalchemy.engine import URL, Connection, Engine, Row
+from sqlalchemy.exc import SQLAlchemyError
+
+from fleetstat.errors import StoreError
+from fleetstat.model import HostResult, RoundResult
+from fleetstat.store import migrate
+from fleetstat.store.headline import headline
+from fleetstat.store.schema import TABLE_NAMES, attempts, metadata, rounds, samples
+
+# SQLite waits this long for another writer (a `watch` beside a `collect`) before
+# giving up with "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """A stored round and one row per host attempt, in the order they were recorded."""
+
+    round: Row
+    hosts: list[Row]
+
+
+class Store:
+    """fleetstat's database: schema upgrades, the round write, and the reads.
+
+    ``url`` is any SQLAlchemy URL: ``sqlite:///path/fleetstat.db``,
+    ``postgresql+psycopg://user@host/db``, ``mysql+pymysql://user@host/db``.
+    Every method raises :class:`~fleetstat.errors.StoreError` (never a SQLAlchemy
+    exception), with the URL's password masked.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        try:
+            self._url = sa.make_url(url)
+        except SQLAlchemyError:
+            # SQLAlchemy's message repeats the string, password and all.
+            raise StoreError(
+                "invalid database URL (expected e.g. sqlite:///fleetstat.db or "
+                "postgresql+psycopg://user@host/dbname)"
+            ) from None
+        # For messages and summaries: the URL with its password masked as ***.
+        self.display_url = self._url.render_as_string(hide_password=True)
+        with self._errors("open"):
+            self.engine = _create_engine(self._url, echo=echo)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.display_url!r})"
+
+    # -- schema ------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest revision shipped with this fleetstat."""
+        with self._errors("upgrade the schema"), self.engine.begin() as conn:
+            self._check_known(conn)
+            command.upgrade(migrate.alembic_config(conn), "head")
+
+    def current_revision(self) -> str | None:
+        """The database's Alembic revision; ``None`` for an empty database."""
+        with self._errors("read the schema revision"), self.engine.connect() as conn:
+            return migrate.current_revision(conn)
+
+    def ensure_schema(self) -> bool:
+        """Upgrade when the database is empty or behind; True when it did."""
+        with self._errors("upgrade the schema"), self.engine.begin() as conn:
+            if migrate.current_revision(conn) == migrate.head_revision():
+                return False
+            self._check_known(conn)
+            command.upgrade(migrate.alembic_config(conn), "head")
+            return True
+
+    def _check_known(self, conn: Connection) -> None:
+        current = migrate.current_revision(conn)
+        if current is not None and current not in migrate.known_revisions():
+            raise StoreError(
+                f"database {self.display_url} has schema revision {current!r}, which this "
+                "fleetstat does not know: it was upgraded by a newer fleetstat"
+            )
+
+    # -- writes ------------------------------------------------------------------
+
+    def record_round(self, round: RoundResult) -> int:
+        """Store a round, its attempts and its samples in one transaction; its id.
+
+        Three INSERTs whatever the number of hosts (attempts and samples each sent as
+        one executemany) plus one SELECT that reads back the attempt ids, which
+        executemany does not return portably, keyed by (client_ip, client_port).
+        """
+        results = round.results
+        with self._errors("record the round"), self.engine.begin() as conn:
+            inserted = conn.execute(
+                sa.insert(rounds).values(
+                    started_at=round.started_at,
+                    finished_at=round.finished_at,
+                    hosts_total=len(results),
+                    hosts_ok=round.ok_count,
+                    hosts_failed=round.failed_count,
+                    retries=round.retries,
+                    duration_seconds=(round.finished_at - round.started_at).total_seconds(),
+                )
+            ).inserted_primary_key
+            assert inserted is not None  # a single-row INSERT always has its key
+            round_id = int(inserted[0])
+            if not results:
+                return round_id
+            conn.execute(sa.insert(attempts), [_attempt_row(round_id, r) for r in results])
+            if not any(_has_sample(r) for r in results):
+                return round_id
+            attempt_ids = _attempt_ids(conn, round_id)
+            sample_rows = []
+            for result in results:
+                # Popping in id order pairs a duplicated (ip, port), should one ever
+                # reach us, with its attempts in the order they were inserted.
+                attempt_id = attempt_ids[(result.client.ip, result.client.port)].popleft()
+                if _has_sample(result):
+                    sample_rows.append(_sample_row(round_id, attempt_id, result))
+            conn.execute(sa.insert(samples), sample_rows)
+            return round_id
+
+    # -- reads -------------------------------------------------------------------
+
+    def latest_samples(self) -> list[Row]:
+        """The newest sample of every host that ever sent one, by (client_ip, client_port).
+
+        A GROUP BY on the (client_ip, client_port, received_at) index; the report of
+        issue 5 gets its own query tuned for 65 million rows.
+        """
+        newest = (
+            sa.select(
+                samples.c.client_ip,
+                samples.c.client_port,
+                sa.func.max(samples.c.received_at).label("received_at"),
+            )
+            .group_by(samples.c.client_ip, samples.c.client_port)
+            .subquery()
+        )
+        query = (
+            sa.select(samples)
+            .join(
+                newest,
+                sa.and_(
+                    samples.c.client_ip == newest.c.client_ip,
+                    samples.c.client_port == newest.c.client_port,
+                    samples.c.received_at == newest.c.received_at,
+                ),
+            )
+            .order_by(samples.c.client_ip, samples.c.client_port, samples.c.id.desc())
+        )
+        with self._errors("read the latest samples"), self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        latest: dict[tuple[str, int], Row] = {}
+        for row in rows:  # two samples with the same received_at: keep the later id
+            latest.setdefault((row.client_ip, row.client_port), row)
+        return list(latest.values())
+
+    def round_summary(self, round_id: int) -> RoundSummary:
+        """The round row and, per host, its attempt joined with its sample's headline."""
+        hosts_query = (
+            sa.select(
+                attempts.c.client_ip,
+                attempts.c.client_port,
+                attempts.c.client_name,
+                attempts.c.status,
+                attempts.c.error,
+                attempts.c.duration_seconds,
+                attempts.c.retries,
+                attempts.c.started_at,
+                samples.c.id.label("sample_id"),
+                samples.c.hostname,
+                samples.c.cpu_percent,
+                samples.c.memory_percent,
+                samples.c.swap_percent,
+                samples.c.load1,
+                samples.c.uptime_seconds,
+                samples.c.disk_max_percent,
+                samples.c.disk_max_mount,
+            )
+            .select_from(attempts.outerjoin(samples, samples.c.attempt_id == attempts.c.id))
+            .where(attempts.c.round_id == round_id)
+            .order_by(attempts.c.id)
+        )
+        with self._errors("read the round"), self.engine.connect() as conn:
+            head = conn.execute(sa.select(rounds).where(rounds.c.id == round_id)).first()
+            if head is None:
+                raise StoreError(f"database {self.display_url} has no round {round_id}")
+            return RoundSummary(round=head, hosts=list(conn.execute(hosts_query).all()))
+
+    def count(self, table_name: str) -> int:
+        """Rows in one of fleetstat's tables (for tests and diagnostics)."""
+        if table_name not in TABLE_NAMES:
+            raise ValueError(f"unknown table {table_name!r}; one of {', '.join(TABLE_NAMES)}")
+        table = metadata.tables[table_name]
+        with self._errors(f"count {table_name}"), self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+    # -- errors ------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """The one boundary where SQLAlchemy and Alembic errors become StoreError."""
+        try:
+            yield
+        except (SQLAlchemyError, CommandError) as exc:
+            reason = self._reason(exc)
+            raise StoreError(f"database {self.display_url}: cannot {doing}: {reason}") from exc
+
+    def _reason(self, exc: Exception) -> str:
+        # The driver's own message, not SQLAlchemy's, which appends the statement and
+        # its parameters: for a round that is every document.
+        orig = getattr(exc, "orig", None)
+        text = str(orig if orig is not None else exc)
+        text = re.sub(r"\s+", " ", text).strip() or type(exc).__name__
+        if self._url.password:
+            text = text.replace(str(self._url.password), "***")
+        return text[:500]
+
+
+# -- engine -----------------------------------------------------------------------
+
+
+def _create_engine(url: URL, *, echo: bool) -> Engine:
+    options: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps}
+    if url.get_backend_name() == "sqlite":
+        _make_parent(url)
+        engine = sa.create_engine(url, **options)
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    # A server restarts or a firewall drops idle connections between rounds.
+    options["pool_pre_ping"] = True
+    if url.get_backend_name() in ("mysql", "mariadb"):
+        options["pool_recycle"] = 3600  # under MySQL's wait_timeout on most setups
+    return sa.create_engine(url, **options)
+
+
+def _make_parent(url: URL) -> None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Driver-level autocommit, so that the "begin" hook below issues BEGIN itself:
+    # the sqlite3 module's legacy mode does not BEGIN before DDL, which would commit
+    # each CREATE TABLE of a migration on its own (SQLAlchemy's documented recipe).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")  # off by default, per connection
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # WAL: readers (a report) never block the round's writer nor it them; with
+        # WAL, synchronous=NORMAL is still safe from corruption and only a power
+        # loss can cost the last commit.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def _json_dumps(value: object) -> str:
+    # Python writes NaN/Infinity, which are not JSON: PostgreSQL's JSONB and
+    # MariaDB's json_valid() check refuse them, and one odd host would cost the
+    # whole round its write. Replace them with null only when they occur.
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False)
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+# -- rows -------------------------------------------------------------------------
+
+
+def _has_sample(result: HostResult) -> bool:
+    return result.ok and result.document is not None
+
+
+def _attempt_row(round_id: int, result: HostResult) -> dict[str, Any]:
+    client = result.client
+    return {
+        "round_id": round_id,
+        "client_ip": client.ip,
+        "client_port": client.port,
+        "client_name": client.name,
+        "status": str(result.status),
+        "error": result.error,
+        "stderr": result.stderr,
+        "duration_seconds": result.duration_seconds,
+        "started_at": result.started_at,
+        "retries": result.retries,
+    }
+
+
+def _attempt_ids(conn: Connection, round_id: int) -> defaultdict[tuple[str, int], deque[int]]:
+    query = (
+        sa.select(attempts.c.id, attempts.c.client_ip, attempts.c.client_port)
+        .where(attempts.c.round_id == round_id)
+        .order_by(attempts.c.id)
+    )
+    ids: defaultdict[tuple[str, int], deque[int]] = defaultdict(deque)
+    for attempt_id, ip, port in conn.execute(query):
+        ids[(ip, port)].append(attempt_id)
+    return ids
+
+
+def _sample_row(round_id: int, attempt_id: int, result: HostResult) -> dict[str, Any]:
+    document = result.document or {}
+    return {
+        "round_id": round_id,
+        "attempt_id": attempt_id,
+        "client_ip": result.client.ip,
+        "client_port": result.client.port,
+        # Ours: when the document reached us, as opposed to the probe's clock.
+        "received_at": result.started_at + timedelta(seconds=result.duration_seconds),
+        "cpu_interval_percent": None,  # needs the previous sample; issue 5
+        "document": document,
+        **headline(document),
+    }
+
+
+__all__: Sequence[str] = ("RoundSummary", "Store")

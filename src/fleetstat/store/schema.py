@@ -1,0 +1,184 @@
+"""The tables of ``docs/contracts.md`` ("Store tables"), as SQLAlchemy Core.
+
+This is the model the code reads and writes through; the DDL that creates it is
+the Alembic revision ``migrations/versions/0001_initial.py``, written out by hand
+so that it never changes once shipped. ``tests/test_store.py`` compares the two.
+
+Portability notes: every indexed string has a length (MySQL cannot index an
+unbounded one; 255 utf8mb4 characters is 1,020 bytes, and the widest key here,
+the events' unique key, stays under InnoDB's 3,072); byte counts are
+``BigInteger``; fractions are ``Double`` (MySQL's ``FLOAT`` is single precision).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from fleetstat.store.types import UTCDateTime, big_id, document, long_text
+
+# Lengths shared with ``headline`` (which truncates to them: strict SQL modes reject
+# the whole statement, i.e. the whole round, when one value is too long).
+HOST_LEN = 255  # client_ip holds an IP or a DNS name (RFC 1035: 253 characters)
+NAME_LEN = 255
+MOUNT_LEN = 1024
+
+NAMING_CONVENTION = {
+    "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+
+# utf8mb4 for non-ASCII hostnames and messages even when the server's default
+# character set is latin1 or the 3-byte utf8.
+MYSQL_TABLE_ARGS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _id() -> sa.Column[int]:
+    return sa.Column("id", big_id(), primary_key=True, autoincrement=True)
+
+
+def _host() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("client_ip", sa.String(HOST_LEN), nullable=False),
+        sa.Column("client_port", sa.Integer, nullable=False),
+    ]
+
+
+rounds = sa.Table(
+    "rounds",
+    metadata,
+    _id(),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=False),
+    sa.Column("hosts_total", sa.Integer, nullable=False),
+    sa.Column("hosts_ok", sa.Integer, nullable=False),
+    sa.Column("hosts_failed", sa.Integer, nullable=False),
+    sa.Column("retries", sa.Integer, nullable=False),
+    sa.Column("duration_seconds", sa.Double, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    _id(),
+    sa.Column("round_id", sa.BigInteger, sa.ForeignKey("rounds.id"), nullable=False),
+    *_host(),
+    sa.Column("client_name", sa.String(NAME_LEN)),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("error", long_text()),
+    sa.Column("stderr", long_text()),
+    sa.Column("duration_seconds", sa.Double, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("retries", sa.Integer, nullable=False),
+    sa.Index(None, "client_ip", "client_port", "started_at"),
+    sa.Index(None, "round_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+samples = sa.Table(
+    "samples",
+    metadata,
+    _id(),
+    sa.Column("round_id", sa.BigInteger, sa.ForeignKey("rounds.id"), nullable=False),
+    # Nullable and SET NULL: attempts may be pruned sooner than samples (issue 5's
+    # retention), and the sample must outlive the attempt row that produced it.
+    sa.Column("attempt_id", sa.BigInteger, sa.ForeignKey("attempts.id", ondelete="SET NULL")),
+    *_host(),
+    sa.Column("collected_at", UTCDateTime),  # the probe's clock; null when unparseable
+    sa.Column("received_at", UTCDateTime, nullable=False),  # ours
+    sa.Column("hostname", sa.String(NAME_LEN)),
+    sa.Column("os", sa.String(NAME_LEN)),
+    sa.Column("kernel", sa.String(NAME_LEN)),
+    sa.Column("cpu_percent", sa.Double),
+    sa.Column("cpu_interval_percent", sa.Double),
+    sa.Column("cpu_count", sa.Integer),
+    sa.Column("memory_total_bytes", sa.BigInteger),
+    sa.Column("memory_used_bytes", sa.BigInteger),
+    sa.Column("memory_available_bytes", sa.BigInteger),
+    sa.Column("memory_percent", sa.Double),
+    sa.Column("swap_total_bytes", sa.BigInteger),
+    sa.Column("swap_used_bytes", sa.BigInteger),
+    sa.Column("swap_percent", sa.Double),
+    sa.Column("load1", sa.Double),
+    sa.Column("load5", sa.Double),
+    sa.Column("load15", sa.Double),
+    sa.Column("uptime_seconds", sa.Double),
+    sa.Column("disk_max_percent", sa.Double),
+    sa.Column("disk_max_mount", sa.String(MOUNT_LEN)),
+    sa.Column("document", document(), nullable=False),
+    sa.Index(None, "client_ip", "client_port", "received_at"),
+    sa.Index(None, "round_id"),
+    sa.Index(None, "attempt_id"),  # PostgreSQL does not index FKs; deleting attempts needs it
+    **MYSQL_TABLE_ARGS,
+)
+
+security_events = sa.Table(
+    "security_events",
+    metadata,
+    _id(),
+    *_host(),
+    sa.Column("event_key", sa.String(255), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # windows / journal / authlog
+    sa.Column("record_id", sa.BigInteger),
+    sa.Column("occurred_at", UTCDateTime),
+    sa.Column("event_id", sa.Integer),
+    sa.Column("level", sa.String(32)),
+    sa.Column("provider", sa.String(NAME_LEN)),
+    sa.Column("computer", sa.String(NAME_LEN)),
+    sa.Column("account", sa.String(NAME_LEN)),
+    sa.Column("source_address", sa.String(HOST_LEN)),
+    sa.Column("logon_type", sa.Integer),
+    sa.Column("summary", long_text()),
+    sa.Column("data", document(none_as_null=True)),
+    sa.Column("round_id", sa.BigInteger, sa.ForeignKey("rounds.id")),
+    sa.UniqueConstraint("client_ip", "client_port", "event_key"),
+    **MYSQL_TABLE_ARGS,
+)
+
+alert_states = sa.Table(
+    "alert_states",
+    metadata,
+    _id(),
+    *_host(),
+    sa.Column("rule_key", sa.String(255), nullable=False),
+    sa.Column("metric", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # ok / pending / firing
+    sa.Column("breach_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("first_breached_at", UTCDateTime),
+    sa.Column("last_value", sa.Double),
+    sa.Column("limit_value", sa.Double),
+    sa.Column("last_evaluated_at", UTCDateTime),
+    sa.Column("last_notified_at", UTCDateTime),
+    sa.Column("resolved_at", UTCDateTime),
+    sa.UniqueConstraint("client_ip", "client_port", "rule_key"),
+    **MYSQL_TABLE_ARGS,
+)
+
+mail_outbox = sa.Table(
+    "mail_outbox",
+    metadata,
+    _id(),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # alert / events
+    sa.Column("client_ip", sa.String(HOST_LEN)),
+    sa.Column("client_port", sa.Integer),
+    sa.Column("recipients", long_text(), nullable=False),  # comma-joined
+    sa.Column("subject", long_text(), nullable=False),
+    sa.Column("body", long_text(), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_attempt_at", UTCDateTime),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("last_error", long_text()),
+    sa.Column("sent_at", UTCDateTime),  # null until the SMTP server accepted it
+    sa.Index(None, "sent_at", "next_attempt_at"),
+    **MYSQL_TABLE_ARGS,
+)
+
+TABLE_NAMES = tuple(metadata.tables)
