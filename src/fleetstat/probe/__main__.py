@@ -1,0 +1,157 @@
+"""Entry point of the probe: collect, compress, seal, print one line.
+
+    python3 -I -S probe.pyz --recipient <b64url X25519 public key, 32 bytes>
+        --challenge <b64url 16 bytes> [--since JSON] [--top N] [--cpu-window SECONDS]
+
+stdout carries exactly one line, ``FLEETSTAT/1 <sealed>``; diagnostics go to
+stderr. Exit 0 when the line was printed, 2 on bad arguments, 1 when sealing
+failed. Standard library only, Python 3.6+ (see docs/contracts.md).
+"""
+
+import binascii
+import json
+import sys
+import zlib
+
+from .common import Context
+from .registry import build_document
+
+RECIPIENT_BYTES = 32  # raw X25519 public key (RFC 7748)
+CHALLENGE_BYTES = 16
+MAX_CPU_WINDOW = 10.0
+MAX_TOP = 100
+USAGE = (
+    "usage: python3 probe.pyz --recipient B64URL --challenge B64URL"
+    " [--since JSON] [--top N] [--cpu-window SECONDS]\n"
+)
+HELP = """
+fleetstat probe: collect this machine's statistics and print them sealed.
+
+  --recipient B64URL      the server's X25519 public key (32 bytes)
+  --challenge B64URL      16 random bytes chosen by the server for this run
+  --since JSON            bookmark for event collectors (passed through)
+  --top N                 processes per top list (default 5)
+  --cpu-window SECONDS    CPU sampling window (default 0.25)
+
+Prints one line, FLEETSTAT/1 <sealed>; exit 0 when printed, 2 on bad
+arguments, 1 when sealing failed.
+"""
+# Not argparse: on the host, argparse (with the gettext catalogue lookup and
+# shutil it pulls in when building the parser) costs about 6 ms of CPU per run,
+# a tenth of the probe, measured with python3.11 -X importtime.
+OPTIONS = ("--recipient", "--challenge", "--since", "--top", "--cpu-window")
+_B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+class UsageError(Exception):
+    pass
+
+
+class HelpRequested(Exception):
+    pass
+
+
+def b64url_bytes(text, length, what):
+    """Decode unpadded base64url and insist on ``length`` bytes."""
+    if not text or not _B64URL_ALPHABET.issuperset(text):
+        raise UsageError("%s is not base64url" % what)
+    padded = text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)
+    try:
+        raw = binascii.a2b_base64(padded.encode("ascii"))
+    except (binascii.Error, ValueError):
+        raise UsageError("%s is not base64url" % what) from None
+    if len(raw) != length:
+        raise UsageError("%s must be %d bytes, got %d" % (what, length, len(raw)))
+    return raw
+
+
+def split_options(argv):
+    """``{"--name": "value"}`` from ``--name value`` or ``--name=value``.
+
+    A value is always the next word, even when it starts with "-": base64url
+    keys and challenges do, one time in 64.
+    """
+    values = {}
+    i = 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if name in ("-h", "--help"):
+            raise HelpRequested()
+        if name not in OPTIONS:
+            raise UsageError("unrecognized argument %r" % argv[i])
+        if not eq:
+            if i + 1 >= len(argv):
+                raise UsageError("%s needs a value" % name)
+            i += 1
+            value = argv[i]
+        values[name] = value
+        i += 1
+    return values
+
+
+def _number(values, name, kind, default):
+    if name not in values:
+        return default
+    try:
+        return kind(values[name])
+    except ValueError:
+        raise UsageError("%s must be a number, got %r" % (name, values[name])) from None
+
+
+def parse_args(argv):
+    """(recipient, challenge, since, top, cpu_window); raises UsageError or HelpRequested."""
+    values = split_options(argv)
+    for required in ("--recipient", "--challenge"):
+        if required not in values:
+            raise UsageError("%s is required" % required)
+    recipient = b64url_bytes(values["--recipient"], RECIPIENT_BYTES, "--recipient")
+    challenge = b64url_bytes(values["--challenge"], CHALLENGE_BYTES, "--challenge")
+    since = None
+    if "--since" in values:
+        try:
+            since = json.loads(values["--since"])
+        except ValueError:
+            raise UsageError("--since is not valid JSON") from None
+    top = _number(values, "--top", int, 5)
+    if not 0 <= top <= MAX_TOP:
+        raise UsageError("--top must be between 0 and %d" % MAX_TOP)
+    cpu_window = _number(values, "--cpu-window", float, 0.25)
+    if not 0 <= cpu_window <= MAX_CPU_WINDOW:  # also refuses nan
+        raise UsageError("--cpu-window must be between 0 and %g seconds" % MAX_CPU_WINDOW)
+    return recipient, challenge, since, top, cpu_window
+
+
+def encode_document(doc):
+    """The plaintext before sealing: zlib(compact UTF-8 JSON)."""
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"))
+
+
+def main(argv=None):
+    try:
+        recipient, challenge, since, top, cpu_window = parse_args(
+            sys.argv[1:] if argv is None else list(argv)
+        )
+    except HelpRequested:
+        sys.stdout.write(USAGE + HELP)
+        return 0
+    except UsageError as exc:
+        sys.stderr.write(USAGE + "probe: error: %s\n" % exc)
+        return 2
+
+    ctx = Context(top=top, since=since, cpu_window=cpu_window)
+    plaintext = encode_document(build_document(ctx))
+
+    try:
+        from .seal import format_line, seal
+
+        line = format_line(seal(plaintext, recipient, challenge))
+    except Exception as exc:
+        sys.stderr.write("probe: sealing failed: %s: %s\n" % (type(exc).__name__, exc))
+        return 1
+    sys.stdout.write(line.rstrip("\n") + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Top processes by CPU (over the probe's CPU window) and by resident memory.
+
+Two snapshots of every /proc/[pid]/stat, taken at the start and the end of the
+window (the same window as the cpu family), give each process's CPU ticks in
+that window; RSS comes from the second snapshot. Only the few processes that
+make a top list have their /proc/[pid]/status read (for the owning user).
+
+Processes come and go while we read: a pid that vanishes between listdir and
+read (ENOENT, or ESRCH from a dying task) is simply skipped.
+"""
+
+import time
+
+from .procfs import list_pids, read_text
+
+_GONE = (OSError, ValueError, IndexError)  # vanished, or torn mid-exit
+
+
+def parse_pid_stat(text):
+    """(name, cpu ticks, rss pages) from /proc/[pid]/stat.
+
+    The name (comm, at most 15 characters) is in parentheses and may itself
+    hold spaces and parentheses, so the fields are split after the *last* ")"
+    (proc(5)). Then field 3 is the state, 14/15 utime/stime in USER_HZ ticks,
+    and 24 the resident set in pages.
+    """
+    left = text.index("(")
+    right = text.rindex(")")
+    fields = text[right + 2 :].split()
+    return text[left + 1 : right], int(fields[11]) + int(fields[12]), int(fields[21])
+
+
+def parse_status_uid(text):
+    """The real uid from /proc/[pid]/status (``Uid: real effective saved fs``)."""
+    for line in text.splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
+
+
+def snapshot(root, skip_pid=None):
+    """{pid: (name, ticks, rss pages)} for every process readable right now."""
+    result = {}
+    for pid in list_pids(root):
+        if pid == skip_pid:
+            continue
+        try:
+            result[pid] = parse_pid_stat(read_text(root, "proc/%d/stat" % pid))
+        except _GONE:
+            continue
+    return result
+
+
+def rank(before, after, elapsed, clock_ticks, page_size, top):
+    """(top_cpu, top_memory): lists of (pid, name, cpu_percent, rss_bytes).
+
+    cpu_percent is of one CPU, as top and psutil report it (a process busy on
+    two cores shows 200). Its resolution is one tick over the window: 4% for
+    a 0.25 s window at USER_HZ 100. Processes that did not exist at the start of
+    the window, or whose tick count fell (the pid was reused), have no CPU
+    figure and are left out of top_cpu, as are processes that used no CPU in
+    the window (an idle host has an empty top_cpu, not five zeros).
+    """
+    rows = []
+    for pid, (name, ticks, rss) in after.items():
+        cpu_percent = None
+        prev = before.get(pid)
+        if prev is not None and ticks >= prev[1] and elapsed > 0:
+            cpu_percent = round((ticks - prev[1]) * 100.0 / clock_ticks / elapsed, 1)
+        rows.append((pid, name, cpu_percent, rss * page_size))
+    by_cpu = sorted((r for r in rows if r[2]), key=lambda r: (-r[2], -r[3], r[0]))
+    by_rss = sorted((r for r in rows if r[3]), key=lambda r: (-r[3], r[0]))
+    return by_cpu[:top], by_rss[:top]
+
+
+def describe(root, row, user_name):
+    pid, name, cpu_percent, rss_bytes = row
+    uid = parse_status_uid(read_text(root, "proc/%d/status" % pid))
+    return {
+        "pid": pid,
+        "name": name,
+        "user": user_name(uid) if uid is not None else None,
+        "cpu_percent": cpu_percent,
+        "rss_bytes": rss_bytes,
+    }
+
+
+def _described(root, rows, user_name):
+    out = []
+    for row in rows:
+        try:
+            out.append(describe(root, row, user_name))
+        except _GONE:
+            continue  # exited since the snapshot
+    return out
+
+
+def begin_processes(ctx):
+    if ctx.top <= 0:
+        return None
+    # The probe itself is left out: it is busy exactly while it measures.
+    return time.monotonic(), snapshot(ctx.root, ctx.self_pid)
+
+
+def collect_processes(ctx, started):
+    if started is None:
+        return {"processes": {"top_cpu": [], "top_memory": []}}
+    t0, before = started
+    after = snapshot(ctx.root, ctx.self_pid)
+    elapsed = time.monotonic() - t0
+    # One spare per list, so a process exiting before its status is read does
+    # not leave the list short.
+    top_cpu, top_memory = rank(before, after, elapsed, ctx.clock_ticks, ctx.page_size, ctx.top + 1)
+    return {
+        "processes": {
+            "top_cpu": _described(ctx.root, top_cpu, ctx.user_name)[: ctx.top],
+            "top_memory": _described(ctx.root, top_memory, ctx.user_name)[: ctx.top],
+        }
+    }

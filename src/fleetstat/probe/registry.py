@@ -1,0 +1,101 @@
+"""Which collectors run on this platform, and running them into one document.
+
+Each platform module (``linux.py``; ``windows.py`` is the next one) exposes a
+``COLLECTORS`` tuple of :class:`~.common.Collector`; ``common.COLLECTORS`` run
+everywhere. The platform module is imported only on its own platform, so a
+Linux host never compiles Windows code (the zipapp has no .pyc files: every
+imported module is compiled at start-up).
+
+Running (:func:`build_document`), node_exporter style: every collector is timed
+into ``collectors``; one that raises gets ``errors[name] = "Type: message"``
+and its keys set to null, and the others still run.
+"""
+
+import time
+
+from . import common
+
+
+def platform_collectors(platform):
+    """The platform module's COLLECTORS, or None when the platform has none yet."""
+    if platform == "linux":
+        from . import linux
+
+        return linux.COLLECTORS
+    # Windows (a later issue): probe/windows.py with its COLLECTORS, imported here
+    # under `if platform == "windows":` exactly like linux above.
+    return None
+
+
+def collectors_for(platform):
+    """(collectors, error) for ``platform``; error is text when it is unsupported."""
+    specific = platform_collectors(platform)
+    if specific is None:
+        return list(common.COLLECTORS), "no collectors for platform %r yet" % (platform,)
+    found = list(common.COLLECTORS) + list(specific)
+    return [c for c in found if c.applies_to(platform)], None
+
+
+def build_document(ctx, platform=None, collectors=None, sleep=time.sleep):
+    """Run the collectors and return the schema 1 document (a dict).
+
+    The CPU window overlaps the other collectors: the ``begin`` halves (first
+    /proc/stat and per-process snapshots) run first, then every one-shot
+    collector, then only what is left of ``ctx.cpu_window`` is slept before the
+    second snapshots. The probe's wall time is max(window, work), not their sum.
+    """
+    platform = platform or common.platform_name()
+    errors = {}
+    if collectors is None:
+        collectors, unsupported = collectors_for(platform)
+        if unsupported:
+            errors["platform"] = unsupported
+    doc = {
+        "schema": common.SCHEMA,
+        "probe_version": common.PROBE_VERSION,
+        "collected_at": common.utc_iso(ctx.now()),
+        "platform": platform,
+    }
+    for key in common.FAMILY_KEYS:
+        doc[key] = None
+    timings = {}
+    started = {}
+
+    def attempt(collector, step, *args):
+        t0 = time.monotonic()
+        try:
+            return True, step(ctx, *args)
+        except Exception as exc:  # one family failing must never stop the rest
+            errors[collector.name] = common.error_text(exc)
+            for key in collector.keys:
+                doc[key] = None
+            return False, None
+        finally:
+            timings[collector.name] = timings.get(collector.name, 0.0) + (time.monotonic() - t0)
+
+    window_start = time.monotonic()
+    for c in collectors:
+        if c.begin is not None:
+            ok, state = attempt(c, c.begin)
+            if ok:
+                started[c.name] = state
+    for c in collectors:
+        if c.begin is None:
+            ok, values = attempt(c, c.collect, None)
+            if ok:
+                doc.update(values)
+    remaining = ctx.cpu_window - (time.monotonic() - window_start)
+    if started and remaining > 0:
+        sleep(remaining)
+    for c in collectors:
+        if c.name in started:
+            ok, values = attempt(c, c.collect, started[c.name])
+            if ok:
+                doc.update(values)
+
+    doc["collectors"] = {
+        c.name: {"ok": c.name not in errors, "duration_seconds": round(timings[c.name], 6)}
+        for c in collectors
+    }
+    doc["errors"] = errors
+    return doc

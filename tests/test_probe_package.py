@@ -1,0 +1,344 @@
+"""The probe's limits as tests (STYLE habit 8), and the zipapp run for real.
+
+- every probe file imports only the standard library (and its own modules);
+- vermin finds nothing newer than Python 3.6;
+- the zipapp is deterministic and small;
+- the built zipapp, run as the transport runs it (``python3 -I -S probe.pyz``)
+  with this interpreter and with Python 3.6, prints one sealed line that the
+  server opens, and nothing of the plaintext.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+import fleetstat
+import fleetstat.probe
+from fleetstat import envelope, probe_bundle
+from fleetstat.probe import __main__ as probe_main
+from fleetstat.probe import common
+
+PROBE_DIR = Path(fleetstat.probe.__file__).parent
+PROBE_FILES = sorted(PROBE_DIR.glob("*.py"))
+PROBE_MODULES = {p.stem for p in PROBE_FILES}
+# Third-party modules the probe may use when the host happens to have them
+# (DESIGN.md: cryptography, with the pure-Python path as the fallback). Only
+# inside a try block, so their absence is never an error.
+OPTIONAL_MODULES = {"cryptography"}
+SIZE_LIMIT = 64 * 1024
+PY36_CANDIDATES = ["/root/.pyenv/versions/3.6.15/bin/python3.6", shutil.which("python3.6")]
+PY36 = next((p for p in PY36_CANDIDATES if p and os.access(p, os.X_OK)), None)
+LINE_RE = re.compile(rb"\AFLEETSTAT/1 [A-Za-z0-9_-]+\n\Z")
+
+
+# --- standard library only -------------------------------------------------------
+
+
+def _imports(tree: ast.AST) -> list[tuple[str, int, bool, int]]:
+    """(module, level, inside a try body, line) for every import in ``tree``."""
+    found: list[tuple[str, int, bool, int]] = []
+
+    def visit(node: ast.AST, in_try: bool) -> None:
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, 0, in_try, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level and not node.module:  # from . import a, b
+                found.extend((alias.name, node.level, in_try, node.lineno) for alias in node.names)
+            else:
+                found.append((node.module or "", node.level, in_try, node.lineno))
+        if isinstance(node, ast.Try):
+            for child in node.body:
+                visit(child, True)
+            for child in [*node.handlers, *node.orelse, *node.finalbody]:
+                visit(child, in_try)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_try)
+
+    visit(tree, False)
+    return found
+
+
+@pytest.mark.parametrize("path", PROBE_FILES, ids=lambda p: p.name)
+def test_probe_imports_only_stdlib_and_itself(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for module, level, in_try, line in _imports(tree):
+        top = module.split(".")[0]
+        where = f"{path.name}:{line}"
+        if level:
+            assert level == 1, f"{where}: relative import leaves the probe package"
+            assert top in PROBE_MODULES, f"{where}: .{module} is not a probe module"
+        elif top in OPTIONAL_MODULES:
+            assert in_try, f"{where}: optional {module} imported outside a try block"
+        else:
+            assert top != "fleetstat", f"{where}: the probe must not import fleetstat"
+            assert top in sys.stdlib_module_names, f"{where}: {module} is not standard library"
+
+
+def test_import_walker_sees_what_it_should() -> None:
+    tree = ast.parse(
+        "import os, json.decoder\nfrom . import linux\nfrom .x import y\n"
+        "try:\n    import cryptography\nexcept ImportError:\n    pass\n"
+    )
+    assert _imports(tree) == [
+        ("os", 0, False, 1),
+        ("json.decoder", 0, False, 1),
+        ("linux", 1, False, 2),
+        ("x", 1, False, 3),
+        ("cryptography", 0, True, 5),
+    ]
+
+
+# --- oldest Python ---------------------------------------------------------------
+
+
+def _vermin_minimum(target: Path) -> tuple[tuple[int, int] | None, str]:
+    """vermin's 'Minimum required versions' for Python 3, and its whole output."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from vermin import main; sys.exit(main())",
+            "-t=3.6-",
+            "--no-tips",
+            "--violations",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    match = re.search(r"Minimum required versions:.*?\b3\.(\d+)", output)
+    return ((3, int(match.group(1))) if match else None), output
+
+
+def test_vermin_says_python_36_is_enough() -> None:
+    minimum, output = _vermin_minimum(PROBE_DIR)
+    assert minimum is not None, output
+    assert minimum <= (3, 6), output
+    assert "Target versions not met" not in output, output
+
+
+def test_vermin_check_would_catch_37(tmp_path: Path) -> None:
+    sample = tmp_path / "newer.py"
+    sample.write_text("import contextvars\n")
+    minimum, output = _vermin_minimum(sample)
+    assert minimum == (3, 7), output
+
+
+# --- the zipapp ------------------------------------------------------------------
+
+
+def test_zipapp_is_deterministic_and_small() -> None:
+    probe_bundle.build_probe.cache_clear()
+    probe_bundle.probe_digest.cache_clear()
+    first = probe_bundle.build_probe()
+    probe_bundle.build_probe.cache_clear()
+    second = probe_bundle.build_probe()
+    assert first == second
+    assert probe_bundle.build_probe() is second  # cached
+    assert len(first) < SIZE_LIMIT, f"probe.pyz is {len(first)} bytes"
+    assert len(probe_bundle.probe_digest()) == 64
+
+
+def test_zipapp_layout() -> None:
+    archive = zipfile.ZipFile(io.BytesIO(probe_bundle.build_probe()))
+    names = archive.namelist()
+    assert names == sorted(names)
+    assert names[0] == "__main__.py"
+    assert set(names[1:]) == {f"fleetstat_probe/{p.name}" for p in PROBE_FILES}
+    for info in archive.infolist():
+        assert info.date_time == (1980, 1, 1, 0, 0, 0)
+        assert info.compress_type == zipfile.ZIP_DEFLATED
+    main = archive.read("__main__.py").decode()
+    assert "from fleetstat_probe.__main__ import main" in main
+    assert archive.read("fleetstat_probe/linux.py") == (PROBE_DIR / "linux.py").read_bytes()
+
+
+def test_probe_version_matches_package() -> None:
+    assert fleetstat.__version__ == common.PROBE_VERSION
+
+
+# --- running it ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def probe_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("probe") / "probe.pyz"
+    path.write_bytes(probe_bundle.build_probe())
+    return path
+
+
+@pytest.mark.parametrize(
+    "python",
+    [
+        pytest.param(sys.executable, id="current"),
+        pytest.param(
+            PY36,
+            id="python3.6",
+            marks=pytest.mark.skipif(PY36 is None, reason="no python3.6 on this machine"),
+        ),
+    ],
+)
+def test_zipapp_runs_and_opens(python: str, probe_file: Path) -> None:
+    key = X25519PrivateKey.generate()
+    challenge = os.urandom(16)
+    proc = subprocess.run(
+        [
+            python,
+            "-I",
+            "-S",
+            str(probe_file),
+            "--recipient",
+            envelope.public_key_b64(key.public_key()),
+            "--challenge",
+            envelope.b64url_encode(challenge),
+            "--cpu-window",
+            "0.1",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr == b""
+    assert LINE_RE.match(proc.stdout), proc.stdout[:200]  # one line, nothing else
+
+    plaintext = envelope.open_line(proc.stdout, key, challenge)
+    doc = envelope.decode_document(plaintext)
+    assert doc["errors"] == {}
+    assert doc["schema"] == 1
+    assert doc["memory"]["total_bytes"] > 0
+    assert doc["cpu"]["count"] >= 1 and doc["cpu"]["used_percent"] is not None
+    assert doc["uptime_seconds"] > 0
+    assert any(d["mount"] == "/" for d in doc["disks"])
+    assert doc["host"]["python"].startswith("3.6." if python == PY36 else "3.")
+
+    # Nothing of the plaintext on stdout: no JSON text, no document values,
+    # not even the compressed document merely base64-encoded.
+    for secret in ("total_bytes", "available_bytes", doc["host"]["os"], "collected_at"):
+        assert secret.encode() not in proc.stdout
+    hostname = doc["host"]["hostname"]
+    if len(hostname) >= 6:  # shorter ones occur in random base64 by chance
+        assert hostname.encode() not in proc.stdout
+    assert envelope.b64url_encode(plaintext)[8:48].encode() not in proc.stdout
+
+
+# --- the entry point in-process ------------------------------------------------------
+
+
+def _args(recipient: bytes = b"\x09" * 32, challenge: bytes = b"\x07" * 16) -> list[str]:
+    return [
+        "--recipient",
+        envelope.b64url_encode(recipient),
+        "--challenge",
+        envelope.b64url_encode(challenge),
+        "--cpu-window",
+        "0",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--recipient", "AAAA", "--challenge", "A" * 22], "--recipient must be 32 bytes, got 3"),
+        (["--recipient", "A" * 43, "--challenge", "AAAA"], "--challenge must be 16 bytes, got 3"),
+        (["--recipient", "A" * 43, "--challenge", "A*" * 11], "--challenge is not base64url"),
+        ([*_args(), "--since", "{not json"], "--since is not valid JSON"),
+        ([*_args(), "--top", "-1"], "--top must be between 0 and 100"),
+        ([*_args(), "--cpu-window", "60"], "--cpu-window must be between 0 and 10 seconds"),
+        ([*_args(), "--cpu-window", "nan"], "--cpu-window must be between 0 and 10 seconds"),
+        ([*_args(), "--top", "five"], "--top must be a number, got 'five'"),
+        ([*_args(), "--verbose"], "unrecognized argument '--verbose'"),
+        ([*_args(), "--top"], "--top needs a value"),
+        (["--challenge", "A" * 22], "--recipient is required"),
+    ],
+)
+def test_bad_arguments_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert probe_main.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert message in err
+
+
+def test_missing_argument_exits_2_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert probe_main.main(["--recipient", "A" * 43]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "--challenge" in err and "usage:" in err
+
+
+def test_help_goes_to_stdout_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert probe_main.main(["--help"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("usage:") and "--cpu-window" in out and err == ""
+
+
+def test_equals_form_is_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["=".join(pair) for pair in zip(_args()[::2], _args()[1::2], strict=True)]
+    assert argv[0].startswith("--recipient=")
+    assert probe_main.main(argv) == 0
+    assert capsys.readouterr().out.startswith("FLEETSTAT/1 ")
+
+
+def test_values_starting_with_a_dash_are_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    # 0xfb.. encodes as "-..." in base64url: 1 key or challenge in 64 looks like this.
+    key = X25519PrivateKey.generate()
+    challenge = b"\xfb" + os.urandom(15)
+    argv = _args(challenge=challenge)
+    argv[1] = envelope.public_key_b64(key.public_key())
+    assert argv[3].startswith("-")
+    assert probe_main.main(argv) == 0
+    out, _err = capsys.readouterr()
+    doc = envelope.decode_document(envelope.open_line(out, key, challenge))
+    assert doc["schema"] == 1
+
+
+def test_main_prints_one_opened_line(capsys: pytest.CaptureFixture[str]) -> None:
+    key = X25519PrivateKey.generate()
+    challenge = os.urandom(16)
+    argv = _args(challenge=challenge)
+    argv[1] = envelope.public_key_b64(key.public_key())
+    assert probe_main.main([*argv, "--top", "2", "--since", '{"journal": "c1"}']) == 0
+    out, _err = capsys.readouterr()
+    assert out.count("\n") == 1 and out.startswith("FLEETSTAT/1 ")
+    doc = envelope.decode_document(envelope.open_line(out, key, challenge))
+    assert len(doc["processes"]["top_memory"]) <= 2
+    assert doc["security_events"] is None
+
+
+def test_sealing_failure_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fleetstat.probe import seal
+
+    def broken(plaintext: bytes, recipient: bytes, challenge: bytes) -> bytes:
+        raise RuntimeError("no entropy")
+
+    monkeypatch.setattr(seal, "seal", broken)
+    assert probe_main.main(_args()) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "sealing failed: RuntimeError: no entropy" in err
+
+
+def test_encode_document_is_compact_zlib_json() -> None:
+    import json
+    import zlib
+
+    doc = {"schema": 1, "host": {"hostname": "h\u00e9"}}
+    raw = zlib.decompress(probe_main.encode_document(doc))
+    assert raw == b'{"schema":1,"host":{"hostname":"h\\u00e9"}}'
+    assert json.loads(raw) == doc
