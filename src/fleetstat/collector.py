@@ -1,0 +1,159 @@
+"""A round: every configured host at once (bounded), each with its deadline.
+
+Every host gets exactly one :class:`HostResult`, ok or a classified failure; an
+unexpected exception for one host becomes that host's failed result, never the
+round's. The transport is a parameter (``runner``) so scheduling, deadlines and
+classification are tested against a fake in milliseconds; the real path is tested
+against a real sshd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from fleetstat import envelope
+from fleetstat.errors import EnvelopeError, TransportError
+from fleetstat.model import HostResult, RoundResult, Status
+from fleetstat.transport import KnownHosts, ProbeRun, TransportSettings, run_probe
+from fleetstat.transport.hostkeys import default_known_hosts
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from fleetstat.config import Client, Config
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[["Client", bytes, Sequence[str], TransportSettings], Awaitable[ProbeRun]]
+Progress = Callable[[HostResult], None]
+
+MAGIC_PREFIX = envelope.MAGIC + " "
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What a round needs besides the config: the probe bytes and the server key."""
+
+    probe: bytes
+    private_key: X25519PrivateKey
+    settings: TransportSettings
+    concurrency: int
+    top_processes: int = 5
+
+
+def plan_round(config: Config, private_key: X25519PrivateKey, probe: bytes) -> RoundPlan:
+    d = config.defaults
+    known = KnownHosts(d.known_hosts or default_known_hosts(), d.host_keys)
+    settings = TransportSettings(
+        known_hosts=known, connect_timeout=d.timeouts.connect, run_timeout=d.timeouts.run
+    )
+    return RoundPlan(probe, private_key, settings, d.concurrency, d.top_processes)
+
+
+def probe_argv(
+    recipient_b64: str, challenge: bytes, top: int, since: str | None = None
+) -> list[str]:
+    argv = ["--recipient", recipient_b64, "--challenge", envelope.b64url_encode(challenge)]
+    argv += ["--top", str(top)]
+    if since is not None:
+        argv += ["--since", since]
+    return argv
+
+
+def find_envelope_line(stdout: bytes) -> str:
+    """The FLEETSTAT line, even when a chatty shell rc printed something before it."""
+    text = stdout.decode("ascii", "replace")
+    for line in reversed(text.splitlines()):
+        if line.startswith(MAGIC_PREFIX):
+            return line.strip()
+    first = text.strip().splitlines()[0][:80] if text.strip() else "(nothing)"
+    raise EnvelopeError(f"output is not a {envelope.MAGIC} line: {first!r}")
+
+
+async def collect_round(
+    config: Config,
+    plan: RoundPlan,
+    *,
+    runner: Runner = run_probe,
+    progress: Progress | None = None,
+    clients: Sequence[Client] | None = None,
+) -> RoundResult:
+    """Run the probe on every client; return one result per client, in config order."""
+    started = datetime.now(UTC)
+    limit = asyncio.Semaphore(max(1, plan.concurrency))
+    recipient = envelope.public_key_b64(plan.private_key.public_key())
+    targets = list(clients if clients is not None else config.clients)
+
+    async def one(client: Client) -> HostResult:
+        async with limit:
+            result = await _collect_host(client, plan, recipient, runner)
+        if progress is not None:
+            progress(result)
+        return result
+
+    results = await asyncio.gather(*(one(c) for c in targets))
+    return RoundResult(started_at=started, finished_at=datetime.now(UTC), results=tuple(results))
+
+
+async def _collect_host(
+    client: Client, plan: RoundPlan, recipient: str, runner: Runner
+) -> HostResult:
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    challenge = os.urandom(16)
+    argv = probe_argv(recipient, challenge, plan.top_processes)
+    retries = 0
+
+    def failed(status: Status, error: str, stderr: str | None = None) -> HostResult:
+        return HostResult(
+            client=client,
+            status=status,
+            started_at=started,
+            duration_seconds=time.monotonic() - t0,
+            error=error,
+            retries=retries,
+            stderr=stderr,
+        )
+
+    try:
+        async with asyncio.timeout(plan.settings.host_deadline):
+            run = await runner(client, plan.probe, argv, plan.settings)
+    except TransportError as exc:
+        retries = getattr(exc, "retries", 0)
+        return failed(exc.status, str(exc), exc.stderr)
+    except TimeoutError:
+        return failed(
+            Status.TIMEOUT,
+            f"{client.ip}:{client.port} did not finish within the host deadline "
+            f"({plan.settings.host_deadline:g}s)",
+        )
+    except Exception as exc:  # one host never sinks the round
+        log.exception("unexpected error collecting from %s", client.ip)
+        return failed(Status.PROBE_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+    retries = run.retries
+    stderr = run.stderr.decode("utf-8", "replace")[-4096:].strip() or None
+    try:
+        line = find_envelope_line(run.stdout)
+        document = _open(line, plan.private_key, challenge)
+    except EnvelopeError as exc:
+        return failed(Status.BAD_PAYLOAD, f"{client.ip}:{client.port}: {exc}", stderr)
+    return HostResult(
+        client=client,
+        status=Status.OK,
+        started_at=started,
+        duration_seconds=time.monotonic() - t0,
+        document=document,
+        retries=retries,
+        stderr=stderr,
+    )
+
+
+def _open(line: str, key: X25519PrivateKey, challenge: bytes) -> dict[str, Any]:
+    return envelope.decode_document(envelope.open_line(line, key, challenge))

@@ -1,0 +1,332 @@
+"""A simulated fleet: one real OpenSSH ``sshd`` serving many loopback "hosts".
+
+Used by the demo, the tests and the benchmarks. Every address in 127.0.0.0/8 is
+local on Linux, so one sshd bound to 0.0.0.0 and restricted to loopback clients
+(``AllowUsers *@127.0.0.0/8``) answers on all of them; ``Match LocalAddress``
+blocks give chosen addresses a behaviour (a python3 that hangs, none at all, one
+that prints garbage) through ``SetEnv PATH=...``, and a TMPDIR of their own so a
+test can see that nothing was left behind.
+
+As root, the sshd runs in a private mount namespace (``unshare --mount``) where a
+copy of /etc/passwd and /etc/shadow with one extra user is bind-mounted: password
+logins work without touching the real system. As another user, sshd runs as that
+user and only key logins work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BEHAVIOURS = ("ok", "hang", "no_python", "garbage", "fail")
+SIM_USER = "fleetsim"
+SIM_UID = 64123
+
+_FAKE_PYTHONS = {
+    "hang": "#!/bin/sh\nexec sleep 3600\n",
+    "garbage": "#!/bin/sh\necho 'hello from a host that does not speak fleetstat'\nexit 0\n",
+    "fail": "#!/bin/sh\necho 'Traceback: probe crashed on purpose' >&2\nexit 3\n",
+}
+# What a host without python still needs for the remote script.
+_NO_PYTHON_TOOLS = ("mktemp", "cat", "rm", "timeout", "sleep")
+
+
+class SimFleetError(RuntimeError):
+    """The simulated fleet cannot start (no sshd, no permission, port in use)."""
+
+
+def find_sshd() -> str:
+    for candidate in (shutil.which("sshd"), "/usr/sbin/sshd", "/usr/local/sbin/sshd"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise SimFleetError(
+        "OpenSSH sshd is not installed: run scripts/setup (apt-get install openssh-server)"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def host_address(index: int) -> str:
+    """The i-th host's address in 127.1.0.0/16 and up: never .0 or .255 in the last byte."""
+    hi, lo = divmod(index, 250)
+    return f"127.{1 + hi // 250}.{hi % 250}.{lo + 2}"
+
+
+@dataclass
+class SimHost:
+    address: str
+    behaviour: str
+    tmpdir: Path
+
+
+@dataclass
+class SimFleet:
+    """Start with ``start()`` (or as a context manager); ``stop()`` kills everything."""
+
+    workdir: Path
+    count: int = 5
+    behaviours: dict[int, str] = field(default_factory=dict)  # host index -> behaviour
+    port: int = 0
+    max_startups: str = "1000:30:1000"
+    extra_config: str = ""
+    hosts: list[SimHost] = field(default_factory=list)
+    password: str = ""
+    _proc: subprocess.Popen[bytes] | None = None
+    # What the simulated user must reach (home, TMPDIRs, fake interpreters) lives
+    # under its own traversable folder: ``workdir`` may sit in a private 0700 tree
+    # such as pytest's.
+    hostroot: Path = field(default_factory=lambda: Path("/nonexistent"))
+
+    # -- paths -------------------------------------------------------------
+    @property
+    def user(self) -> str:
+        return SIM_USER if self.as_root else _current_user()
+
+    @property
+    def as_root(self) -> bool:
+        return os.geteuid() == 0
+
+    @property
+    def host_key(self) -> Path:
+        return self.workdir / "ssh_host_ed25519_key"
+
+    @property
+    def client_key(self) -> Path:
+        return self.workdir / "client_ed25519_key"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.workdir / "known_hosts"
+
+    @property
+    def home(self) -> Path:
+        return self.hostroot / "home"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "sshd.log"
+
+    # -- lifecycle -----------------------------------------------------------
+    def __enter__(self) -> SimFleet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> SimFleet:
+        sshd = find_sshd()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir.chmod(0o755)
+        for bad in set(self.behaviours.values()) - set(BEHAVIOURS):
+            raise SimFleetError(f"unknown behaviour {bad!r}; use one of {BEHAVIOURS}")
+        self.hostroot = Path(tempfile.mkdtemp(prefix="fleetstat-sim-"))
+        self.hostroot.chmod(0o755)
+        self.port = self.port or free_port()
+        self.password = self.password or secrets.token_urlsafe(12)
+        self._keys()
+        self._hosts()
+        self._fake_bins()
+        config = self._write_config()
+        if self.as_root:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
+            self._write_accounts()
+            cmd = [
+                "unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/shadow && '
+                'exec "$3" -D -e -f "$4"',
+                "sim", str(self.workdir / "passwd"), str(self.workdir / "shadow"),
+                sshd, str(config),
+            ]  # fmt: skip
+        else:
+            cmd = [sshd, "-D", "-e", "-f", str(config)]
+        log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        self._wait_listening()
+        return self
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        # The session's own process group holds sshd and every session it forked.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        self._kill_user_processes()
+        shutil.rmtree(self.hostroot, ignore_errors=True)
+
+    def _kill_user_processes(self) -> None:
+        if not self.as_root:
+            return
+        subprocess.run(["pkill", "-KILL", "-U", str(SIM_UID)], check=False)
+
+    def _wait_listening(self) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise SimFleetError(f"sshd exited at start: {self.log_path.read_text()[-2000:]}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+            ):
+                return
+            time.sleep(0.05)
+        raise SimFleetError(f"sshd did not listen on port {self.port} within 10s")
+
+    # -- setup pieces --------------------------------------------------------
+    def _keys(self) -> None:
+        for key in (self.host_key, self.client_key):
+            if not key.exists():
+                subprocess.run(
+                    ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleetstat-sim",
+                     "-f", str(key)],
+                    check=True,
+                )  # fmt: skip
+        ssh_dir = self.home / ".ssh"
+        ssh_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.client_key.with_suffix(".pub"), ssh_dir / "authorized_keys")
+
+    def _hosts(self) -> None:
+        self.hosts = []
+        for i in range(self.count):
+            behaviour = self.behaviours.get(i, "ok")
+            tmp = self.hostroot / "hosttmp" / (behaviour if behaviour == "ok" else f"h{i}")
+            tmp.mkdir(parents=True, exist_ok=True)
+            self.hosts.append(SimHost(host_address(i), behaviour, tmp))
+        pub = self.host_key.with_suffix(".pub").read_text().split()
+        patterns = ",".join(f"[{h.address}]:{self.port}" for h in self.hosts)
+        self.known_hosts.write_text(f"{patterns} {pub[0]} {pub[1]}\n")
+        if self.as_root:
+            for path in [self.home, *(self.hostroot / "hosttmp").rglob("*"),
+                         self.hostroot / "hosttmp", *self.home.rglob("*")]:  # fmt: skip
+                os.chown(path, SIM_UID, SIM_UID)
+
+    def _fake_bins(self) -> None:
+        for behaviour, script in _FAKE_PYTHONS.items():
+            bindir = self.hostroot / "bin" / behaviour
+            bindir.mkdir(parents=True, exist_ok=True)
+            target = bindir / "python3"
+            target.write_text(script)
+            target.chmod(0o755)
+        nopy = self.hostroot / "bin" / "no_python"
+        nopy.mkdir(parents=True, exist_ok=True)
+        for tool in _NO_PYTHON_TOOLS:
+            found = shutil.which(tool)
+            link = nopy / tool
+            if found and not link.exists():
+                link.symlink_to(found)
+
+    def _write_accounts(self) -> None:
+        """A passwd/shadow pair with the sim user, bind-mounted only inside sshd's namespace."""
+        hashed = subprocess.run(
+            ["openssl", "passwd", "-6", "-stdin"],
+            input=self.password.encode(), capture_output=True, check=True,
+        ).stdout.decode().strip()  # fmt: skip
+        passwd = Path("/etc/passwd").read_text()
+        shadow = Path("/etc/shadow").read_text()
+        passwd += f"{SIM_USER}:x:{SIM_UID}:{SIM_UID}:fleetstat sim:{self.home}:/bin/sh\n"
+        shadow += f"{SIM_USER}:{hashed}:19000:0:99999:7:::\n"
+        (self.workdir / "passwd").write_text(passwd)
+        shadow_path = self.workdir / "shadow"
+        shadow_path.write_text(shadow)
+        shadow_path.chmod(0o600)
+
+    def _write_config(self) -> Path:
+        blocks = []
+        for host in self.hosts:
+            if host.behaviour == "ok":
+                continue
+            path = "/usr/bin:/bin"
+            if host.behaviour in _FAKE_PYTHONS:
+                path = f"{self.hostroot / 'bin' / host.behaviour}:/usr/local/bin:/usr/bin:/bin"
+            elif host.behaviour == "no_python":
+                path = str(self.hostroot / "bin" / "no_python")
+            blocks.append(
+                f"Match LocalAddress {host.address}\n  SetEnv TMPDIR={host.tmpdir} PATH={path}\n"
+            )
+        # sshd keeps the first value it obtains, so specific blocks come first.
+        ok_tmp = self.hostroot / "hosttmp" / "ok"
+        blocks.append(f"Match all\n  SetEnv TMPDIR={ok_tmp}\n")
+        user_pattern = f"{self.user}@127.0.0.0/8"
+        text = f"""# fleetstat simulated fleet; generated, do not edit
+ListenAddress 0.0.0.0:{self.port}
+HostKey {self.host_key}
+PidFile {self.workdir / "sshd.pid"}
+AuthorizedKeysFile {self.home / ".ssh" / "authorized_keys"}
+StrictModes no
+UsePAM no
+PasswordAuthentication {"yes" if self.as_root else "no"}
+KbdInteractiveAuthentication no
+PermitRootLogin no
+AllowUsers {user_pattern}
+MaxStartups {self.max_startups}
+MaxSessions 10
+MaxAuthTries 6
+LoginGraceTime 30
+PrintMotd no
+UseDNS no
+LogLevel ERROR
+Subsystem sftp internal-sftp
+{self.extra_config}
+{"".join(blocks)}"""
+        config_path = self.workdir / "sshd_config"
+        config_path.write_text(text)
+        return config_path
+
+    # -- helpers for callers -------------------------------------------------
+    def leftover_temp_dirs(self) -> list[Path]:
+        """Any fleetstat temp dir still present on any simulated host."""
+        return sorted((self.hostroot / "hosttmp").glob("*/fleetstat.*"))
+
+    def user_processes(self) -> list[str]:
+        """Processes still running as the sim user (sessions, probes) as "pid cmd" lines."""
+        if not self.as_root:
+            return []
+        out = subprocess.run(
+            ["ps", "-o", "pid=,args=", "-u", str(SIM_UID)], capture_output=True, text=True
+        ).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    def client_xml(
+        self, *, auth: str = "key", mail: str = "ops@example.com", indices: list[int] | None = None
+    ) -> str:
+        """``<client>`` elements for these hosts, using the key or the password."""
+        lines = []
+        for i, host in enumerate(self.hosts):
+            if indices is not None and i not in indices:
+                continue
+            cred = f'key="{self.client_key}"' if auth == "key" else f'password="{self.password}"'
+            lines.append(
+                f'  <client ip="{host.address}" port="{self.port}" username="{self.user}" '
+                f'{cred} mail="{mail}" name="sim-{i:03d}"/>'
+            )
+        return "\n".join(lines)
+
+
+def _current_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name

@@ -1,0 +1,87 @@
+"""Host-key policies: ``strict`` (known_hosts only), ``accept-new``, ``off``.
+
+Never an interactive prompt. ``accept-new`` behaves like OpenSSH's
+``StrictHostKeyChecking=accept-new``: a host with no recorded key is trusted on
+first use and its key appended to the known_hosts file; a host whose recorded key
+differs is refused, exactly as under ``strict``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+import asyncssh
+
+HostKeyPolicy = Literal["strict", "accept-new", "off"]
+
+log = logging.getLogger(__name__)
+
+
+def default_known_hosts() -> Path:
+    return Path.home() / ".ssh" / "known_hosts"
+
+
+def host_pattern(host: str, port: int) -> str:
+    """The known_hosts name for a host, as OpenSSH writes it."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+class KnownHosts:
+    """A known_hosts file read once per round, with first-use recording."""
+
+    def __init__(self, path: Path, policy: HostKeyPolicy) -> None:
+        self.path = path
+        self.policy = policy
+        self._text = path.read_text(encoding="utf-8") if path.exists() else ""
+        self._parsed = asyncssh.import_known_hosts(self._text)
+        self.recorded: list[str] = []
+
+    def asyncssh_arg(self) -> asyncssh.SSHKnownHosts | None:
+        """What to hand ``asyncssh.connect(known_hosts=...)``; None disables checking."""
+        return None if self.policy == "off" else self._parsed
+
+    def has_entry(self, host: str, addr: str, port: int) -> bool:
+        trusted, _ca, _revoked, *_rest = self._parsed.match(host, addr, port)
+        return bool(trusted)
+
+    def accept_first_use(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        """Trust ``key`` when the policy allows it and the host has no recorded key."""
+        if self.policy != "accept-new" or self.has_entry(host, addr, port):
+            return False
+        line = f"{host_pattern(host, port)} {key.export_public_key('openssh').decode().strip()}\n"
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Append with O_APPEND so concurrent fleetstat processes cannot interleave
+        # a line; one write() of a short line is atomic on local filesystems.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+        self.recorded.append(line.strip())
+        log.warning("recorded new host key for %s in %s", host_pattern(host, port), self.path)
+        return True
+
+
+class _PolicyClient(asyncssh.SSHClient):
+    """asyncssh asks this only for keys that known_hosts does not already trust."""
+
+    def __init__(self, known: KnownHosts) -> None:
+        self._known = known
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        return self._known.accept_first_use(host, addr, port, key)
+
+
+def client_factory(known: KnownHosts) -> type[asyncssh.SSHClient]:
+    """A client class bound to ``known`` (asyncssh wants a zero-argument factory)."""
+
+    class Bound(_PolicyClient):
+        def __init__(self) -> None:
+            super().__init__(known)
+
+    return Bound

@@ -1,0 +1,276 @@
+"""One SSH session to one host: connect, upload the probe on stdin, run, read, clean up.
+
+asyncssh errors stop here: everything leaves as a :class:`TransportError` whose
+``status`` is what the attempts table stores. The remote side removes its temp dir
+itself (see ``posix.py``), so a dropped connection cannot leave it behind; the
+remote ``timeout`` kills a hung probe even when we are long gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import asyncssh
+
+from fleetstat.errors import TransportError
+from fleetstat.model import Status
+from fleetstat.transport import posix
+from fleetstat.transport.hostkeys import KnownHosts, client_factory
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from fleetstat.config import Client
+
+# Seconds we wait beyond the remote ``timeout`` before giving up on the channel:
+# the remote side needs KILL_GRACE_SECONDS to kill a probe that ignores TERM, and a
+# moment to remove the temp dir and report the exit status.
+RUN_GRACE_SECONDS = posix.KILL_GRACE_SECONDS + 3.0
+STDERR_EXCERPT_BYTES = 4096
+_READ_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    """Everything a session needs besides the host: deadlines, limits, host keys."""
+
+    known_hosts: KnownHosts
+    connect_timeout: float = 10.0
+    run_timeout: float = 60.0
+    max_output_bytes: int = 16 * 1024 * 1024
+    # Transient failures (reset or closed before authentication, e.g. sshd's
+    # MaxStartups dropping us) are retried with jittered backoff inside the host's
+    # deadline; a definite answer (auth failure, host key) never is.
+    max_retries: int = 4
+    retry_base_seconds: float = 0.25
+
+    @property
+    def host_deadline(self) -> float:
+        """The most one host may cost the round, retries included."""
+        return self.connect_timeout * 2 + self.run_timeout + RUN_GRACE_SECONDS
+
+
+@dataclass
+class ProbeRun:
+    """What came back from the host."""
+
+    stdout: bytes
+    stderr: bytes
+    exit_status: int | None
+    retries: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _excerpt(data: bytes) -> str:
+    text = data[-STDERR_EXCERPT_BYTES:].decode("utf-8", "replace").strip()
+    return text
+
+
+def _classify_connect_error(exc: BaseException, client: Client, settings: TransportSettings):
+    """Map a connect-phase exception to a TransportError a person can act on."""
+    where = f"{client.ip}:{client.port}"
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        known = settings.known_hosts
+        if known.has_entry(client.ip, client.ip, client.port):
+            msg = (
+                f"host key for {where} does not match the one in {known.path}: "
+                "if the host was reinstalled, remove the old line with "
+                f"ssh-keygen -R '{client.ip}' -f {known.path}; otherwise investigate"
+            )
+        else:
+            msg = (
+                f"host key for {where} is not in {known.path}: add it (ssh-keyscan -p "
+                f"{client.port} {client.ip} >> {known.path}) or set "
+                'host-keys="accept-new" in <defaults>'
+            )
+        return TransportError(Status.HOST_KEY_MISMATCH, msg, host=where)
+    if isinstance(exc, asyncssh.PermissionDenied):
+        how = "key " + str(client.key) if client.key else "password"
+        return TransportError(
+            Status.AUTH_FAILED,
+            f"{client.username}@{where} refused our credentials ({how}): check the "
+            "username, the password or that the public key is in authorized_keys",
+            host=where,
+        )
+    if isinstance(exc, asyncssh.KeyImportError | asyncssh.KeyEncryptionError):
+        return TransportError(
+            Status.AUTH_FAILED,
+            f"cannot use key file {client.key}: {exc} (an unencrypted OpenSSH or PEM key)",
+            host=where,
+        )
+    if isinstance(exc, TimeoutError) or (
+        isinstance(exc, asyncssh.ConnectionLost) and "timeout" in str(exc).lower()
+    ):
+        return TransportError(
+            Status.TIMEOUT,
+            f"no SSH login on {where} within {settings.connect_timeout:g}s (connect timeout): "
+            "is the host up and the port right?",
+            host=where,
+            retryable=False,
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return TransportError(
+            Status.UNREACHABLE,
+            f"connection refused by {where}: nothing listens on port {client.port}",
+            host=where,
+        )
+    if isinstance(exc, socket.gaierror):
+        return TransportError(
+            Status.UNREACHABLE, f"cannot resolve {client.ip}: {exc.strerror}", host=where
+        )
+    if isinstance(exc, ConnectionResetError | asyncssh.ConnectionLost | BrokenPipeError):
+        return TransportError(
+            Status.UNREACHABLE,
+            f"{where} closed the connection before login ({exc}); sshd may be "
+            "overloaded (MaxStartups) or dropping us",
+            host=where,
+            retryable=True,
+        )
+    if isinstance(exc, asyncssh.DisconnectError):
+        return TransportError(
+            Status.UNREACHABLE, f"{where} disconnected before login: {exc}", host=where
+        )
+    if isinstance(exc, OSError):
+        return TransportError(
+            Status.UNREACHABLE, f"cannot reach {where}: {exc.strerror or exc}", host=where
+        )
+    return None
+
+
+async def _connect(
+    client: Client, settings: TransportSettings
+) -> tuple[asyncssh.SSHClientConnection, int]:
+    """Connect and log in, retrying transient failures with jittered backoff."""
+    retries = 0
+    while True:
+        try:
+            conn = await asyncssh.connect(
+                client.ip,
+                client.port,
+                username=client.username,
+                password=client.password,
+                client_keys=[str(client.key)] if client.key else None,
+                passphrase=None,
+                agent_path=None,
+                known_hosts=settings.known_hosts.asyncssh_arg(),
+                client_factory=client_factory(settings.known_hosts),
+                connect_timeout=settings.connect_timeout,
+                login_timeout=settings.connect_timeout,
+                config=(),
+            )
+            return conn, retries
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            err = _classify_connect_error(exc, client, settings)
+            if err is None:
+                raise
+            if not err.retryable or retries >= settings.max_retries:
+                err.retries = retries  # type: ignore[attr-defined]
+                raise err from exc
+            retries += 1
+            delay = settings.retry_base_seconds * (2 ** (retries - 1))
+            await asyncio.sleep(random.uniform(delay / 2, delay * 1.5))
+
+
+async def _drain(stream: asyncssh.SSHReader[bytes], limit: int) -> tuple[bytes, bool]:
+    """Read a stream to EOF, keeping at most ``limit`` bytes; True if it overflowed."""
+    chunks: list[bytes] = []
+    size = 0
+    overflow = False
+    while True:
+        chunk = await stream.read(_READ_CHUNK)
+        if not chunk:
+            return b"".join(chunks), overflow
+        size += len(chunk)
+        if size > limit:
+            overflow = True
+            return b"".join(chunks), overflow
+        chunks.append(chunk)
+
+
+async def run_probe(
+    client: Client, probe: bytes, argv: Sequence[str], settings: TransportSettings
+) -> ProbeRun:
+    """Upload and run the probe on one POSIX host. Raises TransportError on failure."""
+    where = f"{client.ip}:{client.port}"
+    t0 = time.monotonic()
+    conn, retries = await _connect(client, settings)
+    t_connected = time.monotonic()
+    try:
+        command = posix.probe_command(argv, run_timeout=settings.run_timeout)
+        try:
+            async with asyncio.timeout(settings.run_timeout + RUN_GRACE_SECONDS):
+                proc = await conn.create_process(command, encoding=None)
+                proc.stdin.write(probe)
+                proc.stdin.write_eof()
+                (out, out_over), (err, _err_over) = await asyncio.gather(
+                    _drain(proc.stdout, settings.max_output_bytes),
+                    _drain(proc.stderr, STDERR_EXCERPT_BYTES * 4),
+                )
+                if out_over:
+                    proc.close()
+                    raise TransportError(
+                        Status.BAD_PAYLOAD,
+                        f"{where} sent more than {settings.max_output_bytes} bytes on stdout",
+                        host=where,
+                    )
+                completed = await proc.wait(check=False)
+        except TimeoutError:
+            raise TransportError(
+                Status.TIMEOUT,
+                f"probe on {where} did not finish within {settings.run_timeout:g}s "
+                "(run timeout); the remote timeout kills it and removes its temp dir",
+                host=where,
+            ) from None
+        except asyncssh.ChannelOpenError as exc:
+            raise TransportError(
+                Status.PROBE_ERROR, f"{where} refused a session channel: {exc}", host=where
+            ) from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise TransportError(
+                Status.UNREACHABLE, f"lost {where} while the probe ran: {exc}", host=where
+            ) from exc
+    finally:
+        conn.close()
+    status = completed.exit_status
+    if status is None and completed.exit_signal:
+        status = 128 + 9
+    run = ProbeRun(
+        stdout=out,
+        stderr=err,
+        exit_status=status,
+        retries=retries,
+        timings={"connect": t_connected - t0, "run": time.monotonic() - t_connected},
+    )
+    _raise_for_exit(run, where, settings)
+    return run
+
+
+def _raise_for_exit(run: ProbeRun, where: str, settings: TransportSettings) -> None:
+    """Turn the remote script's own exit codes into classified failures."""
+    code = run.exit_status
+    stderr = _excerpt(run.stderr)
+    if code == 0:
+        return
+    if code == posix.EXIT_NO_PYTHON:
+        status, msg = Status.NO_PYTHON, f"no python3 (or python 3.6+) on {where}'s PATH"
+    elif code in (posix.EXIT_TIMEOUT, posix.EXIT_KILLED):
+        status = Status.TIMEOUT
+        msg = f"probe on {where} was stopped after {settings.run_timeout:g}s (run timeout)"
+    elif code == posix.EXIT_NO_TEMP_DIR:
+        status, msg = Status.PROBE_ERROR, f"cannot create a private temp dir on {where}"
+    elif code == posix.EXIT_UPLOAD_FAILED:
+        status, msg = Status.PROBE_ERROR, f"cannot write the probe into the temp dir on {where}"
+    elif code == 127 and "not found" in stderr:
+        status, msg = Status.PROBE_ERROR, f"a basic command is missing on {where}"
+    elif code is None:
+        status, msg = Status.PROBE_ERROR, f"probe on {where} ended without an exit status"
+    else:
+        status, msg = Status.PROBE_ERROR, f"probe on {where} exited with status {code}"
+    if stderr:
+        msg = f"{msg}: {stderr.splitlines()[-1][:300]}"
+    raise TransportError(status, msg, host=where, exit_status=code, stderr=stderr or None)

@@ -1,0 +1,77 @@
+"""Fixtures for a real OpenSSH sshd serving simulated hosts on loopback.
+
+One sshd per test session (``sim_fleet``): hosts 0..OK_HOSTS-1 behave, the named
+ones below misbehave on purpose. When sshd cannot start the tests skip locally
+and fail under CI (``CI`` set), where nothing may be skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetstat.config import Config, load_config
+from fleetstat.simfleet import SimFleet, SimFleetError
+
+OK_HOSTS = 22
+HANG, NO_PYTHON, GARBAGE, FAIL = OK_HOSTS, OK_HOSTS + 1, OK_HOSTS + 2, OK_HOSTS + 3
+BEHAVIOURS = {HANG: "hang", NO_PYTHON: "no_python", GARBAGE: "garbage", FAIL: "fail"}
+RUN_TIMEOUT = 3
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"real sshd required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def sim_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet]:
+    if os.geteuid() != 0:
+        _unavailable("the simulated fleet's password logins need root (run scripts/test as root)")
+    fleet = SimFleet(
+        tmp_path_factory.mktemp("fleet"), count=OK_HOSTS + len(BEHAVIOURS), behaviours=BEHAVIOURS
+    )
+    try:
+        fleet.start()
+    except (SimFleetError, OSError) as exc:
+        _unavailable(f"cannot start sshd: {exc}")
+    yield fleet
+    fleet.stop()
+
+
+def fleet_config(
+    tmp_path: Path,
+    fleet: SimFleet,
+    indices: list[int],
+    *,
+    auth: str = "key",
+    extra_clients: str = "",
+    defaults: str = "",
+    extra: str = "",
+    database_url: str | None = None,
+) -> Config:
+    """Write and load a config for the chosen simulated hosts."""
+    db = database_url or f"sqlite:///{tmp_path / 'fleetstat.db'}"
+    defaults = defaults or (
+        f'<defaults concurrency="50" connect-timeout="5s" run-timeout="{RUN_TIMEOUT}s" '
+        f'host-keys="strict" known-hosts="{fleet.known_hosts}"/>'
+    )
+    path = tmp_path / "fleetstat.xml"
+    path.write_text(
+        f"""<fleetstat>
+  <database url="{db}"/>
+  <key path="{tmp_path / "server.key"}"/>
+  {defaults}
+  {extra}
+{fleet.client_xml(auth=auth, indices=indices)}
+{extra_clients}
+</fleetstat>
+""",
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+    return load_config(path)

@@ -1,0 +1,92 @@
+"""The POSIX remote command, run by a real /bin/sh without SSH in between."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fleetstat.transport import posix
+
+
+def run_remote(tmp_path: Path, payload: bytes, argv: list[str], run_timeout: float = 5, env=None):
+    command = posix.probe_command(argv, run_timeout=run_timeout)
+    base = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "TMPDIR": str(tmp_path)}
+    return subprocess.run(
+        ["/bin/sh", "-c", command],
+        input=payload,
+        capture_output=True,
+        env={**base, **(env or {})},
+        timeout=30,
+    )
+
+
+def test_script_has_no_characters_that_break_outer_quoting() -> None:
+    command = posix.probe_command(["--x"], run_timeout=60)
+    inner = command.split("'")[1]
+    assert "\\" not in inner
+    assert "!" not in inner.replace("!\n", "")
+
+
+def test_arguments_are_passed_verbatim_and_quoted(tmp_path: Path) -> None:
+    payload = b"import sys, json; print(json.dumps(sys.argv[1:]))\n"
+    weird = ["a b", "$(touch /tmp/pwned)", "it's", '"q"', "--x=;rm -rf /"]
+    done = run_remote(tmp_path, payload, weird)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().strip() == (
+        '["a b", "$(touch /tmp/pwned)", "it\'s", "\\"q\\"", "--x=;rm -rf /"]'
+    )
+
+
+def test_temp_dir_is_private_and_removed(tmp_path: Path) -> None:
+    payload = (
+        b"import os, stat, sys\n"
+        b"d = os.path.dirname(os.path.abspath(sys.argv[0]))\n"
+        b"print(oct(stat.S_IMODE(os.stat(d).st_mode)), d)\n"
+    )
+    done = run_remote(tmp_path, payload, [])
+    mode, path = done.stdout.decode().split()
+    assert mode == "0o700"
+    assert path.startswith(str(tmp_path))
+    assert not Path(path).exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_probe_failure_keeps_exit_code_and_still_cleans_up(tmp_path: Path) -> None:
+    done = run_remote(tmp_path, b"import sys; sys.exit(7)\n", [])
+    assert done.returncode == 7
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hung_probe_is_killed_at_the_run_timeout(tmp_path: Path) -> None:
+    done = run_remote(tmp_path, b"import time\ntime.sleep(60)\n", [], run_timeout=1)
+    assert done.returncode == posix.EXIT_TIMEOUT
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_python_is_reported_with_its_own_code(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("mktemp", "cat", "rm", "timeout"):
+        (tools / tool).symlink_to(f"/usr/bin/{tool}")
+    work = tmp_path / "tmp"
+    work.mkdir()
+    done = run_remote(work, b"", [], env={"PATH": str(tools), "TMPDIR": str(work)})
+    assert done.returncode == posix.EXIT_NO_PYTHON
+    assert b"no python3" in done.stderr
+    assert list(work.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/bin/dash"), reason="needs dash")
+def test_runs_under_dash_as_well(tmp_path: Path) -> None:
+    command = posix.probe_command(["ok"], run_timeout=5)
+    done = subprocess.run(
+        ["/bin/dash", "-c", command],
+        input=b"import sys; print(sys.argv[1])\n",
+        capture_output=True,
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+    )
+    assert done.stdout == b"ok\n"
