@@ -1,0 +1,346 @@
+"""The outbox: every message is a row in ``mail_outbox`` before it is sent, and stays.
+
+A row is *sent* once ``sent_at`` is set, which happens only after the SMTP server
+accepted the message (``sendmail`` returned without refusing anyone), in its own
+transaction right after, so a crash mid-flush re-sends at most that one message.
+Rows are never deleted here (retention is issue 5's).
+
+Retry policy:
+
+- The server refused *this* message (a 5xx/4xx answer to it): ``attempts + 1``,
+  ``last_error`` = the server's answer, and ``next_attempt_at`` backs off
+  exponentially, 1 minute doubling to a 1-hour cap, so a message that can never
+  be delivered is retried hourly and reported, not hammered and not dropped.
+- The *session* failed (relay unreachable, TLS or login refused): the flush stops
+  at the first failure (one connection attempt per flush, never one timeout per
+  message), every due row gets ``attempts + 1`` and the error, but stays due: the
+  next round reaches the relay once and delivers everything as soon as it is back,
+  rather than up to an hour later.
+- Some recipients refused and others accepted: the message went out to the
+  accepted ones, so the row keeps only the refused addresses for its retries
+  (nobody gets it twice) and counts as failed, with the answers recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from fleetstat.config import Smtp
+from fleetstat.errors import MailError, StoreError
+from fleetstat.mail.render import Message
+from fleetstat.mail.smtp import MessageRefused, SmtpSession
+from fleetstat.store import Store
+from fleetstat.store.schema import mail_outbox
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = timedelta(minutes=1)
+BACKOFF_CAP = timedelta(hours=1)
+# An unsent message older than this is "failing for long": shown by collect and
+# `mail flush` until it goes out, so a broken relay cannot stay unnoticed.
+FAILING_AFTER = timedelta(hours=1)
+FLUSH_BATCH = 500  # rows per flush; the rest wait for the next one
+# RFC 5322 section 2.1.1: lines SHOULD stay under 78 characters but MUST under 998.
+# The email package folds an over-long Subject by putting all of it on a
+# continuation line, which some clients show with a leading space; the subjects
+# here stay far below 998, so they are left on one line.
+_POLICY = SMTP_POLICY.clone(max_line_length=998)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One ``mail_outbox`` row, as reports show it."""
+
+    id: int
+    created_at: datetime
+    kind: str
+    client_ip: str | None
+    client_port: int | None
+    recipients: tuple[str, ...]
+    subject: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FlushReport:
+    """What one flush did. ``error``: the session failure that stopped it, if any."""
+
+    sent: tuple[OutboxEntry, ...]
+    failed: tuple[OutboxEntry, ...]  # attempted and not (fully) accepted, after the attempt
+    pending: int  # unsent rows left in the outbox, due or waiting for their backoff
+    failing_for_long: tuple[OutboxEntry, ...]  # unsent for more than FAILING_AFTER
+    error: MailError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.failed
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before retry number ``attempts + 1`` of a refused message: 1m, 2m, 4m ... 1h."""
+    if attempts <= 0:
+        return timedelta(0)
+    return min(BACKOFF_FIRST * 2 ** min(attempts - 1, 16), BACKOFF_CAP)
+
+
+# -- writing ------------------------------------------------------------------------
+
+
+def enqueue(
+    conn: Connection,
+    messages: Sequence[tuple[Message, str, int]],
+    *,
+    now: datetime,
+    kind: str = "alert",
+) -> None:
+    """Insert ``(message, client_ip, client_port)`` rows, due now, in the caller's transaction."""
+    rows = [
+        {
+            "created_at": now,
+            "kind": kind,
+            "client_ip": ip,
+            "client_port": port,
+            "recipients": ", ".join(message.recipients),
+            "subject": message.subject,
+            "body": message.body,
+            "attempts": 0,
+            "next_attempt_at": now,
+        }
+        for message, ip, port in messages
+        if message.recipients
+    ]
+    if rows:
+        conn.execute(sa.insert(mail_outbox), rows)
+
+
+# -- flushing -----------------------------------------------------------------------
+
+
+def flush_outbox(
+    store: Store, smtp: Smtp, now: datetime | None = None, *, everything: bool = False
+) -> FlushReport:
+    """Send the due messages (``everything``: every unsent one, ignoring backoff).
+
+    Never raises for SMTP trouble: a session failure is ``report.error`` (a
+    :class:`MailError` with a sentence an operator can act on) and the messages
+    stay queued. Database trouble raises :class:`StoreError`.
+    """
+    now = now or datetime.now(UTC)
+    due = _due(store, now, everything)
+    sent: list[OutboxEntry] = []
+    failed: list[OutboxEntry] = []
+    error: MailError | None = None
+    if due:
+        session = SmtpSession(smtp)
+        try:
+            session.open()
+        except MailError as exc:
+            error = exc
+            failed += _session_failed(store, due, str(exc), now)
+        else:
+            try:
+                for index, entry in enumerate(due):
+                    try:
+                        outcome = _send_one(store, session, smtp, entry, now)
+                    except MailError as exc:  # the session broke: stop here
+                        error = exc
+                        failed += _session_failed(store, due[index:], str(exc), now)
+                        break
+                    (sent if outcome.sent_at is not None else failed).append(outcome)
+            finally:
+                session.close()
+    pending, failing = _backlog(store, now)
+    for entry in failing:
+        log.warning(
+            "mail %d to %s unsent since %s after %d attempt(s): %s",
+            entry.id, ", ".join(entry.recipients), entry.created_at.isoformat(),
+            entry.attempts, entry.last_error,
+        )  # fmt: skip
+    return FlushReport(tuple(sent), tuple(failed), pending, failing, error)
+
+
+def outbox_backlog(
+    store: Store, now: datetime | None = None
+) -> tuple[int, tuple[OutboxEntry, ...]]:
+    """``(unsent rows, those unsent for more than FAILING_AFTER)`` without sending."""
+    return _backlog(store, now or datetime.now(UTC))
+
+
+def build_email(entry: OutboxEntry, body: str, sender: str) -> EmailMessage:
+    """The RFC 5322 message for a row. The Message-ID derives from the row, so every
+    retry of one row carries the same ID and a receiving system can spot a duplicate."""
+    message = EmailMessage(policy=_POLICY)
+    domain = sender.rpartition("@")[2] or "localhost"
+    message["From"] = sender
+    message["To"] = ", ".join(entry.recipients)
+    message["Subject"] = entry.subject
+    message["Date"] = format_datetime(entry.created_at.astimezone(UTC))
+    message["Message-ID"] = f"<fleetstat.{entry.id}.{int(entry.created_at.timestamp())}@{domain}>"
+    # RFC 3834 section 5: no vacation auto-replies to a robot.
+    message["Auto-Submitted"] = "auto-generated"
+    if entry.client_ip is not None:
+        message["X-Fleetstat-Host"] = f"{entry.client_ip}:{entry.client_port}"
+    message.set_content(body)
+    return message
+
+
+def _send_one(
+    store: Store, session: SmtpSession, smtp: Smtp, entry: OutboxEntry, now: datetime
+) -> OutboxEntry:
+    body = _body(store, entry.id)
+    data = build_email(entry, body, smtp.sender).as_bytes()
+    try:
+        refused = session.send(smtp.sender, list(entry.recipients), data)
+    except MessageRefused as exc:
+        return _refused(store, entry, exc.answer, entry.recipients, now)
+    if refused:
+        accepted = [rcpt for rcpt in entry.recipients if rcpt not in refused]
+        answers = "; ".join(f"{rcpt}: {answer}" for rcpt, answer in refused.items())
+        note = f"sent to {', '.join(accepted)}; refused {answers}"
+        return _refused(store, entry, note, tuple(refused), now)
+    with sql_errors(store, "mark a mail as sent"), store.engine.begin() as conn:
+        conn.execute(
+            sa.update(mail_outbox)
+            .where(mail_outbox.c.id == entry.id)
+            .values(
+                sent_at=now,
+                attempts=mail_outbox.c.attempts + 1,
+                last_attempt_at=now,
+                last_error=None,
+            )
+        )
+    return replace(entry, attempts=entry.attempts + 1, sent_at=now, last_error=None)
+
+
+def _refused(
+    store: Store, entry: OutboxEntry, error: str, recipients: tuple[str, ...], now: datetime
+) -> OutboxEntry:
+    attempts = entry.attempts + 1
+    retry_at = now + backoff(attempts)
+    with sql_errors(store, "record a refused mail"), store.engine.begin() as conn:
+        conn.execute(
+            sa.update(mail_outbox)
+            .where(mail_outbox.c.id == entry.id)
+            .values(
+                attempts=attempts,
+                last_attempt_at=now,
+                last_error=error[:4000],
+                next_attempt_at=retry_at,
+                recipients=", ".join(recipients),
+            )
+        )
+    log.warning(
+        "mail %d refused (attempt %d, retry at %s): %s", entry.id, attempts, retry_at, error
+    )
+    return replace(
+        entry, attempts=attempts, last_error=error, next_attempt_at=retry_at, recipients=recipients
+    )
+
+
+def _session_failed(
+    store: Store, entries: Sequence[OutboxEntry], error: str, now: datetime
+) -> list[OutboxEntry]:
+    ids = [entry.id for entry in entries]
+    with sql_errors(store, "record a failed mail delivery"), store.engine.begin() as conn:
+        conn.execute(
+            sa.update(mail_outbox)
+            .where(mail_outbox.c.id.in_(ids))
+            .values(
+                attempts=mail_outbox.c.attempts + 1,
+                last_attempt_at=now,
+                last_error=error[:4000],
+            )
+        )
+    return [replace(entry, attempts=entry.attempts + 1, last_error=error) for entry in entries]
+
+
+# -- reading ------------------------------------------------------------------------
+
+_ENTRY_COLUMNS = (
+    mail_outbox.c.id,
+    mail_outbox.c.created_at,
+    mail_outbox.c.kind,
+    mail_outbox.c.client_ip,
+    mail_outbox.c.client_port,
+    mail_outbox.c.recipients,
+    mail_outbox.c.subject,
+    mail_outbox.c.attempts,
+    mail_outbox.c.last_error,
+    mail_outbox.c.next_attempt_at,
+    mail_outbox.c.sent_at,
+)
+
+
+def _due(store: Store, now: datetime, everything: bool) -> list[OutboxEntry]:
+    query = sa.select(*_ENTRY_COLUMNS).where(mail_outbox.c.sent_at.is_(None))
+    if not everything:
+        query = query.where(
+            sa.or_(mail_outbox.c.next_attempt_at.is_(None), mail_outbox.c.next_attempt_at <= now)
+        )
+    query = query.order_by(mail_outbox.c.id).limit(FLUSH_BATCH)
+    with sql_errors(store, "read the mail outbox"), store.engine.connect() as conn:
+        return [_entry(row) for row in conn.execute(query)]
+
+
+def _body(store: Store, entry_id: int) -> str:
+    # Read one body at a time: a backlog of a few hundred messages stays small in memory.
+    query = sa.select(mail_outbox.c.body).where(mail_outbox.c.id == entry_id)
+    with sql_errors(store, "read a mail body"), store.engine.connect() as conn:
+        return str(conn.execute(query).scalar_one())
+
+
+def _backlog(store: Store, now: datetime) -> tuple[int, tuple[OutboxEntry, ...]]:
+    unsent = mail_outbox.c.sent_at.is_(None)
+    count = sa.select(sa.func.count()).select_from(mail_outbox).where(unsent)
+    old = (
+        sa.select(*_ENTRY_COLUMNS)
+        .where(unsent, mail_outbox.c.created_at <= now - FAILING_AFTER)
+        .order_by(mail_outbox.c.id)
+        .limit(100)
+    )
+    with sql_errors(store, "read the mail outbox"), store.engine.connect() as conn:
+        pending = int(conn.execute(count).scalar_one())
+        failing = tuple(_entry(row) for row in conn.execute(old)) if pending else ()
+    return pending, failing
+
+
+def _entry(row: Any) -> OutboxEntry:
+    recipients = tuple(part.strip() for part in (row.recipients or "").split(",") if part.strip())
+    return OutboxEntry(
+        id=int(row.id),
+        created_at=row.created_at,
+        kind=row.kind,
+        client_ip=row.client_ip,
+        client_port=row.client_port,
+        recipients=recipients,
+        subject=row.subject,
+        attempts=int(row.attempts),
+        last_error=row.last_error,
+        next_attempt_at=row.next_attempt_at,
+        sent_at=row.sent_at,
+    )
+
+
+@contextmanager
+def sql_errors(store: Store, doing: str) -> Iterator[None]:
+    """SQLAlchemy errors become StoreError here, as ``Store`` does for its own methods."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:500]
+        raise StoreError(f"database {store.display_url}: cannot {doing}: {reason}") from exc

@@ -1,0 +1,240 @@
+"""Plain-text alert messages: one per host per round, listing each alert.
+
+Pure functions: a host's result and its notices in, a subject and a body out.
+Subjects sort in a mailbox by state, then metric, then host::
+
+    [fleetstat] FIRING cpu 93% > 20% on web-01 (10.0.0.5)
+    [fleetstat] FIRING disk /var 91% > 85% on db-02 (10.0.0.7) (+1 more)
+    [fleetstat] RESOLVED memory 38% < 40% on web-01 (10.0.0.5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fleetstat.config import AlertRule, Client
+from fleetstat.model import HostResult
+from fleetstat.units import format_duration
+
+NoticeKind = Literal["firing", "repeat", "resolved"]
+
+SUBJECT_PREFIX = "[fleetstat]"
+_PERCENT_TYPES = ("memory", "cpu", "swap", "disk")
+_METRIC_WORDS = {
+    "memory": "memory used",
+    "swap": "swap used",
+    "cpu": "CPU busy",
+    "disk": "disk space used",
+    "load": "1-minute load average per CPU core",
+    "unreachable": "host did not answer",
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something to tell about one alert: it fires, still fires, or resolved."""
+
+    kind: NoticeKind
+    rule: AlertRule
+    value: float | None  # the rule's metric now; 1.0/0.0 for unreachable
+    at: datetime  # when it was evaluated
+    since: datetime | None = None  # first breaching round of this episode
+    rounds: int = 1  # consecutive rounds in alert
+    detail: str | None = None  # which mount (disk), which failure (unreachable)
+    repeat_seconds: float = 0.0  # the interval of reminders while firing
+
+
+@dataclass(frozen=True)
+class Message:
+    """What goes into ``mail_outbox``: the sender is added when it is sent."""
+
+    recipients: tuple[str, ...]
+    subject: str
+    body: str
+
+
+def host_label(client: Client, document: dict[str, Any] | None = None) -> str:
+    """``web-01 (10.0.0.5)``: the configured name, else the host's own, and the IP."""
+    host = (document or {}).get("host")
+    hostname = host.get("hostname") if isinstance(host, dict) else None
+    name = client.name or (hostname if isinstance(hostname, str) and hostname else None)
+    return f"{name} ({client.ip})" if name and name != client.ip else client.ip
+
+
+def fmt_value(rule: AlertRule, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if rule.type == "load":
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    return f"{value:.1f}".removesuffix(".0") + "%"
+
+
+def notice_subject(notice: Notice, label: str) -> str:
+    """One notice's subject line without the prefix: ``FIRING cpu 93% > 20% on web-01 (..)``."""
+    rule = notice.rule
+    state = "RESOLVED" if notice.kind == "resolved" else "FIRING"
+    if rule.type == "unreachable":
+        why = f" ({notice.detail})" if notice.kind != "resolved" and notice.detail else ""
+        return f"{state} unreachable{why} on {label}"
+    metric = _metric_name(rule, notice.detail)
+    if notice.kind == "resolved":
+        compare = f"< {fmt_value(rule, _clear(rule))}"
+    else:
+        compare = f"> {fmt_value(rule, rule.limit)}"
+    return f"{state} {metric} {fmt_value(rule, notice.value)} {compare} on {label}"
+
+
+def render_message(result: HostResult, notices: Sequence[Notice]) -> Message:
+    """The message for one host in one round; ``notices`` must not be empty.
+
+    Firing (and repeated) alerts come before resolved ones so that the subject,
+    taken from the first, names the most urgent.
+    """
+    if not notices:
+        raise ValueError("render_message needs at least one notice")
+    ordered = sorted(notices, key=lambda n: n.kind == "resolved")
+    label = host_label(result.client, result.document)
+    subject = f"{SUBJECT_PREFIX} {notice_subject(ordered[0], label)}"
+    if len(ordered) > 1:
+        subject += f" (+{len(ordered) - 1} more)"
+    return Message(
+        recipients=result.client.mail,
+        subject=subject,
+        body=_body(result, ordered, label),
+    )
+
+
+# -- body --------------------------------------------------------------------------
+
+
+def _body(result: HostResult, notices: Sequence[Notice], label: str) -> str:
+    client = result.client
+    document = result.document if result.ok else None
+    firing = sum(1 for n in notices if n.kind != "resolved")
+    resolved = len(notices) - firing
+    counts = [f"{firing} firing"] if firing else []
+    counts += [f"{resolved} resolved"] if resolved else []
+    lines = [
+        f"fleetstat: {' and '.join(counts)} alert{'s' if len(notices) > 1 else ''} on {label}",
+        "",
+        f"Host:     {label}, address {client.address}",
+    ]
+    system = _system_line(document)
+    if system:
+        lines.append(f"System:   {system}")
+    lines.append(f"Checked:  {_when(notices[0].at)}")
+    if not result.ok:
+        lines.append(f"Status:   {result.status.value}: {result.error or 'no answer'}")
+    for notice in notices:
+        lines += ["", *_notice_lines(notice)]
+    lines += _process_lines(document, notices)
+    lines += [
+        "",
+        "-- ",
+        "Sent by fleetstat. An alert mails when it starts firing, again every repeat",
+        "interval while it fires, and once when it resolves.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _notice_lines(notice: Notice) -> list[str]:
+    rule = notice.rule
+    state = {"firing": "FIRING", "repeat": "STILL FIRING", "resolved": "RESOLVED"}[notice.kind]
+    metric = _metric_name(rule, notice.detail)
+    lines = [f"{state}  {metric}"]
+    if rule.type == "unreachable":
+        if notice.kind == "resolved":
+            lines.append("  value:  answered again")
+        else:
+            lines.append(f"  value:  no answer ({notice.detail or 'failed'})")
+    else:
+        word = _METRIC_WORDS[rule.type]
+        if rule.type == "cpu":
+            word += " (average since the last round)" if notice.detail == "interval" else ""
+        lines.append(f"  value:  {fmt_value(rule, notice.value)} {word}")
+        clear = _clear(rule)
+        hysteresis = f", resolves below {fmt_value(rule, clear)}" if clear != rule.limit else ""
+        lines.append(f"  limit:  {fmt_value(rule, rule.limit)}{hysteresis}")
+    if notice.since is not None:
+        lasted = format_duration(max(0.0, round((notice.at - notice.since).total_seconds())))
+        if notice.kind == "resolved":
+            lines.append(f"  since:  {_when(notice.since)}, resolved after {lasted}")
+        else:
+            rounds = f"{notice.rounds} round{'s' if notice.rounds != 1 else ''}"
+            span = f"{lasted}, {rounds}" if notice.at > notice.since else "this round"
+            lines.append(f"  since:  {_when(notice.since)} ({span})")
+    if notice.kind != "resolved":
+        if notice.repeat_seconds > 0:
+            lines.append(f"  repeat: every {format_duration(notice.repeat_seconds)} while firing")
+        else:
+            lines.append("  repeat: every round while firing")
+    return lines
+
+
+def _process_lines(document: dict[str, Any] | None, notices: Sequence[Notice]) -> list[str]:
+    """The top consumers the probe reported, for the alerts they explain."""
+    processes = (document or {}).get("processes")
+    if not isinstance(processes, dict):
+        return []
+    types = {n.rule.type for n in notices if n.kind != "resolved"}
+    lines: list[str] = []
+    for key, title, wanted in (
+        ("top_cpu", "Top CPU consumers", {"cpu", "load"}),
+        ("top_memory", "Top memory consumers", {"memory", "swap"}),
+    ):
+        rows = processes.get(key)
+        if not (types & wanted) or not isinstance(rows, list) or not rows:
+            continue
+        lines += ["", f"{title}:", f"  {'PID':>7}  {'USER':<12} {'CPU%':>6} {'RSS':>10}  COMMAND"]
+        for row in rows:
+            if isinstance(row, dict):
+                lines.append(_process_row(row))
+    return lines
+
+
+def _process_row(row: dict[str, Any]) -> str:
+    pid = row.get("pid")
+    user = str(row.get("user") or "-")[:12]
+    cpu = row.get("cpu_percent")
+    cpu_text = f"{cpu:.1f}" if isinstance(cpu, int | float) else "-"
+    rss = row.get("rss_bytes")
+    rss_text = _bytes(rss) if isinstance(rss, int | float) else "-"
+    return f"  {pid!s:>7}  {user:<12} {cpu_text:>6} {rss_text:>10}  {row.get('name') or '?'}"
+
+
+def _bytes(count: float) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover - the loop returns at GiB
+
+
+def _system_line(document: dict[str, Any] | None) -> str:
+    host = (document or {}).get("host")
+    if not isinstance(host, dict):
+        return ""
+    parts = [
+        f"hostname {host['hostname']}" if host.get("hostname") else "",
+        str(host.get("os") or ""),
+        f"kernel {host['kernel']}" if host.get("kernel") else "",
+    ]
+    return ", ".join(part for part in parts if part)
+
+
+def _metric_name(rule: AlertRule, detail: str | None) -> str:
+    if rule.type == "disk":
+        return f"disk {rule.mount or detail or '*'}"
+    return rule.type
+
+
+def _clear(rule: AlertRule) -> float | None:
+    return rule.clear if rule.clear is not None else rule.limit
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
