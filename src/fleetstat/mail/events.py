@@ -1,0 +1,124 @@
+"""The security events mail: every run, one plain-text message per host that reports events.
+
+Windows hosts always get one (the assignment mails their Security log on every
+run, whatever the alert state); Linux hosts when the client has
+``<events enabled="true"/>``. The message lists the events the round *stored*
+(new ones: an event sent again by a retried round was stored, and mailed, the
+first time), or says there were none, and names a reading problem (no right to
+read the Security log, no auth.log) when there was one. Messages go through the
+outbox (``kind="events"``) like alert mail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from fleetstat.mail.outbox import enqueue
+from fleetstat.mail.render import SUBJECT_PREFIX, Message, host_label
+from fleetstat.model import HostResult, RoundResult
+from fleetstat.store.events import round_events_in
+
+# A message stays readable (and under mail servers' size limits) whatever the backlog.
+MAX_LISTED = 1000
+SOURCES = {
+    "windows": "Windows Security event log",
+    "journal": "systemd journal",
+    "authlog": "syslog auth file",
+}
+
+
+def wants_event_mail(result: HostResult) -> bool:
+    """A successful host that is Windows, or whose client enabled events."""
+    if not result.ok or result.document is None:
+        return False
+    return result.document.get("platform") == "windows" or result.client.events
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "time unknown"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _event_lines(row: Any) -> list[str]:
+    data = row.data if isinstance(row.data, dict) else {}
+    what = f"event {row.event_id}" if row.event_id is not None else str(data.get("kind") or "event")
+    head = [_when(row.occurred_at), what]
+    head.append(f"account {row.account}" if row.account else "account -")
+    head.append(f"from {row.source_address}" if row.source_address else "from -")
+    return ["  ".join(head), f"    {row.summary or '-'}"]
+
+
+def render_events_message(result: HostResult, rows: Sequence[Any], now: datetime) -> Message:
+    """Subject and body for one host's events of this round (``rows``: stored events)."""
+    document = result.document or {}
+    label = host_label(result.client, document)
+    family = document.get("security_events")
+    family = family if isinstance(family, dict) else {}
+    errors = document.get("errors") if isinstance(document.get("errors"), dict) else {}
+    count = len(rows)
+    if count:
+        noun = "event" if count == 1 else "events"
+        subject = f"{SUBJECT_PREFIX} {count} new security {noun} on {label}"
+    else:
+        subject = f"{SUBJECT_PREFIX} no new security events on {label}"
+    lines = [f"Security events on {label}, collected {_when(now)}."]
+    source = family.get("source")
+    if source:
+        lines.append(f"Source: {SOURCES.get(str(source), str(source))}.")
+    problem = (errors or {}).get("security_events")
+    if problem:
+        lines += ["", f"The events could not be read: {problem}"]
+    if family.get("warning"):
+        lines += ["", f"Note: {family['warning']}"]
+    lines.append("")
+    if count:
+        noun = "event" if count == 1 else "events"
+        lines.append(f"{count} new {noun} (time, event, account, source address, summary):")
+        lines.append("")
+        for row in rows[:MAX_LISTED]:
+            lines += _event_lines(row)
+        if count > MAX_LISTED:
+            lines.append(f"... and {count - MAX_LISTED} more in the security_events table.")
+    elif not problem:
+        lines.append("There were no new security events since the last run.")
+    if family.get("truncated"):
+        lines += [
+            "",
+            "More events are waiting on the host than one run reads (<events max>); "
+            "the next runs continue where this one stopped.",
+        ]
+    lines += ["", "-- ", "fleetstat"]
+    return Message(
+        recipients=tuple(result.client.mail), subject=subject, body="\n".join(lines) + "\n"
+    )
+
+
+def queue_event_mail(
+    conn: sa.Connection, round: RoundResult, round_id: int, *, now: datetime | None = None
+) -> int:
+    """Enqueue this round's events mail for every host that wants one; how many were queued.
+
+    Runs inside the transaction that stores the round (``Store.record_round(then=...)``):
+    the events, the bookmark derived from them and their mail commit together, so a
+    crash can neither lose the mail of stored events nor mail events twice.
+    """
+    now = now or datetime.now(UTC)
+    hosts = [r for r in round.results if wants_event_mail(r) and r.client.mail]
+    if not hosts:
+        return 0
+    stored = round_events_in(conn, round_id, hosts)
+    messages = [
+        (
+            render_events_message(r, stored.get((r.client.ip, r.client.port), []), now),
+            r.client.ip,
+            r.client.port,
+        )
+        for r in hosts
+    ]
+    enqueue(conn, messages, now=now, kind="events")
+    return len(messages)
