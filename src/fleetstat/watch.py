@@ -1,0 +1,311 @@
+"""``fleetstat watch``: rounds on a schedule, for months, under systemd or by hand.
+
+- Rounds never overlap: the next one starts ``every`` seconds after the previous
+  one *started*, or as soon as it ends when it ran longer (and that is logged).
+- SIGTERM or Ctrl-C (SIGINT) asks for a stop: the round in flight completes and is
+  stored, the outbox is flushed, and ``run`` returns 0. A second signal aborts at
+  once (the round in flight is then not stored: its one transaction never began).
+- A round that raises is logged and the next one runs on schedule.
+- Retention (``<retention>``) is applied after the first round and then once a day.
+- Logs: one ``key=value`` line per round (counts, duration), one per failed host,
+  one per prune, on stderr; under systemd (``JOURNAL_STREAM`` set) each line
+  starts with its syslog priority (``<4>``) so journald files it at that level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from fleetstat.app import CollectOutcome
+    from fleetstat.config import Config
+    from fleetstat.store.retention import PruneReport
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_SECONDS = 86400.0
+MIN_EVERY_SECONDS = 0.01  # rounds never overlap, so a tiny interval only means "back to back"
+
+RoundFn = Callable[[], "CollectOutcome"]
+PruneFn = Callable[[Callable[[], bool]], "PruneReport | None"]
+FlushFn = Callable[[], dict[str, Any]]
+
+
+# -- log lines ---------------------------------------------------------------------------
+
+
+def logfmt(**fields: object) -> str:
+    """``key=value`` pairs; values with spaces, quotes or ``=`` are JSON-quoted."""
+    parts = []
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, float):
+            text = f"{value:.3f}"
+        elif isinstance(value, datetime):
+            text = value.isoformat()
+        else:
+            text = str(value)
+        if not text or any(c in text for c in ' "=\n\t\\'):
+            text = json.dumps(text, ensure_ascii=False)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+class LogfmtFormatter(logging.Formatter):
+    """One line per record: ``ts=... level=... <fields>``; journald priority prefix.
+
+    Records from this module already hold ``key=value`` text; any other record
+    (a library warning) becomes ``logger=... msg="..."``.
+    """
+
+    _PRIORITY: ClassVar[dict[str, int]] = {
+        "DEBUG": 7,
+        "INFO": 6,
+        "WARNING": 4,
+        "ERROR": 3,
+        "CRITICAL": 2,
+    }
+
+    def __init__(self, *, journald: bool | None = None) -> None:
+        super().__init__()
+        self.journald = bool(os.environ.get("JOURNAL_STREAM")) if journald is None else journald
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if not getattr(record, "logfmt", False):
+            message = logfmt(logger=record.name, msg=message)
+        if record.exc_info:
+            message += " " + logfmt(exception=self.formatException(record.exc_info))
+        level = record.levelname.lower()
+        if self.journald:  # journald has its own timestamps
+            return f"<{self._PRIORITY.get(record.levelname, 6)}>level={level} {message}"
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return f"ts={ts} level={level} {message}"
+
+
+def configure_logging(stream: Any = None) -> None:
+    """Route every log record to ``stream`` (stderr) as logfmt lines: for the CLI."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def _emit(level: int, **fields: object) -> None:
+    log.log(level, "%s", logfmt(**fields), extra={"logfmt": True})
+
+
+# -- the scheduler -----------------------------------------------------------------------
+
+
+@dataclass
+class WatchStats:
+    rounds: int = 0  # rounds that completed and were stored
+    crashed: int = 0  # rounds that raised
+    overran: int = 0  # rounds longer than the interval
+    prunes: int = 0
+    stop_reason: str | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class Watcher:
+    """Runs ``round_fn`` every ``every`` seconds until asked to stop.
+
+    The three callables are seams for tests; :func:`watcher_for` builds the real
+    ones from a config. ``prune_fn`` gets a ``should_stop`` callable and may return
+    None when there is nothing to prune (no ``<retention>``).
+    """
+
+    def __init__(
+        self,
+        every: float,
+        round_fn: RoundFn,
+        *,
+        prune_fn: PruneFn | None = None,
+        flush_fn: FlushFn | None = None,
+        prune_every: float = PRUNE_EVERY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        max_rounds: int | None = None,
+    ) -> None:
+        if not every >= MIN_EVERY_SECONDS:
+            raise ValueError(f"the interval must be at least {MIN_EVERY_SECONDS}s, not {every}")
+        self.every = every
+        self.round_fn = round_fn
+        self.prune_fn = prune_fn
+        self.flush_fn = flush_fn
+        self.prune_every = prune_every
+        self.clock = clock
+        self.max_rounds = max_rounds
+        self.stats = WatchStats()
+        self._stop = threading.Event()
+        self._last_prune: float | None = None
+
+    # -- stopping ----------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self, reason: str = "requested") -> None:
+        if not self._stop.is_set():
+            self.stats.stop_reason = reason
+            self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT ask for a stop; a second one aborts (default action)."""
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            if self.stopping:
+                return
+            _emit(logging.WARNING, event="stopping", signal=name,
+                  note="finishing the round in flight; send it again to abort")  # fmt: skip
+            self.request_stop(name)
+            # A second Ctrl-C raises KeyboardInterrupt, a second SIGTERM kills.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Rounds until a stop request; then flush the outbox. The exit code (0)."""
+        _emit(logging.INFO, event="watch_start", every=self.every, pid=os.getpid())
+        next_start = self.clock()
+        while not self.stopping:
+            delay = next_start - self.clock()
+            if delay > 0 and self._stop.wait(delay):
+                break
+            started = self.clock()
+            self._one_round()
+            elapsed = self.clock() - started
+            next_start = started + self.every
+            if elapsed > self.every:
+                self.stats.overran += 1
+                _emit(logging.WARNING, event="round_overran", duration=elapsed,
+                      every=self.every, delayed_by=elapsed - self.every,
+                      note="the next round starts now; rounds never overlap")  # fmt: skip
+                next_start = self.clock()
+            if self.max_rounds is not None and self.stats.rounds + self.stats.crashed >= (
+                self.max_rounds
+            ):
+                self.request_stop("max_rounds")
+            self._maybe_prune()
+        self._final_flush()
+        _emit(logging.INFO, event="watch_stop", reason=self.stats.stop_reason,
+              rounds=self.stats.rounds, crashed=self.stats.crashed,
+              overran=self.stats.overran)  # fmt: skip
+        return 0
+
+    def _one_round(self) -> None:
+        number = self.stats.rounds + self.stats.crashed + 1
+        _emit(logging.INFO, event="round_start", n=number)
+        t0 = self.clock()
+        try:
+            outcome = self.round_fn()
+        except Exception as exc:  # one bad round must not end months of watching
+            self.stats.crashed += 1
+            _emit(logging.ERROR, event="round_failed", n=number, duration=self.clock() - t0,
+                  error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            log.debug("round %d traceback", number, exc_info=True)
+            return
+        self.stats.rounds += 1
+        result = outcome.round
+        for host in result.results:
+            if not host.ok:
+                _emit(logging.WARNING, event="host_failed", round=outcome.round_id,
+                      host=host.client.label, address=host.client.address,
+                      status=host.status.value, duration=host.duration_seconds,
+                      error=host.error)  # fmt: skip
+        _emit(
+            logging.INFO,
+            event="round",
+            n=number,
+            round=outcome.round_id,
+            hosts=len(result.results),
+            ok=result.ok_count,
+            failed=result.failed_count,
+            retries=result.retries,
+            duration=(result.finished_at - result.started_at).total_seconds(),
+            total=self.clock() - t0,
+            alerts_firing=outcome.alerts_firing,
+            mail_sent=outcome.mail_sent,
+            mail_queued=outcome.mail_queued,
+            mail_failed=outcome.mail_failed,
+            mail_error=outcome.mail_error,
+        )
+
+    def _maybe_prune(self) -> None:
+        if self.prune_fn is None or self.stopping:
+            return
+        now = self.clock()
+        if self._last_prune is not None and now - self._last_prune < self.prune_every:
+            return
+        self._last_prune = now
+        try:
+            report = self.prune_fn(lambda: self.stopping)
+        except Exception as exc:
+            _emit(logging.ERROR, event="prune_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        if report is None:
+            return
+        self.stats.prunes += 1
+        _emit(logging.INFO, event="prune", samples=report.samples, attempts=report.attempts,
+              events=report.events, mail=report.mail, rounds=report.rounds,
+              batches=report.batches, duration=report.seconds,
+              stopped=report.stopped or None)  # fmt: skip
+
+    def _final_flush(self) -> None:
+        if self.flush_fn is None:
+            return
+        try:
+            fields = self.flush_fn()
+        except Exception as exc:
+            _emit(logging.ERROR, event="flush_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        _emit(logging.INFO, event="flush", **fields)
+
+
+def watcher_for(
+    config: Config,
+    every: float,
+    *,
+    database_url: str | None = None,
+    max_rounds: int | None = None,
+) -> Watcher:
+    """A :class:`Watcher` doing real rounds, retention and mail for ``config``."""
+    from fleetstat.app import collect_once, deliver_mail, open_store
+    from fleetstat.store.retention import prune
+
+    def one_round() -> CollectOutcome:
+        return collect_once(config, database_url=database_url)
+
+    def prune_old(should_stop: Callable[[], bool]) -> PruneReport | None:
+        retention = config.retention
+        if retention.samples is None and retention.attempts is None and retention.events is None:
+            return None
+        with open_store(config, database_url) as store:
+            return prune(store, retention, should_stop=should_stop)
+
+    def flush() -> dict[str, Any]:
+        with open_store(config, database_url) as store:
+            return deliver_mail(config, store)
+
+    return Watcher(every, one_round, prune_fn=prune_old, flush_fn=flush, max_rounds=max_rounds)
