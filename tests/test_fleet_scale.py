@@ -1,0 +1,124 @@
+"""Rounds at fleet scale against a real OpenSSH sshd (issue 6, acceptance 3 and 4).
+
+Each test starts its own simulated fleet: 200 hosts of which 10 hang, and 100 hosts
+behind an sshd left at Debian's default ``MaxStartups 10:30:100``. Not timed: the
+figures are the bench's job (bench/README.md); these prove the behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from fleet_fixtures import fleet_config
+
+from fleetstat.app import collect_once
+from fleetstat.model import Status
+from fleetstat.simfleet import SimFleet, SimFleetError
+from fleetstat.store import Store
+
+pytestmark = [pytest.mark.sshd, pytest.mark.slow]
+
+HOSTS = 200
+HANGING = {i for i in range(HOSTS) if i % 20 == 7}  # 10 hosts, spread over the fleet
+RUN_TIMEOUT = 10  # generous: 100 probes at once share two cores on a CI machine
+
+
+def start_fleet(workdir: Path, **kwargs: object) -> SimFleet:
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("the simulated fleet needs root in CI")
+        pytest.skip("the simulated fleet's login user needs root")
+    fleet = SimFleet(workdir, **kwargs)  # type: ignore[arg-type]
+    try:
+        fleet.start()
+    except (SimFleetError, OSError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot start sshd: {exc}")
+        pytest.skip(f"cannot start sshd: {exc}")
+    return fleet
+
+
+@pytest.fixture
+def hanging_fleet(tmp_path: Path) -> Iterator[SimFleet]:
+    fleet = start_fleet(tmp_path / "fleet", count=HOSTS, behaviours={i: "hang" for i in HANGING})
+    yield fleet
+    fleet.stop()
+
+
+@pytest.fixture
+def debian_startups_fleet(tmp_path: Path) -> Iterator[SimFleet]:
+    fleet = start_fleet(tmp_path / "fleet", count=100, max_startups="10:30:100")
+    yield fleet
+    fleet.stop()
+
+
+def settle(fleet: SimFleet, seconds: float = 15) -> None:
+    """Remote clean-up ends just after each channel closes; give the last ones a moment."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not fleet.leftover_temp_dirs() and not fleet.user_processes():
+            return
+        time.sleep(0.2)
+
+
+def test_200_hosts_with_10_hanging(tmp_path: Path, hanging_fleet: SimFleet) -> None:
+    fleet = hanging_fleet
+    config = fleet_config(
+        tmp_path,
+        fleet,
+        list(range(HOSTS)),
+        defaults=(
+            f'<defaults concurrency="100" connect-timeout="20s" run-timeout="{RUN_TIMEOUT}s" '
+            f'host-keys="strict" known-hosts="{fleet.known_hosts}"/>'
+        ),
+    )
+    outcome = collect_once(config)
+
+    by_status = Counter(r.status for r in outcome.round.results)
+    failures = [r.error for r in outcome.round.results if not r.ok and r.status != Status.TIMEOUT]
+    assert by_status == {Status.OK: HOSTS - len(HANGING), Status.TIMEOUT: len(HANGING)}, failures
+    timed_out = {i for i, r in enumerate(outcome.round.results) if r.status == Status.TIMEOUT}
+    assert timed_out == HANGING
+    with Store(config.database_url) as store:
+        assert store.count("samples") == HOSTS - len(HANGING)
+        assert store.count("attempts") == HOSTS
+
+    settle(fleet)
+    # Every host's temp dir is gone (the hanging ones have a TMPDIR each) and the
+    # remote `timeout` killed every hung probe: nothing runs as the fleet's user.
+    assert fleet.leftover_temp_dirs() == []
+    assert fleet.user_processes() == []
+
+
+def test_debian_maxstartups_is_absorbed_by_retries(
+    tmp_path: Path, debian_startups_fleet: SimFleet
+) -> None:
+    fleet = debian_startups_fleet
+    config = fleet_config(
+        tmp_path,
+        fleet,
+        list(range(100)),
+        defaults=(
+            '<defaults concurrency="100" connect-timeout="10s" run-timeout="20s" '
+            f'host-keys="strict" known-hosts="{fleet.known_hosts}"/>'
+        ),
+    )
+    outcome = collect_once(config)
+
+    errors = [r.error for r in outcome.round.results if not r.ok]
+    assert outcome.round.ok_count == 100, errors[:5]
+    # sshd refused the surplus of 100 simultaneous pre-auth connections (MaxStartups
+    # 10:30:100 drops from the 11th on): those were retried, and counted.
+    assert outcome.round.retries > 0
+    with Store(config.database_url) as store:
+        assert store.count("samples") == 100
+    database = config.database_url.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(database)) as db:
+        assert db.execute("SELECT retries FROM rounds").fetchall() == [(outcome.round.retries,)]
