@@ -35,8 +35,10 @@ PROBE_MODULES = {p.stem for p in PROBE_FILES}
 # Third-party modules the probe may use when the host happens to have them
 # (DESIGN.md: cryptography, with the pure-Python path as the fallback). Only
 # inside a try block, so their absence is never an error.
-OPTIONAL_MODULES = {"cryptography"}
-SIZE_LIMIT = 64 * 1024
+OPTIONAL_MODULES = {"cryptography", "_sha2"}  # _sha2: the stdlib's SHA-2 from Python 3.12
+# Sources (~45 KB deflated) plus the same modules as .pyc for the server's Python
+# (probe_bundle.bytecode), which spare same-version hosts ~10 ms of compiling.
+SIZE_LIMIT = 160 * 1024
 PY36_CANDIDATES = ["/root/.pyenv/versions/3.6.15/bin/python3.6", shutil.which("python3.6")]
 PY36 = next((p for p in PY36_CANDIDATES if p and os.access(p, os.X_OK)), None)
 LINE_RE = re.compile(rb"\AFLEETSTAT/1 [A-Za-z0-9_-]+\n\Z")
@@ -158,7 +160,15 @@ def test_zipapp_layout() -> None:
     names = archive.namelist()
     assert names == sorted(names)
     assert names[0] == "__main__.py"
-    assert set(names[1:]) == {f"fleetstat_probe/{p.name}" for p in PROBE_FILES}
+    sources = {n for n in names[1:] if n.endswith(".py")}
+    assert sources == {f"fleetstat_probe/{p.name}" for p in PROBE_FILES}
+    tag = sys.implementation.cache_tag
+    compiled = {n for n in names[1:] if not n.endswith(".py")}
+    assert compiled == {
+        f"fleetstat_probe/{p.stem}.{tag}.pyc"
+        for p in PROBE_FILES
+        if p.name not in ("__init__.py", "zipload.py")
+    }
     for info in archive.infolist():
         assert info.date_time == (1980, 1, 1, 0, 0, 0)
         assert info.compress_type == zipfile.ZIP_DEFLATED
@@ -342,3 +352,41 @@ def test_encode_document_is_compact_zlib_json() -> None:
     raw = zlib.decompress(probe_main.encode_document(doc))
     assert raw == b'{"schema":1,"host":{"hostname":"h\\u00e9"}}'
     assert json.loads(raw) == doc
+
+
+def test_bytecode_is_the_source_compiled() -> None:
+    """Each .pyc holds exactly its source compiled by this Python, behind a
+    PEP 552 unchecked-hash header carrying the source's hash."""
+    import importlib.util
+    import marshal
+
+    archive = zipfile.ZipFile(io.BytesIO(probe_bundle.build_probe()))
+    for name in archive.namelist():
+        if not name.endswith(".pyc"):
+            continue
+        data = archive.read(name)
+        source = archive.read(name.split(".")[0] + ".py")
+        assert data[:4] == importlib.util.MAGIC_NUMBER
+        assert data[4:8] == (1).to_bytes(4, "little")
+        assert data[8:16] == importlib.util.source_hash(source)
+        expected = compile(source, name.split(".")[0] + ".py", "exec", dont_inherit=True)
+        assert marshal.loads(data[16:]) == expected
+
+
+def test_probe_runs_from_bytecode_on_the_same_python(probe_file: Path) -> None:
+    """zipload serves the .pyc on a same-version Python and never compiles those modules."""
+    script = (
+        "import sys, builtins;sys.path.insert(0, sys.argv[1]);"
+        "from fleetstat_probe.zipload import install;install();"
+        "calls = [];real = builtins.compile;"
+        "builtins.compile = lambda *a, **k: calls.append(a[1]) or real(*a, **k);"
+        "from fleetstat_probe import registry, seal, linux;print(len(calls))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script, str(probe_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"

@@ -104,7 +104,7 @@ def test_upgrade_creates_every_table_once(db_url: str) -> None:
     with Store(db_url) as store:
         assert store.current_revision() is None
         assert store.ensure_schema() is True
-        assert store.current_revision() == "0001"
+        assert store.current_revision() == "0002"
         assert store.ensure_schema() is False
         store.upgrade()  # idempotent at head
 
@@ -115,9 +115,13 @@ def test_upgrade_creates_every_table_once(db_url: str) -> None:
         def index_columns(table: str) -> set[tuple[str, ...]]:
             return {tuple(ix["column_names"]) for ix in inspector.get_indexes(table)}
 
-        assert ("client_ip", "client_port", "received_at") in index_columns("samples")
+        # 0002 widened it into a covering index for `fleetstat history`.
+        assert any(
+            cols[:3] == ("client_ip", "client_port", "received_at")
+            for cols in index_columns("samples")
+        )
         assert ("round_id",) in index_columns("samples")
-        assert ("client_ip", "client_port", "started_at") in index_columns("attempts")
+        assert ("client_ip", "client_port", "started_at", "status") in index_columns("attempts")
         assert ("round_id",) in index_columns("attempts")
         assert ("sent_at", "next_attempt_at") in index_columns("mail_outbox")
         uniques = {
@@ -260,7 +264,8 @@ def test_five_hundred_hosts_in_one_call(store: Store) -> None:
         sa.event.remove(store.engine, "before_execute", count_inserts)
 
     # One INSERT per table: attempts and samples each go as one executemany.
-    assert inserts == ["rounds", "attempts", "samples"]
+    # host_latest (issue 5): one upsert for hosts with a sample, one for those without.
+    assert inserts == ["rounds", "attempts", "samples", "host_latest", "host_latest"]
     assert [store.count(t) for t in ("rounds", "attempts", "samples")] == [1, 500, 450]
     summary = store.round_summary(round_id)
     assert (summary.round.hosts_ok, summary.round.hosts_failed) == (450, 50)
@@ -517,3 +522,22 @@ def test_headline_tolerates_odd_documents(
 
 def test_headline_of_an_empty_document_is_all_null() -> None:
     assert set(headline({}).values()) == {None}
+
+
+def test_cheap_revision_readers_agree_with_alembic(tmp_path: Path) -> None:
+    """migrate.py reads the head and the database's revision without Alembic (it costs
+    ~11 MB and ~0.3 s per collect); Alembic's own answers must be the same."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from fleetstat.store import migrate
+
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert migrate.head_revision() == script.get_current_head()
+    assert migrate.known_revisions() == {rev.revision for rev in script.walk_revisions()}
+    with Store(f"sqlite:///{tmp_path / 'rev.db'}") as store:
+        for _ in range(2):  # empty, then upgraded
+            with store.engine.connect() as conn:
+                expected = MigrationContext.configure(conn).get_current_revision()
+                assert migrate.current_revision(conn) == expected
+            store.ensure_schema()

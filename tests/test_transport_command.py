@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,21 @@ import pytest
 from fleetstat.transport import posix
 
 
+def as_zipapp(source: bytes) -> bytes:
+    """``source`` as the probe zipapp the remote command expects: run by
+    ``fleetstat_probe.__main__.main()`` after ``fleetstat_probe.zipload.install()``."""
+    main = f"def main():\n    exec(compile({source!r}, 'probe', 'exec'), {{}})\n    return 0\n"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("fleetstat_probe/__init__.py", "")
+        archive.writestr("fleetstat_probe/zipload.py", "def install():\n    return False\n")
+        archive.writestr("fleetstat_probe/__main__.py", main)
+    return buffer.getvalue()
+
+
 def run_remote(tmp_path: Path, payload: bytes, argv: list[str], run_timeout: float = 5, env=None):
+    """Run the remote command on ``payload`` (Python source, packed as a zipapp)."""
+    payload = as_zipapp(payload) if payload else payload
     command = posix.probe_command(argv, run_timeout=run_timeout)
     base = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "TMPDIR": str(tmp_path)}
     return subprocess.run(
@@ -44,7 +60,7 @@ def test_arguments_are_passed_verbatim_and_quoted(tmp_path: Path) -> None:
 def test_temp_dir_is_private_and_removed(tmp_path: Path) -> None:
     payload = (
         b"import os, stat, sys\n"
-        b"d = os.path.dirname(os.path.abspath(sys.argv[0]))\n"
+        b"d = os.path.dirname(sys.path[0])  # sys.path[0] is the uploaded probe.pyz\n"
         b"print(oct(stat.S_IMODE(os.stat(d).st_mode)), d)\n"
     )
     done = run_remote(tmp_path, payload, [])
@@ -85,7 +101,7 @@ def test_runs_under_dash_as_well(tmp_path: Path) -> None:
     command = posix.probe_command(["ok"], run_timeout=5)
     done = subprocess.run(
         ["/bin/dash", "-c", command],
-        input=b"import sys; print(sys.argv[1])\n",
+        input=as_zipapp(b"import sys; print(sys.argv[1])\n"),
         capture_output=True,
         env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "TMPDIR": str(tmp_path)},
     )

@@ -14,14 +14,19 @@ from fleetstat.alerts import AlertView, active_alerts, evaluate_round
 from fleetstat.collector import Progress, collect_round, plan_round
 from fleetstat.errors import MailError
 from fleetstat.mail import FlushReport, flush_outbox, outbox_backlog
+from fleetstat.mail.events import queue_event_mail
+from fleetstat.metrics import fill_interval_cpu
 from fleetstat.model import RoundResult
 from fleetstat.probe_bundle import build_probe
 from fleetstat.store import Store
+from fleetstat.store.events import read_bookmarks
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     from fleetstat.config import Config
+    from fleetstat.store.reports import History, HostRef, HostState
+    from fleetstat.store.retention import PruneReport
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +77,15 @@ def collect_once(
     key = load_or_create_key(config.key_path)
     with open_store(config, database_url) as store:
         plan = plan_round(config, key, build_probe())
+        # Event bookmarks come from the stored events: they advance only once stored.
+        hosts = [(c.ip, c.port) for c in config.clients]
+        plan = replace(plan, bookmarks=read_bookmarks(store, hosts))
         result = asyncio.run(collect_round(config, plan, progress=progress))
-        round_id = store.record_round(result)
+        # Before the round is stored and alerts run: both read cpu.interval_percent.
+        fill_interval_cpu(result, store.previous_cpu())
+        round_id = store.record_round(
+            result, then=lambda conn, rid: queue_event_mail(conn, result, rid, now=now)
+        )
         evaluation = evaluate_round(store, result, defaults=config.defaults, now=now)
         for address in evaluation.unaddressed:
             log.warning("alert for %s not mailed: the client has no mail address", address)
@@ -120,3 +132,77 @@ def list_alerts(
     """``fleetstat alerts``: the alerts firing now for the clients in ``config``."""
     with open_store(config, database_url) as store:
         return active_alerts(store, config, pending=pending)
+
+
+# -- issue 5: reports, history, retention ------------------------------------------------
+
+
+def host_refs(config: Config, hosts: list[str] | None = None) -> list[HostRef]:
+    """The configured clients as reports name them; ``hosts`` filters by name, ip or ip:port.
+
+    Raises ``FleetstatError`` when nothing matches ``hosts`` (a typo should not
+    print an empty report).
+    """
+    from fleetstat.errors import FleetstatError
+    from fleetstat.store.reports import HostRef
+
+    refs = []
+    for client in config.clients:
+        names = {client.label, client.ip, client.address, f"{client.ip}:{client.port}"}
+        if hosts and not names & set(hosts):
+            continue
+        rules = frozenset(rule.key for rule in client.alerts)
+        refs.append(HostRef(client.ip, client.port, client.label, rules))
+    if hosts and not refs:
+        raise FleetstatError(
+            f"no client in {config.path} is named {', '.join(hosts)} "
+            "(give a name, an ip, or ip:port from the config)"
+        )
+    return refs
+
+
+def report(
+    config: Config,
+    *,
+    database_url: str | None = None,
+    hosts: list[str] | None = None,
+    failing: bool = False,
+    now: datetime | None = None,
+) -> list[HostState]:
+    """``fleetstat report``: the latest state of every configured host, in config order."""
+    from fleetstat.store.reports import host_states
+
+    refs = host_refs(config, hosts)
+    with open_store(config, database_url) as store:
+        states = host_states(store, refs, now=now)
+    return [s for s in states if s.failing] if failing else states
+
+
+def history(
+    config: Config,
+    host: str,
+    since: datetime,
+    *,
+    until: datetime | None = None,
+    database_url: str | None = None,
+    buckets: int = 48,
+) -> History:
+    """``fleetstat history HOST``: one host's figures over a window."""
+    from fleetstat.errors import FleetstatError
+    from fleetstat.store.reports import host_history
+
+    refs = host_refs(config, [host])
+    if len(refs) > 1:
+        raise FleetstatError(f"{host!r} names {len(refs)} clients; give ip:port")
+    with open_store(config, database_url) as store:
+        return host_history(store, refs[0], since, until, buckets=buckets)
+
+
+def prune_now(
+    config: Config, *, database_url: str | None = None, now: datetime | None = None
+) -> PruneReport:
+    """``fleetstat prune``: apply ``<retention>`` once."""
+    from fleetstat.store.retention import prune
+
+    with open_store(config, database_url) as store:
+        return prune(store, config.retention, now=now)

@@ -22,6 +22,7 @@ from fleetstat.model import HostResult, RoundResult
 
 if TYPE_CHECKING:
     from fleetstat.app import CollectOutcome
+    from fleetstat.store.reports import HostState
 
 app = typer.Typer(
     name="fleetstat",
@@ -291,6 +292,164 @@ def mail_flush(
 
 
 @app.command()
+def watch(
+    config: ConfigOpt = Path("fleetstat.xml"),
+    every: Annotated[
+        str, typer.Option("--every", help="Interval between round starts: 30s, 5m, 1h.")
+    ] = "5m",
+    db: DbOpt = None,
+) -> None:
+    """Collect every --every until SIGTERM or Ctrl-C; retention once a day.
+
+    Rounds never overlap (a slow round delays the next, and says so). SIGTERM or
+    Ctrl-C finishes the round in flight, flushes the outbox and exits 0; a second
+    one aborts. One key=value log line per round and per failed host on stderr
+    (journald-ready). See contrib/fleetstat.service for systemd.
+
+    Example: fleetstat watch -c /etc/fleetstat/fleetstat.xml --every 5m
+    """
+    from fleetstat.units import parse_duration
+    from fleetstat.watch import MIN_EVERY_SECONDS, configure_logging, watcher_for
+
+    try:
+        seconds = parse_duration(every)
+    except ValueError as exc:
+        err.print(f"--every: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if seconds < MIN_EVERY_SECONDS:
+        err.print(f"--every must be at least {MIN_EVERY_SECONDS}s", highlight=False)
+        raise typer.Exit(2)
+    try:
+        cfg = _load(config)
+    except FleetstatError as exc:
+        raise _fail(exc) from None
+    configure_logging()
+    watcher = watcher_for(cfg, seconds, database_url=db)
+    watcher.install_signal_handlers()
+    raise typer.Exit(watcher.run())
+
+
+@app.command()
+def report(
+    config: ConfigOpt = Path("fleetstat.xml"),
+    db: DbOpt = None,
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Only this client (name, ip or ip:port).")
+    ] = None,
+    failing: Annotated[
+        bool, typer.Option("--failing", help="Only hosts whose last attempt failed.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row on stdout.")] = False,
+) -> None:
+    """The latest state of every configured host: status, last sample, figures, alerts.
+
+    Example: fleetstat report -c /etc/fleetstat/fleetstat.xml --failing
+    """
+    import json
+
+    from fleetstat.app import report as latest_report
+
+    try:
+        states = latest_report(_load(config), database_url=db, hosts=host, failing=failing)
+    except FleetstatError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([state.as_json() for state in states], indent=2))
+        return
+    if as_csv:
+        import csv
+
+        rows = [state.as_json() for state in states]
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["host"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row | {"alerts": " ".join(row["alerts"])})
+        return
+    out.print(_report_table(states))
+
+
+@app.command()
+def history(
+    host: Annotated[str, typer.Argument(help="The client: its name, ip or ip:port.")],
+    config: ConfigOpt = Path("fleetstat.xml"),
+    db: DbOpt = None,
+    since: Annotated[str, typer.Option("--since", help="How far back: 1h, 7d, 30d.")] = "7d",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    width: Annotated[int, typer.Option("--width", help="Plot width in characters.")] = 48,
+) -> None:
+    """Min/avg/max of CPU, memory, swap and disk over a window, with a small plot.
+
+    Example: fleetstat history web-01 -c /etc/fleetstat/fleetstat.xml --since 7d
+    """
+    import json
+    from datetime import UTC, timedelta
+
+    from fleetstat.app import history as host_history
+    from fleetstat.units import parse_duration
+
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        err.print(f"--since: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    until = datetime.now(UTC)
+    try:
+        found = host_history(_load(config), host, until - timedelta(seconds=window),
+                             until=until, database_url=db, buckets=max(1, width))  # fmt: skip
+    except FleetstatError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(found.as_json(), indent=2))
+        return
+    from fleetstat.store.reports import sparkline
+
+    out.print(f"{found.name} ({found.client_ip}:{found.client_port}) since {_when(found.since)}: "
+              f"{found.samples} sample(s), {found.failed_attempts} failed of "
+              f"{found.attempts} attempt(s)", highlight=False, markup=False)  # fmt: skip
+    out.print(f"first {_when(found.first_sample_at)}, last {_when(found.last_sample_at)}",
+              highlight=False)  # fmt: skip
+    table = Table(header_style="bold")
+    for name in ("figure", "min", "avg", "max"):
+        table.add_column(name, justify="left" if name == "figure" else "right")
+    for name, stat in found.stats.items():
+        table.add_row(f"{name} %", _pct(stat.min), _pct(stat.avg), _pct(stat.max))
+    out.print(table)
+    step = _human_duration(found.bucket_seconds) if found.bucket_seconds >= 60 else (
+        f"{found.bucket_seconds}s")  # fmt: skip
+    out.print(f"CPU    |{sparkline(found.cpu_series)}|  (0-100 %, one mark per {step})",
+              highlight=False, markup=False)  # fmt: skip
+    out.print(f"memory |{sparkline(found.memory_series)}|", highlight=False, markup=False)
+
+
+@app.command()
+def prune(
+    config: ConfigOpt = Path("fleetstat.xml"),
+    db: DbOpt = None,
+) -> None:
+    """Delete rows older than <retention> allows, in small batches; keeps what is needed.
+
+    Never deleted: each host's latest sample and attempt, the rows of hosts with an
+    unresolved alert, unsent mail. watch does this once a day by itself.
+
+    Example: fleetstat prune -c /etc/fleetstat/fleetstat.xml
+    """
+    from fleetstat.app import prune_now
+
+    try:
+        cfg = _load(config)
+        if cfg.retention == type(cfg.retention)():
+            out.print(f"{config}: no <retention>: everything is kept", highlight=False)
+            return
+        done = prune_now(cfg, database_url=db)
+    except FleetstatError as exc:
+        raise _fail(exc) from None
+    out.print(f"pruned {done.samples} sample(s), {done.attempts} attempt(s), {done.events} "
+              f"event(s), {done.mail} sent mail, {done.rounds} round(s) in {done.batches} "
+              f"batch(es), {done.seconds:.1f}s", highlight=False)  # fmt: skip
+
+
+@app.command()
 def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Folder for the demo's files.")] = Path(
         "demo"
@@ -350,6 +509,33 @@ def _when(moment: datetime | None) -> str:
 
 def _pct(value: object) -> str:
     return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+
+def _report_table(states: list[HostState]) -> Table:
+    table = Table(header_style="bold")
+    for name, justify in [
+        ("host", "left"), ("status", "left"), ("sample age", "right"), ("CPU %", "right"),
+        ("mem %", "right"), ("swap %", "right"), ("fullest disk", "left"), ("load", "right"),
+        ("uptime", "right"), ("alerts", "left"),
+    ]:  # fmt: skip
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for s in states:
+        style = "green" if s.status == "ok" else "red"
+        cpu = s.cpu_interval_percent if s.cpu_interval_percent is not None else s.cpu_percent
+        disk = f"{_pct(s.disk_max_percent)}% {s.disk_max_mount}" if s.disk_max_mount else "-"
+        table.add_row(
+            s.name,
+            f"[{style}]{s.status}[/]",
+            _human_duration(s.sample_age_seconds) if s.sample_age_seconds is not None else "never",
+            _pct(cpu),
+            _pct(s.memory_percent),
+            _pct(s.swap_percent),
+            disk,
+            f"{s.load1:.2f}" if s.load1 is not None else "-",
+            _human_duration(s.uptime_seconds),
+            f"[red]{' '.join(s.alerts)}[/]" if s.alerts else "",
+        )
+    return table
 
 
 def summary_table(result: RoundResult) -> Table:

@@ -13,8 +13,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,9 @@ class RoundPlan:
     settings: TransportSettings
     concurrency: int
     top_processes: int = 5
+    # --since per host: the event bookmark derived from the stored events
+    # (store.events.read_bookmarks); hosts without one read their last 24 hours.
+    bookmarks: Mapping[tuple[str, int], str] = field(default_factory=dict)
 
 
 def plan_round(config: Config, private_key: X25519PrivateKey, probe: bytes) -> RoundPlan:
@@ -58,13 +61,30 @@ def plan_round(config: Config, private_key: X25519PrivateKey, probe: bytes) -> R
 
 
 def probe_argv(
-    recipient_b64: str, challenge: bytes, top: int, since: str | None = None
+    recipient_b64: str,
+    challenge: bytes,
+    top: int,
+    since: str | None = None,
+    events: int | None = None,
 ) -> list[str]:
     argv = ["--recipient", recipient_b64, "--challenge", envelope.b64url_encode(challenge)]
     argv += ["--top", str(top)]
     if since is not None:
         argv += ["--since", since]
+    if events is not None:
+        argv += ["--events", str(events)]
     return argv
+
+
+def events_wanted(client: Client) -> int | None:
+    """``--events`` for a client: its max when events are enabled or it is Windows.
+
+    None leaves the probe's default, which on Windows is to read 500 (the
+    assignment mails Windows security events on every run) and elsewhere none.
+    """
+    if client.events or client.os == "windows":
+        return client.events_max
+    return None
 
 
 def find_envelope_line(stdout: bytes) -> str:
@@ -108,7 +128,8 @@ async def _collect_host(
     started = datetime.now(UTC)
     t0 = time.monotonic()
     challenge = os.urandom(16)
-    argv = probe_argv(recipient, challenge, plan.top_processes)
+    since = plan.bookmarks.get((client.ip, client.port))
+    argv = probe_argv(recipient, challenge, plan.top_processes, since, events_wanted(client))
     retries = 0
 
     def failed(status: Status, error: str, stderr: str | None = None) -> HostResult:

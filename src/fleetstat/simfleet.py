@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,15 @@ _FAKE_PYTHONS = {
     "garbage": "#!/bin/sh\necho 'hello from a host that does not speak fleetstat'\nexit 0\n",
     "fail": "#!/bin/sh\necho 'Traceback: probe crashed on purpose' >&2\nexit 3\n",
 }
+# rsyslog's part for the auth_log option: sshd -e lines, time-stamped (RFC 3339)
+# and tagged, appended to /var/log/auth.log inside sshd's namespace.
+_SYSLOG_WRITER = """import socket, sys, time
+host = socket.gethostname()
+with open("/var/log/auth.log", "a", buffering=1, encoding="utf-8") as out:
+    for line in sys.stdin:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        out.write("%s %s sshd: %s\\n" % (stamp, host, line.rstrip("\\r\\n")))
+"""
 # What a host without python still needs for the remote script.
 _NO_PYTHON_TOOLS = ("mktemp", "cat", "rm", "timeout", "sleep")
 
@@ -81,9 +91,23 @@ class SimFleet:
     behaviours: dict[int, str] = field(default_factory=dict)  # host index -> behaviour
     port: int = 0
     max_startups: str = "1000:30:1000"
+    # Pinned for every client (fleetstat, the bench's reference runner, Ansible's
+    # OpenSSH): OpenSSH 9.x prefers the post-quantum hybrid sntrup761x25519-sha512,
+    # whose sshd side costs several times the CPU of curve25519-sha256, and
+    # asyncssh and the OpenSSH client would otherwise negotiate different ones.
+    # "" leaves sshd's default list.
+    kex_algorithms: str = "curve25519-sha256"
     extra_config: str = ""
+    # As root only: sshd logs at INFO, time-stamped like rsyslog, into a private
+    # /var/log/auth.log inside its namespace (``auth_log_path`` from outside), and
+    # the namespace has no journald, so the probe reads events from that file.
+    auth_log: bool = False
     hosts: list[SimHost] = field(default_factory=list)
     password: str = ""
+    # Each fleet's login user has a uid of its own (from the port), so stopping one
+    # fleet (pkill -U) or listing its processes never touches another fleet's
+    # sessions: test runs and the bench may share a machine.
+    uid: int = 0
     _proc: subprocess.Popen[bytes] | None = None
     # What the simulated user must reach (home, TMPDIRs, fake interpreters) lives
     # under its own traversable folder: ``workdir`` may sit in a private 0700 tree
@@ -98,6 +122,11 @@ class SimFleet:
     @property
     def as_root(self) -> bool:
         return os.geteuid() == 0
+
+    @property
+    def pid(self) -> int | None:
+        """The sshd listener's pid (every session is forked from it), None when stopped."""
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def host_key(self) -> Path:
@@ -119,6 +148,24 @@ class SimFleet:
     def log_path(self) -> Path:
         return self.workdir / "sshd.log"
 
+    @property
+    def auth_log_path(self) -> Path:
+        """The simulated hosts' /var/log/auth.log, seen from outside the namespace."""
+        return self.workdir / "varlog" / "auth.log"
+
+    def _auth_log_script(self) -> str:
+        varlog = self.auth_log_path.parent
+        varlog.mkdir(mode=0o755, exist_ok=True)
+        (varlog / "empty").mkdir(mode=0o755, exist_ok=True)
+        self.auth_log_path.touch(mode=0o644)
+        self.auth_log_path.chmod(0o644)  # readable by the sim user, like the adm group's
+        return (
+            'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/shadow && '
+            'mount --bind "$5" /var/log && '
+            '{ [ ! -d /run/systemd/journal ] || mount --bind "$5/empty" /run/systemd/journal; } && '
+            '{ "$3" -D -e -f "$4" 2>&1 | "$6" -u -c "$7"; }'
+        )
+
     # -- lifecycle -----------------------------------------------------------
     def __enter__(self) -> SimFleet:
         self.start()
@@ -136,6 +183,7 @@ class SimFleet:
         self.hostroot = Path(tempfile.mkdtemp(prefix="fleetstat-sim-"))
         self.hostroot.chmod(0o755)
         self.port = self.port or free_port()
+        self.uid = self.uid or SIM_UID + self.port % 20000
         self.password = self.password or secrets.token_urlsafe(12)
         self._keys()
         self._hosts()
@@ -151,6 +199,9 @@ class SimFleet:
                 "sim", str(self.workdir / "passwd"), str(self.workdir / "shadow"),
                 sshd, str(config),
             ]  # fmt: skip
+            if self.auth_log:
+                cmd[6] = self._auth_log_script()
+                cmd += [str(self.auth_log_path.parent), sys.executable, _SYSLOG_WRITER]
         else:
             cmd = [sshd, "-D", "-e", "-f", str(config)]
         log = self.log_path.open("ab")
@@ -181,7 +232,7 @@ class SimFleet:
     def _kill_user_processes(self) -> None:
         if not self.as_root:
             return
-        subprocess.run(["pkill", "-KILL", "-U", str(SIM_UID)], check=False)
+        subprocess.run(["pkill", "-KILL", "-U", str(self.uid)], check=False)
 
     def _wait_listening(self) -> None:
         deadline = time.monotonic() + 10
@@ -217,12 +268,14 @@ class SimFleet:
             tmp.mkdir(parents=True, exist_ok=True)
             self.hosts.append(SimHost(host_address(i), behaviour, tmp))
         pub = self.host_key.with_suffix(".pub").read_text().split()
-        patterns = ",".join(f"[{h.address}]:{self.port}" for h in self.hosts)
-        self.known_hosts.write_text(f"{patterns} {pub[0]} {pub[1]}\n")
+        # One line per host, as ssh-keyscan writes them for a real fleet.
+        self.known_hosts.write_text(
+            "".join(f"[{h.address}]:{self.port} {pub[0]} {pub[1]}\n" for h in self.hosts)
+        )
         if self.as_root:
             for path in [self.home, *(self.hostroot / "hosttmp").rglob("*"),
                          self.hostroot / "hosttmp", *self.home.rglob("*")]:  # fmt: skip
-                os.chown(path, SIM_UID, SIM_UID)
+                os.chown(path, self.uid, self.uid)
 
     def _fake_bins(self) -> None:
         for behaviour, script in _FAKE_PYTHONS.items():
@@ -247,7 +300,7 @@ class SimFleet:
         ).stdout.decode().strip()  # fmt: skip
         passwd = Path("/etc/passwd").read_text()
         shadow = Path("/etc/shadow").read_text()
-        passwd += f"{SIM_USER}:x:{SIM_UID}:{SIM_UID}:fleetstat sim:{self.home}:/bin/sh\n"
+        passwd += f"{SIM_USER}:x:{self.uid}:{self.uid}:fleetstat sim:{self.home}:/bin/sh\n"
         shadow += f"{SIM_USER}:{hashed}:19000:0:99999:7:::\n"
         (self.workdir / "passwd").write_text(passwd)
         shadow_path = self.workdir / "shadow"
@@ -271,10 +324,12 @@ class SimFleet:
         ok_tmp = self.hostroot / "hosttmp" / "ok"
         blocks.append(f"Match all\n  SetEnv TMPDIR={ok_tmp}\n")
         user_pattern = f"{self.user}@127.0.0.0/8"
+        kex = f"KexAlgorithms {self.kex_algorithms}\n" if self.kex_algorithms else ""
         text = f"""# fleetstat simulated fleet; generated, do not edit
 ListenAddress 0.0.0.0:{self.port}
 HostKey {self.host_key}
-PidFile {self.workdir / "sshd.pid"}
+HostKeyAlgorithms ssh-ed25519
+{kex}PidFile {self.workdir / "sshd.pid"}
 AuthorizedKeysFile {self.home / ".ssh" / "authorized_keys"}
 StrictModes no
 UsePAM no
@@ -283,12 +338,12 @@ KbdInteractiveAuthentication no
 PermitRootLogin no
 AllowUsers {user_pattern}
 MaxStartups {self.max_startups}
-MaxSessions 10
+MaxSessions 100
 MaxAuthTries 6
 LoginGraceTime 30
 PrintMotd no
 UseDNS no
-LogLevel ERROR
+LogLevel {"INFO" if self.auth_log else "ERROR"}
 Subsystem sftp internal-sftp
 {self.extra_config}
 {"".join(blocks)}"""
@@ -306,7 +361,7 @@ Subsystem sftp internal-sftp
         if not self.as_root:
             return []
         out = subprocess.run(
-            ["ps", "-o", "pid=,args=", "-u", str(SIM_UID)], capture_output=True, text=True
+            ["ps", "-o", "pid=,args=", "-u", str(self.uid)], capture_output=True, text=True
         ).stdout
         return [line.strip() for line in out.splitlines() if line.strip()]
 

@@ -79,6 +79,7 @@ class Context(object):
         user_name=None,
         self_pid=None,
         now=None,
+        events_max=None,
     ):
         self.root = root
         self.top = top
@@ -91,6 +92,8 @@ class Context(object):
         self.user_name = user_name or _user_name
         self.self_pid = os.getpid() if self_pid is None else self_pid
         self.now = now or time.time
+        # Security events per run: None = the platform's default (see events.py).
+        self.events_max = events_max
 
 
 def _sysconf(name, default):

@@ -11,7 +11,7 @@ read (ENOENT, or ESRCH from a dying task) is simply skipped.
 
 import time
 
-from .procfs import list_pids, read_text
+from .procfs import host_path, list_pids, read_short, read_text
 
 _GONE = (OSError, ValueError, IndexError)  # vanished, or torn mid-exit
 
@@ -41,11 +41,12 @@ def parse_status_uid(text):
 def snapshot(root, skip_pid=None):
     """{pid: (name, ticks, rss pages)} for every process readable right now."""
     result = {}
+    proc = host_path(root, "proc")
     for pid in list_pids(root):
         if pid == skip_pid:
             continue
         try:
-            result[pid] = parse_pid_stat(read_text(root, "proc/%d/stat" % pid))
+            result[pid] = parse_pid_stat(read_short("%s/%d/stat" % (proc, pid)))
         except _GONE:
             continue
     return result

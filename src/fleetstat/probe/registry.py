@@ -1,6 +1,6 @@
 """Which collectors run on this platform, and running them into one document.
 
-Each platform module (``linux.py``; ``windows.py`` is the next one) exposes a
+Each platform module (``linux.py``, ``windows.py``) exposes a
 ``COLLECTORS`` tuple of :class:`~.common.Collector`; ``common.COLLECTORS`` run
 everywhere. The platform module is imported only on its own platform, so a
 Linux host never compiles Windows code (the zipapp has no .pyc files: every
@@ -22,8 +22,10 @@ def platform_collectors(platform):
         from . import linux
 
         return linux.COLLECTORS
-    # Windows (a later issue): probe/windows.py with its COLLECTORS, imported here
-    # under `if platform == "windows":` exactly like linux above.
+    if platform == "windows":  # sys.platform "win32", see common.platform_name
+        from . import windows
+
+        return windows.COLLECTORS
     return None
 
 
@@ -32,7 +34,9 @@ def collectors_for(platform):
     specific = platform_collectors(platform)
     if specific is None:
         return list(common.COLLECTORS), "no collectors for platform %r yet" % (platform,)
-    found = list(common.COLLECTORS) + list(specific)
+    # A platform's collector replaces the common one of the same name (windows "host").
+    names = set(c.name for c in specific)
+    found = [c for c in common.COLLECTORS if c.name not in names] + list(specific)
     return [c for c in found if c.applies_to(platform)], None
 
 
@@ -50,6 +54,12 @@ def build_document(ctx, platform=None, collectors=None, sleep=time.sleep):
         collectors, unsupported = collectors_for(platform)
         if unsupported:
             errors["platform"] = unsupported
+        if platform == "windows" or getattr(ctx, "events_max", None):
+            from .events import events_collector  # compiled only when events may be wanted
+
+            wanted = events_collector(platform, ctx)
+            if wanted is not None:
+                collectors.append(wanted)
     doc = {
         "schema": common.SCHEMA,
         "probe_version": common.PROBE_VERSION,

@@ -20,15 +20,24 @@ server's long-term key never runs through this code (the server uses
 ``cryptography``).
 """
 
-import base64
-import functools
-import hashlib
-import hmac
+import binascii
 import os
-import re
-import warnings
+import sys
 
 from . import _chacha, _x25519
+
+# Start-up cost matters here: the interpreter's start is most of the probe's CPU
+# on the host, and hashlib (which loads OpenSSL's libcrypto), hmac, base64 and re
+# cost about 8 ms of it together. SHA-256 comes from the interpreter's built-in
+# module (``_sha256`` up to 3.11, ``_sha2`` from 3.12), HMAC is the few lines of
+# RFC 2104 below and base64url is binascii plus a translation table.
+try:
+    from _sha256 import sha256
+except ImportError:
+    try:
+        from _sha2 import sha256
+    except ImportError:  # a build without the built-in module
+        from hashlib import sha256
 from ._chacha import AuthenticationError
 
 MAGIC = "FLEETSTAT/1"
@@ -56,12 +65,18 @@ __all__ = [
     "seal",
 ]
 
-_B64URL_RE = re.compile(r"\A[A-Za-z0-9_-]*={0,2}\Z")
+_B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+# RFC 2104 section 2: the key XORed with ipad and opad, as translation tables.
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 def b64url_encode(data):
     """base64url without padding (RFC 4648 section 5), as text."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    encoded = binascii.b2a_base64(bytes(data), newline=False)
+    return encoded.translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text):
@@ -69,13 +84,24 @@ def b64url_decode(text):
     if isinstance(text, bytes):
         text = text.decode("ascii")
     text = text.strip()
-    # urlsafe_b64decode silently drops characters outside the alphabet; refuse them.
-    if not _B64URL_RE.match(text):
+    body = text.rstrip("=")
+    # a2b_base64 silently drops characters outside the alphabet: refuse them,
+    # and more than two "=" of padding.
+    if len(text) - len(body) > 2 or not _B64URL_ALPHABET.issuperset(body):
         raise ValueError("not base64url")
-    text = text.rstrip("=")
-    if len(text) % 4 == 1:
+    if len(body) % 4 == 1:
         raise ValueError("not base64url: impossible length")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    padded = body + "=" * (-len(body) % 4)
+    return binascii.a2b_base64(padded.encode("ascii").translate(_FROM_URLSAFE))
+
+
+def hmac_sha256(key, message):
+    """HMAC-SHA256 (RFC 2104 section 2): the same bytes as the stdlib's hmac module."""
+    if len(key) > 64:
+        key = sha256(key).digest()
+    key = bytes(key).ljust(64, b"\x00")
+    inner = sha256(key.translate(_IPAD) + message).digest()
+    return sha256(key.translate(_OPAD) + inner).digest()
 
 
 def hkdf_sha256(ikm, salt, info, length):
@@ -83,12 +109,12 @@ def hkdf_sha256(ikm, salt, info, length):
     if length > 255 * 32:
         raise ValueError("HKDF-SHA256 output is at most 8160 bytes")
     # Extract (section 2.2): PRK = HMAC-Hash(salt, IKM); an empty salt means zeros.
-    prk = hmac.new(salt or b"\x00" * 32, ikm, hashlib.sha256).digest()
+    prk = hmac_sha256(salt or b"\x00" * 32, ikm)
     # Expand (section 2.3): T(i) = HMAC-Hash(PRK, T(i-1) || info || i).
     blocks = []
     previous = b""
     for counter in range(1, (length + 31) // 32 + 1):
-        previous = hmac.new(prk, previous + info + bytes([counter]), hashlib.sha256).digest()
+        previous = hmac_sha256(prk, previous + info + bytes([counter]))
         blocks.append(previous)
     return b"".join(blocks)[:length]
 
@@ -123,10 +149,35 @@ def _seal_pure(plaintext, recipient_public, challenge, ephemeral_private=None, n
     return ephemeral_public + nonce + sealed
 
 
-@functools.lru_cache(maxsize=None)
+_NOT_CHECKED = object()
+_cryptography_classes = _NOT_CHECKED
+
+
 def _cryptography():
     """The host's ``cryptography`` classes when they work here, else None (checked once)."""
+    global _cryptography_classes
+    if _cryptography_classes is _NOT_CHECKED:
+        _cryptography_classes = _load_cryptography() if _cryptography_on_path() else None
+    return _cryptography_classes
+
+
+def _cryptography_on_path():
+    """Whether a ``cryptography`` package directory is on sys.path at all.
+
+    Under ``python3 -I -S`` (how the probe runs) site-packages are not on the
+    path, so this is almost always False; a few stat calls spare the failed
+    import and the ``warnings`` module.
+    """
+    for entry in sys.path:
+        if os.path.isdir(os.path.join(entry or os.curdir, "cryptography")):
+            return True
+    return False
+
+
+def _load_cryptography():
     try:
+        import warnings
+
         with warnings.catch_warnings():
             # Old cryptography releases warn at import about old Pythons; the
             # probe's stderr is for its own diagnostics.

@@ -5,25 +5,35 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections import defaultdict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, Engine, Row
 from sqlalchemy.exc import SQLAlchemyError
 
 from fleetstat.errors import StoreError
 from fleetstat.model import HostResult, RoundResult
 from fleetstat.store import migrate
+from fleetstat.store.events import insert_events
 from fleetstat.store.headline import headline
-from fleetstat.store.schema import TABLE_NAMES, attempts, metadata, rounds, samples
+
+if TYPE_CHECKING:
+    from fleetstat.metrics import CpuCounters
+from fleetstat.store.schema import (
+    TABLE_NAMES,
+    attempts,
+    host_latest,
+    metadata,
+    rounds,
+    samples,
+)
 
 # SQLite waits this long for another writer (a `watch` beside a `collect`) before
 # giving up with "database is locked".
@@ -81,6 +91,8 @@ class Store:
         """Bring the schema to the newest revision shipped with this fleetstat."""
         with self._errors("upgrade the schema"), self.engine.begin() as conn:
             self._check_known(conn)
+            from alembic import command  # only when a migration runs: see migrate.py
+
             command.upgrade(migrate.alembic_config(conn), "head")
 
     def current_revision(self) -> str | None:
@@ -94,6 +106,8 @@ class Store:
             if migrate.current_revision(conn) == migrate.head_revision():
                 return False
             self._check_known(conn)
+            from alembic import command  # only when a migration runs: see migrate.py
+
             command.upgrade(migrate.alembic_config(conn), "head")
             return True
 
@@ -107,8 +121,17 @@ class Store:
 
     # -- writes ------------------------------------------------------------------
 
-    def record_round(self, round: RoundResult) -> int:
+    def record_round(
+        self,
+        round: RoundResult,
+        *,
+        then: Callable[[sa.Connection, int], object] | None = None,
+    ) -> int:
         """Store a round, its attempts and its samples in one transaction; its id.
+
+        ``then(conn, round_id)`` runs last inside the same transaction, for work that
+        must commit with the round or not at all (the events mail: the store itself
+        knows nothing of mail).
 
         Three INSERTs whatever the number of hosts (attempts and samples each sent as
         one executemany) plus one SELECT that reads back the attempt ids, which
@@ -130,28 +153,57 @@ class Store:
             assert inserted is not None  # a single-row INSERT always has its key
             round_id = int(inserted[0])
             if not results:
+                if then is not None:
+                    then(conn, round_id)
                 return round_id
             conn.execute(sa.insert(attempts), [_attempt_row(round_id, r) for r in results])
-            if not any(_has_sample(r) for r in results):
-                return round_id
             attempt_ids = _attempt_ids(conn, round_id)
             sample_rows = []
+            latest: dict[tuple[str, int], dict[str, Any]] = {}
             for result in results:
                 # Popping in id order pairs a duplicated (ip, port), should one ever
                 # reach us, with its attempts in the order they were inserted.
                 attempt_id = attempt_ids[(result.client.ip, result.client.port)].popleft()
+                latest[(result.client.ip, result.client.port)] = _latest_row(attempt_id, result)
                 if _has_sample(result):
                     sample_rows.append(_sample_row(round_id, attempt_id, result))
-            conn.execute(sa.insert(samples), sample_rows)
+            if sample_rows:
+                conn.execute(sa.insert(samples), sample_rows)
+                _link_samples(conn, round_id, latest)
+            _upsert_latest(conn, list(latest.values()))
+            # Same transaction: the bookmark (derived from these rows) only moves
+            # once the events are committed with the rest of the round.
+            insert_events(conn, round_id, results)
+            if then is not None:
+                then(conn, round_id)
             return round_id
 
     # -- reads -------------------------------------------------------------------
 
+    def previous_cpu(self) -> dict[tuple[str, int], CpuCounters]:
+        """Every host's CPU counters at its last good sample, in one query on host_latest."""
+        from fleetstat.metrics import CpuCounters
+
+        query = sa.select(
+            host_latest.c.client_ip,
+            host_latest.c.client_port,
+            host_latest.c.cpu_total_seconds,
+            host_latest.c.cpu_busy_seconds,
+            host_latest.c.boot_time,
+        ).where(host_latest.c.sample_id.is_not(None))
+        with self._errors("read the previous CPU counters"), self.engine.connect() as conn:
+            return {
+                (row.client_ip, row.client_port): CpuCounters(
+                    row.cpu_total_seconds, row.cpu_busy_seconds, row.boot_time
+                )
+                for row in conn.execute(query)
+            }
+
     def latest_samples(self) -> list[Row]:
         """The newest sample of every host that ever sent one, by (client_ip, client_port).
 
-        A GROUP BY on the (client_ip, client_port, received_at) index; the report of
-        issue 5 gets its own query tuned for 65 million rows.
+        A GROUP BY on the host index, which walks all of it: fine for tests and small
+        databases; ``fleetstat report`` reads ``host_latest`` instead (store/reports.py).
         """
         newest = (
             sa.select(
@@ -228,7 +280,9 @@ class Store:
         """The one boundary where SQLAlchemy and Alembic errors become StoreError."""
         try:
             yield
-        except (SQLAlchemyError, CommandError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, SQLAlchemyError) and not _is_alembic_error(exc):
+                raise
             reason = self._reason(exc)
             raise StoreError(f"database {self.display_url}: cannot {doing}: {reason}") from exc
 
@@ -354,10 +408,105 @@ def _sample_row(round_id: int, attempt_id: int, result: HostResult) -> dict[str,
         "client_port": result.client.port,
         # Ours: when the document reached us, as opposed to the probe's clock.
         "received_at": result.started_at + timedelta(seconds=result.duration_seconds),
-        "cpu_interval_percent": None,  # needs the previous sample; issue 5
         "document": document,
         **headline(document),
     }
 
 
+# -- host_latest ----------------------------------------------------------------------
+
+_SAMPLE_FIELDS = (
+    "sample_id",
+    "sample_received_at",
+    "cpu_total_seconds",
+    "cpu_busy_seconds",
+    "boot_time",
+)
+
+
+def _latest_row(attempt_id: int, result: HostResult) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "client_ip": result.client.ip,
+        "client_port": result.client.port,
+        "last_attempt_id": attempt_id,
+        "last_attempt_at": result.started_at,
+        "last_status": str(result.status),
+        "has_sample": _has_sample(result),
+    }
+    if _has_sample(result):
+        from fleetstat.metrics import CpuCounters
+
+        counters = CpuCounters.from_document(result.document)
+        row["sample_id"] = row["sample_received_at"] = None  # set by _link_samples
+        row["cpu_total_seconds"] = counters.total_seconds if counters else None
+        row["cpu_busy_seconds"] = counters.busy_seconds if counters else None
+        row["boot_time"] = counters.boot_time if counters else None
+    return row
+
+
+def _link_samples(
+    conn: Connection, round_id: int, latest: dict[tuple[str, int], dict[str, Any]]
+) -> None:
+    """Add the new sample ids (read back by round, like the attempt ids) to ``latest``."""
+    query = sa.select(
+        samples.c.id, samples.c.client_ip, samples.c.client_port, samples.c.received_at
+    ).where(samples.c.round_id == round_id)
+    for sample_id, ip, port, received_at in conn.execute(query):
+        row = latest.get((ip, port))
+        if row is not None and row["has_sample"]:
+            previous = row.get("sample_id")
+            if previous is None or sample_id > previous:
+                row["sample_id"] = sample_id
+                row["sample_received_at"] = received_at
+
+
+def _upsert_latest(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert or update the host_latest rows: two statements (hosts with a sample, without).
+
+    A failed attempt moves only the attempt columns: the pointer to the last good
+    sample (and its counters) stays where it was.
+    """
+    with_sample = [_without("has_sample", r) for r in rows if r["has_sample"]]
+    without = [_without("has_sample", r) for r in rows if not r["has_sample"]]
+    attempt_fields = ("last_attempt_id", "last_attempt_at", "last_status")
+    if with_sample:
+        conn.execute(_upsert(conn, attempt_fields + _SAMPLE_FIELDS), with_sample)
+    if without:
+        for row in without:
+            row.update(dict.fromkeys(_SAMPLE_FIELDS))  # used only when the row is new
+        conn.execute(_upsert(conn, attempt_fields), without)
+
+
+def _upsert(conn: Connection, fields: tuple[str, ...]) -> Any:
+    dialect = conn.dialect.name
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects import mysql
+
+        stmt = mysql.insert(host_latest)
+        return stmt.on_duplicate_key_update({f: stmt.inserted[f] for f in fields})
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        pg = postgresql.insert(host_latest)
+        return pg.on_conflict_do_update(
+            index_elements=["client_ip", "client_port"], set_={f: pg.excluded[f] for f in fields}
+        )
+    from sqlalchemy.dialects import sqlite
+
+    lite = sqlite.insert(host_latest)
+    return lite.on_conflict_do_update(
+        index_elements=["client_ip", "client_port"], set_={f: lite.excluded[f] for f in fields}
+    )
+
+
+def _without(key: str, row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != key}
+
+
 __all__: Sequence[str] = ("RoundSummary", "Store")
+
+
+def _is_alembic_error(exc: Exception) -> bool:
+    """Alembic's CommandError, without importing Alembic when no migration ran."""
+    util = sys.modules.get("alembic.util")
+    return util is not None and isinstance(exc, util.CommandError)

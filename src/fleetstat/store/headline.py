@@ -22,6 +22,7 @@ HEADLINE_COLUMNS = (
     "os",
     "kernel",
     "cpu_percent",
+    "cpu_interval_percent",
     "cpu_count",
     "memory_total_bytes",
     "memory_used_bytes",
@@ -53,6 +54,8 @@ def headline(document: dict[str, Any]) -> dict[str, Any]:
         "os": _text(host.get("os"), NAME_LEN),
         "kernel": _text(host.get("kernel"), NAME_LEN),
         "cpu_percent": _real(cpu.get("used_percent")),
+        # Filled in by the server before the round is stored (fleetstat.metrics).
+        "cpu_interval_percent": _real(cpu.get("interval_percent")),
         "cpu_count": _integer(cpu.get("count")),
         "memory_total_bytes": _integer(memory.get("total_bytes")),
         "memory_used_bytes": _integer(memory.get("used_bytes")),

@@ -1,8 +1,9 @@
 """The tables of ``docs/contracts.md`` ("Store tables"), as SQLAlchemy Core.
 
 This is the model the code reads and writes through; the DDL that creates it is
-the Alembic revision ``migrations/versions/0001_initial.py``, written out by hand
-so that it never changes once shipped. ``tests/test_store.py`` compares the two.
+the Alembic revisions ``migrations/versions/0001_initial.py`` and ``0002_*.py``,
+written out by hand so that they never change once shipped. ``tests/test_store.py``
+compares the two.
 
 Portability notes: every indexed string has a length (MySQL cannot index an
 unbounded one; 255 utf8mb4 characters is 1,020 bytes, and the widest key here,
@@ -37,6 +38,18 @@ NAMING_CONVENTION = {
 MYSQL_TABLE_ARGS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+# What `fleetstat history` aggregates; key columns of the covering index below.
+HISTORY_COLUMNS = (
+    "cpu_percent",
+    "cpu_interval_percent",
+    "memory_percent",
+    "swap_percent",
+    "disk_max_percent",
+)
+# Named by hand: the convention's name would pass PostgreSQL's 63-character limit.
+SAMPLES_HISTORY_INDEX = "ix_samples_host_received_covering"
+ATTEMPTS_HISTORY_INDEX = "ix_attempts_host_started_covering"
 
 
 def _id() -> sa.Column[int]:
@@ -77,7 +90,9 @@ attempts = sa.Table(
     sa.Column("duration_seconds", sa.Double, nullable=False),
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("retries", sa.Integer, nullable=False),
-    sa.Index(None, "client_ip", "client_port", "started_at"),
+    # Revision 0002 added status to the (client_ip, client_port, started_at) index:
+    # `fleetstat history` counts a host's failed attempts from the index alone.
+    sa.Index(ATTEMPTS_HISTORY_INDEX, "client_ip", "client_port", "started_at", "status"),
     sa.Index(None, "round_id"),
     **MYSQL_TABLE_ARGS,
 )
@@ -113,7 +128,10 @@ samples = sa.Table(
     sa.Column("disk_max_percent", sa.Double),
     sa.Column("disk_max_mount", sa.String(MOUNT_LEN)),
     sa.Column("document", document(), nullable=False),
-    sa.Index(None, "client_ip", "client_port", "received_at"),
+    # Revision 0002 widened the (client_ip, client_port, received_at) index into a
+    # covering one: `fleetstat history` reads a host's window from the index alone
+    # (an index-only scan on PostgreSQL), never the wide rows. See docs/reports.md.
+    sa.Index(SAMPLES_HISTORY_INDEX, "client_ip", "client_port", "received_at", *HISTORY_COLUMNS),
     sa.Index(None, "round_id"),
     sa.Index(None, "attempt_id"),  # PostgreSQL does not index FKs; deleting attempts needs it
     **MYSQL_TABLE_ARGS,
@@ -178,6 +196,31 @@ mail_outbox = sa.Table(
     sa.Column("last_error", long_text()),
     sa.Column("sent_at", UTCDateTime),  # null until the SMTP server accepted it
     sa.Index(None, "sent_at", "next_attempt_at"),
+    **MYSQL_TABLE_ARGS,
+)
+
+# One row per host (revision 0002): its last attempt and its last good sample, kept
+# up to date by `Store.record_round`. `fleetstat report` reads 500 rows here instead
+# of a latest-per-host search over tens of millions of samples; the previous CPU
+# counters for the interval CPU come from here in one query; retention never
+# deletes the rows it points to (the foreign keys make sure of it).
+host_latest = sa.Table(
+    "host_latest",
+    metadata,
+    *_host(),
+    sa.Column("last_attempt_id", sa.BigInteger, sa.ForeignKey("attempts.id"), nullable=False),
+    sa.Column("last_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("last_status", sa.String(32), nullable=False),
+    sa.Column("sample_id", sa.BigInteger, sa.ForeignKey("samples.id")),
+    sa.Column("sample_received_at", UTCDateTime),
+    # The cumulative CPU counters of that sample (seconds since boot) and the boot
+    # time, for the next round's interval CPU (fleetstat.metrics).
+    sa.Column("cpu_total_seconds", sa.Double),
+    sa.Column("cpu_busy_seconds", sa.Double),
+    sa.Column("boot_time", UTCDateTime),
+    sa.PrimaryKeyConstraint("client_ip", "client_port"),
+    sa.Index(None, "last_attempt_id"),
+    sa.Index(None, "sample_id"),
     **MYSQL_TABLE_ARGS,
 )
 
