@@ -206,3 +206,24 @@ def collect_host(ctx, started=None):
 
 
 COLLECTORS = (Collector("host", ["*"], ["host"], collect_host),)
+
+
+def percent(part, whole):
+    """``part / whole`` as a percentage with two decimals; None when whole is 0."""
+    if not whole:
+        return None
+    return round(part * 100.0 / whole, 2)
+
+
+def swap_usage(total, free):
+    """The ``swap`` family from total and free bytes, on every platform."""
+    free = max(0, min(free, total))
+    used = total - free
+    return {
+        "total_bytes": total,
+        "used_bytes": used,
+        "free_bytes": free,
+        # No swap configured: nothing of it is used; 0.0 rather than null so
+        # swap alerts simply never fire on such hosts.
+        "used_percent": percent(used, total) or 0.0,
+    }

@@ -7,18 +7,10 @@ several distributions and kernels (tests/fixtures/proc/<distro>/).
 
 import time
 
-from .common import Collector, utc_iso
+from .common import Collector, percent, swap_usage, utc_iso
 from .linux_disks import collect_disks
 from .linux_processes import begin_processes, collect_processes
 from .procfs import read_text
-
-
-def percent(part, whole):
-    """``part / whole`` as a percentage with two decimals; None when whole is 0."""
-    if not whole:
-        return None
-    return round(part * 100.0 / whole, 2)
-
 
 # --- memory and swap (/proc/meminfo) -----------------------------------------
 
@@ -66,17 +58,7 @@ def memory_figures(info):
 
 
 def swap_figures(info):
-    total = info.get("SwapTotal", 0)
-    free = min(info.get("SwapFree", 0), total)
-    used = total - free
-    return {
-        "total_bytes": total,
-        "used_bytes": used,
-        "free_bytes": free,
-        # No swap configured: nothing of it is used; 0.0 rather than null so
-        # swap alerts simply never fire on such hosts.
-        "used_percent": percent(used, total) or 0.0,
-    }
+    return swap_usage(info.get("SwapTotal", 0), info.get("SwapFree", 0))
 
 
 def collect_memory(ctx, started=None):

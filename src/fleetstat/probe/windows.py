@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from .common import Collector, utc_iso
+from .common import Collector, percent, swap_usage, utc_iso
 
 DRIVE_FIXED = 3  # GetDriveTypeW: a hard disk or SSD (not removable, network, CD)
 _HUNDRED_NS = 1e-7  # FILETIME unit
@@ -192,12 +192,6 @@ def api(ctx):
     return winapi
 
 
-def percent(part, whole):
-    if not whole:
-        return None
-    return round(part * 100.0 / whole, 2)
-
-
 # --- memory and the page file ---------------------------------------------------
 
 
@@ -219,14 +213,7 @@ def swap_figures(status):
     # does. The commit charge beyond RAM approximates page file use; both are
     # clamped because the two numbers are not sampled atomically.
     total = max(0, status["total_page_file"] - status["total_phys"])
-    free = max(0, min(status["avail_page_file"] - status["avail_phys"], total))
-    used = total - free
-    return {
-        "total_bytes": total,
-        "used_bytes": used,
-        "free_bytes": free,
-        "used_percent": percent(used, total) or 0.0,
-    }
+    return swap_usage(total, status["avail_page_file"] - status["avail_phys"])
 
 
 def collect_memory(ctx, started=None):
