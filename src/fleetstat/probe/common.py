@@ -215,6 +215,18 @@ def percent(part, whole):
     return round(part * 100.0 / whole, 2)
 
 
+def memory_usage(total, available):
+    """The ``memory`` family from total and available bytes, on every platform."""
+    available = min(available, total)
+    used = total - available
+    return {
+        "total_bytes": total,
+        "available_bytes": available,
+        "used_bytes": used,
+        "used_percent": percent(used, total),
+    }
+
+
 def swap_usage(total, free):
     """The ``swap`` family from total and free bytes, on every platform."""
     free = max(0, min(free, total))

@@ -7,7 +7,7 @@ several distributions and kernels (tests/fixtures/proc/<distro>/).
 
 import time
 
-from .common import Collector, percent, swap_usage, utc_iso
+from .common import Collector, memory_usage, percent, swap_usage, utc_iso
 from .linux_disks import collect_disks
 from .linux_processes import begin_processes, collect_processes
 from .procfs import read_text
@@ -47,14 +47,7 @@ def memory_figures(info):
         # as "-/+ buffers/cache"; it overstates a little (not all cache is
         # reclaimable) but is what operators of those hosts are used to.
         available = info.get("MemFree", 0) + info.get("Buffers", 0) + info.get("Cached", 0)
-    available = min(available, total)
-    used = total - available
-    return {
-        "total_bytes": total,
-        "available_bytes": available,
-        "used_bytes": used,
-        "used_percent": percent(used, total),
-    }
+    return memory_usage(total, available)
 
 
 def swap_figures(info):

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from .common import Collector, percent, swap_usage, utc_iso
+from .common import Collector, memory_usage, percent, swap_usage, utc_iso
 
 DRIVE_FIXED = 3  # GetDriveTypeW: a hard disk or SSD (not removable, network, CD)
 _HUNDRED_NS = 1e-7  # FILETIME unit
@@ -196,15 +196,7 @@ def api(ctx):
 
 
 def memory_figures(status):
-    total = status["total_phys"]
-    available = min(status["avail_phys"], total)
-    used = total - available
-    return {
-        "total_bytes": total,
-        "available_bytes": available,
-        "used_bytes": used,
-        "used_percent": percent(used, total),
-    }
+    return memory_usage(status["total_phys"], status["avail_phys"])
 
 
 def swap_figures(status):
