@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import typer.main
 
 from fleetstat.cli import app
 from fleetstat.probe_bundle import build_probe
@@ -80,9 +79,8 @@ def test_the_assignments_literal_example_names_the_typographic_quotes() -> None:
 
 
 def _commands() -> list[str]:
-    click_app = typer.main.get_command(app)
     names: list[str] = []
-    for name, command in click_app.commands.items():  # type: ignore[attr-defined]
+    for name, command in app.commands.items():
         subcommands = getattr(command, "commands", None)
         if subcommands:
             names += [f"{name} {sub}" for sub in subcommands]

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alert_helpers import ROUND, T0, client, failed, ok, round_of, rule
+from click.testing import CliRunner
 from fleet_fixtures import fleet_config
 from smtp_fixtures import PASSWORD, USER, SmtpServer
-from typer.testing import CliRunner
 
 from fleetstat.alerts import evaluate_round
 from fleetstat.app import collect_once

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from alert_helpers import client, failed, ok, round_of, rule
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from fleetstat.alerts import evaluate_round
 from fleetstat.cli import app

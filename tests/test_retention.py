@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alert_helpers import client, ok, round_of
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from fleetstat.cli import app
 from fleetstat.config import Retention

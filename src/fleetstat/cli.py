@@ -6,55 +6,82 @@ Exit codes: 0 success, 1 some hosts failed (collect) or a runtime error,
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
-from rich.console import Console
-from rich.table import Table
+import click
+from click.exceptions import Exit
 
 from fleetstat import __version__
 from fleetstat.errors import ConfigError, FleetstatError
-from fleetstat.model import HostResult, RoundResult
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from fleetstat.app import CollectOutcome
+    from fleetstat.model import HostResult, RoundResult
     from fleetstat.store.reports import HostState
 
-app = typer.Typer(
-    name="fleetstat",
-    help="Agentless machine statistics over SSH: probe every host, store, alert.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-mail_app = typer.Typer(help="The alert mail outbox.", no_args_is_help=True)
-app.add_typer(mail_app, name="mail")
 
-out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)
-
-ConfigOpt = Annotated[
-    Path, typer.Option("--config", "-c", help="The XML config file.", show_default=True)
-]
-DbOpt = Annotated[
-    str | None, typer.Option("--db", help="Database URL; overrides <database> in the config.")
-]
+class _Command(click.Command):
+    def get_short_help_str(self, limit: int = 45) -> str:
+        # The whole first paragraph of the docstring, wrapped: click would cut it
+        # at about 60 characters with "...".
+        return " ".join((self.short_help or self.help or "").split("\n\n")[0].split())
 
 
-def _fail(exc: FleetstatError) -> typer.Exit:
+class _Group(click.Group):
+    command_class = _Command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order defined, not sorted
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # No arguments is bad usage: help on stdout, exit 2. click 8.2 and later
+        # print this help on stderr; fleetstat always printed it on stdout.
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
+
+
+@functools.cache
+def out() -> Console:
+    """The stdout console, made on first use: --help, --version and importing this
+    module load no rich; the functions that build tables import rich.table."""
+    from rich.console import Console
+
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+
+@functools.cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+PATH = click.Path(path_type=Path)
+config_option = click.option(
+    "--config", "-c", type=PATH, default="fleetstat.xml", show_default=True,
+    help="The XML config file.",
+)  # fmt: skip
+db_option = click.option("--db", help="Database URL; overrides <database> in the config.")
+
+
+def _fail(exc: FleetstatError) -> Exit:
     if isinstance(exc, ConfigError):
-        err.print(f"[bold red]config error[/] ({len(exc.issues)} issue(s)):", highlight=False)
+        err().print(f"[bold red]config error[/] ({len(exc.issues)} issue(s)):", highlight=False)
         for issue in exc.issues:
-            err.print(f"  {issue}", highlight=False, markup=False)
+            err().print(f"  {issue}", highlight=False, markup=False)
     else:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-    return typer.Exit(exc.exit_code)
+        err().print(f"[bold red]error:[/] {exc}", highlight=False)
+    return Exit(exc.exit_code)
 
 
 def _load(path: Path):
@@ -62,23 +89,22 @@ def _load(path: Path):
 
     config = load_config(path)
     for warning in config.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err().print(f"[yellow]warning:[/] {warning}", highlight=False)
     return config
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"fleetstat {__version__}")
-        raise typer.Exit()
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"fleetstat {__version__}")
+        ctx.exit()
 
 
-@app.callback()
-def main_options(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
-    ] = False,
-) -> None:
+@click.group("fleetstat", cls=_Group, no_args_is_help=True)
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show version.")  # fmt: skip
+def app(verbose: bool) -> None:
+    """Agentless machine statistics over SSH: probe every host, store, alert."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -87,27 +113,34 @@ def main_options(
         logging.getLogger("asyncssh").setLevel(logging.ERROR)
 
 
+@click.group("db", cls=_Group, no_args_is_help=True)
+def db_app() -> None:
+    """Database schema commands."""
+
+
+@click.group("mail", cls=_Group, no_args_is_help=True)
+def mail_app() -> None:
+    """The alert mail outbox."""
+
+
 @app.command("check-config")
-def check_config(
-    file: Annotated[Path | None, typer.Argument(help="The XML config file.")] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Same, as an option.")
-    ] = None,
-) -> None:
+@click.argument("file", required=False, type=PATH, help="The XML config file.")
+@click.option("--config", "-c", type=PATH, help="Same, as an option.")
+def check_config(file: Path | None, config: Path | None) -> None:
     """Validate a config file and report every problem at once.
 
     Example: fleetstat check-config /etc/fleetstat/fleetstat.xml
     """
     path = file or config
     if path is None:
-        err.print("give the config file: fleetstat check-config FILE")
-        raise typer.Exit(2)
+        err().print("give the config file: fleetstat check-config FILE")
+        raise Exit(2)
     try:
         cfg = _load(path)
     except FleetstatError as exc:
         raise _fail(exc) from None
     alerts = sum(len(c.alerts) for c in cfg.clients)
-    out.print(
+    out().print(
         f"{path}: ok, {len(cfg.clients)} client(s), {alerts} alert rule(s), "
         f"database {cfg.database_url}",
         highlight=False,
@@ -115,11 +148,10 @@ def check_config(
 
 
 @app.command()
-def collect(
-    config: ConfigOpt = Path("fleetstat.xml"),
-    db: DbOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, only errors.")] = False,
-) -> None:
+@config_option
+@db_option
+@click.option("--quiet", "-q", is_flag=True, help="No table, only errors.")
+def collect(config: Path, db: str | None, quiet: bool) -> None:
     """Run one round over every client in the config and store the results.
 
     Exits 0 when every host succeeded, 1 when some failed, 2 on a config error.
@@ -135,27 +167,25 @@ def collect(
     except FleetstatError as exc:
         raise _fail(exc) from None
     if not quiet:
-        out.print(summary_table(outcome.round))
+        out().print(summary_table(outcome.round))
     r = outcome.round
     retries = f", {r.retries} retried connection(s)" if r.retries else ""
     seconds = (r.finished_at - r.started_at).total_seconds()
-    out.print(
+    # Plain lines, not rich: under cron or watch (-q, no terminal) the round then
+    # never loads rich at all (~35 ms of CPU and ~5 MB per run).
+    click.echo(
         f"round {outcome.round_id}: {r.ok_count}/{len(r.results)} ok, {r.failed_count} failed"
-        f"{retries} in {seconds:.1f}s; stored in {outcome.database}",
-        highlight=False,
+        f"{retries} in {seconds:.1f}s; stored in {outcome.database}"
     )
-    out.print(_mail_line(outcome), highlight=False, markup=False)
-    raise typer.Exit(0 if r.failed_count == 0 else 1)
+    click.echo(_mail_line(outcome))
+    raise Exit(0 if r.failed_count == 0 else 1)
 
 
 @app.command()
-def keygen(
-    path: Annotated[Path | None, typer.Argument(help="Private key file to write.")] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Same, as an option.")
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing key.")] = False,
-) -> None:
+@click.argument("path", required=False, type=PATH, help="Private key file to write.")
+@click.option("--output", "-o", type=PATH, help="Same, as an option.")
+@click.option("--force", is_flag=True, help="Overwrite an existing key.")
+def keygen(path: Path | None, output: Path | None, force: bool) -> None:
     """Write the server's X25519 key pair: PATH (mode 0600) and PATH.pub.
 
     Probes seal their output to the public key; only this private key opens it.
@@ -170,14 +200,13 @@ def keygen(
         public = envelope.generate_keypair(target, force=force)
     except FleetstatError as exc:
         raise _fail(exc) from None
-    out.print(f"wrote {target} (private, 0600) and {target}.pub", highlight=False)
-    out.print(f"public key: {envelope.public_key_b64(public)}", highlight=False)
+    out().print(f"wrote {target} (private, 0600) and {target}.pub", highlight=False)
+    out().print(f"public key: {envelope.public_key_b64(public)}", highlight=False)
 
 
 @app.command()
-def probe(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write probe.pyz.")],
-) -> None:
+@click.option("--output", "-o", type=PATH, required=True, help="Where to write probe.pyz.")
+def probe(output: Path) -> None:
     """Write the exact probe zipapp that collect uploads, to audit or run by hand.
 
     Example: fleetstat probe --output probe.pyz && python3 probe.pyz --help
@@ -186,14 +215,13 @@ def probe(
 
     data = build_probe()
     output.write_bytes(data)
-    out.print(f"wrote {output}: {len(data)} bytes, sha256 {probe_digest()}", highlight=False)
+    out().print(f"wrote {output}: {len(data)} bytes, sha256 {probe_digest()}", highlight=False)
 
 
 @db_app.command("upgrade")
-def db_upgrade(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="The XML config.")] = None,
-    db: DbOpt = None,
-) -> None:
+@click.option("--config", "-c", type=PATH, help="The XML config.")
+@db_option
+def db_upgrade(config: Path | None, db: str | None) -> None:
     """Create or upgrade the database schema to the latest revision.
 
     Example: fleetstat db upgrade -c fleetstat.xml   (or --db postgresql://host/fleetstat)
@@ -203,24 +231,21 @@ def db_upgrade(
     try:
         url = db or (_load(config).database_url if config else None)
         if url is None:
-            err.print("give --config FILE or --db URL")
-            raise typer.Exit(2)
+            err().print("give --config FILE or --db URL")
+            raise Exit(2)
         store = Store(url)
         store.upgrade()
-        out.print(f"{store.display_url}: at revision {store.current_revision()}", highlight=False)
+        out().print(f"{store.display_url}: at revision {store.current_revision()}", highlight=False)
     except FleetstatError as exc:
         raise _fail(exc) from None
 
 
 @app.command()
-def alerts(
-    config: ConfigOpt = Path("fleetstat.xml"),
-    db: DbOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
-    pending: Annotated[
-        bool, typer.Option("--pending", help="Also alerts waiting for their for= count.")
-    ] = False,
-) -> None:
+@config_option
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON array on stdout.")
+@click.option("--pending", is_flag=True, help="Also alerts waiting for their for= count.")
+def alerts(config: Path, db: str | None, as_json: bool, pending: bool) -> None:
     """List the alerts firing now: host, rule, value, limit, since, last mailed.
 
     Example: fleetstat alerts -c /etc/fleetstat/fleetstat.xml --json
@@ -234,11 +259,13 @@ def alerts(
     except FleetstatError as exc:
         raise _fail(exc) from None
     if as_json:
-        typer.echo(json.dumps([view.as_json() for view in views], indent=2))
+        click.echo(json.dumps([view.as_json() for view in views], indent=2))
         return
     if not views:
-        out.print("no alerts firing", highlight=False)
+        out().print("no alerts firing", highlight=False)
         return
+    from rich.table import Table
+
     table = Table(header_style="bold")
     for name in ("host", "address", "rule", "state", "value", "limit", "since", "last mailed"):
         table.add_column(name, overflow="fold")
@@ -253,17 +280,14 @@ def alerts(
             _when(view.since),
             _when(view.last_notified_at),
         )
-    out.print(table)
+    out().print(table)
 
 
 @mail_app.command("flush")
-def mail_flush(
-    config: ConfigOpt = Path("fleetstat.xml"),
-    db: DbOpt = None,
-    due_only: Annotated[
-        bool, typer.Option("--due-only", help="Respect the retry backoff (as collect does).")
-    ] = False,
-) -> None:
+@config_option
+@db_option
+@click.option("--due-only", is_flag=True, help="Respect the retry backoff (as collect does).")
+def mail_flush(config: Path, db: str | None, due_only: bool) -> None:
     """Send the queued alert mail now; exit 1 when anything could not be sent.
 
     Example: fleetstat mail flush -c /etc/fleetstat/fleetstat.xml
@@ -275,30 +299,28 @@ def mail_flush(
     except FleetstatError as exc:
         raise _fail(exc) from None
     for entry in report.sent:
-        out.print(f"sent {entry.id}: {entry.subject} -> {', '.join(entry.recipients)}",
-                  highlight=False, markup=False)  # fmt: skip
+        out().print(f"sent {entry.id}: {entry.subject} -> {', '.join(entry.recipients)}",
+                    highlight=False, markup=False)  # fmt: skip
     for entry in report.failed:
-        err.print(f"failed {entry.id} (attempt {entry.attempts}): {entry.subject}: "
-                  f"{entry.last_error}", highlight=False, markup=False)  # fmt: skip
+        err().print(f"failed {entry.id} (attempt {entry.attempts}): {entry.subject}: "
+                    f"{entry.last_error}", highlight=False, markup=False)  # fmt: skip
     for entry in report.failing_for_long:
-        err.print(f"unsent since {_when(entry.created_at)}: {entry.id} {entry.subject} "
-                  f"({entry.attempts} attempts; last error: {entry.last_error})",
-                  highlight=False, markup=False)  # fmt: skip
+        err().print(f"unsent since {_when(entry.created_at)}: {entry.id} {entry.subject} "
+                    f"({entry.attempts} attempts; last error: {entry.last_error})",
+                    highlight=False, markup=False)  # fmt: skip
     if report.error is not None:
-        err.print(f"[bold red]error:[/] {report.error}", highlight=False)
-    out.print(f"mail: {len(report.sent)} sent, {len(report.failed)} failed, "
-              f"{report.pending} queued", highlight=False)  # fmt: skip
-    raise typer.Exit(0 if report.ok else 1)
+        err().print(f"[bold red]error:[/] {report.error}", highlight=False)
+    out().print(f"mail: {len(report.sent)} sent, {len(report.failed)} failed, "
+                f"{report.pending} queued", highlight=False)  # fmt: skip
+    raise Exit(0 if report.ok else 1)
 
 
 @app.command()
-def watch(
-    config: ConfigOpt = Path("fleetstat.xml"),
-    every: Annotated[
-        str, typer.Option("--every", help="Interval between round starts: 30s, 5m, 1h.")
-    ] = "5m",
-    db: DbOpt = None,
-) -> None:
+@config_option
+@click.option("--every", default="5m", show_default=True,
+              help="Interval between round starts: 30s, 5m, 1h.")  # fmt: skip
+@db_option
+def watch(config: Path, every: str, db: str | None) -> None:
     """Collect every --every until SIGTERM or Ctrl-C; retention once a day.
 
     Rounds never overlap (a slow round delays the next, and says so). SIGTERM or
@@ -314,11 +336,11 @@ def watch(
     try:
         seconds = parse_duration(every)
     except ValueError as exc:
-        err.print(f"--every: {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        err().print(f"--every: {exc}", highlight=False)
+        raise Exit(2) from None
     if seconds < MIN_EVERY_SECONDS:
-        err.print(f"--every must be at least {MIN_EVERY_SECONDS}s", highlight=False)
-        raise typer.Exit(2)
+        err().print(f"--every must be at least {MIN_EVERY_SECONDS}s", highlight=False)
+        raise Exit(2)
     try:
         cfg = _load(config)
     except FleetstatError as exc:
@@ -326,21 +348,18 @@ def watch(
     configure_logging()
     watcher = watcher_for(cfg, seconds, database_url=db)
     watcher.install_signal_handlers()
-    raise typer.Exit(watcher.run())
+    raise Exit(watcher.run())
 
 
 @app.command()
+@config_option
+@db_option
+@click.option("--host", multiple=True, help="Only this client (name, ip or ip:port).")
+@click.option("--failing", is_flag=True, help="Only hosts whose last attempt failed.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array on stdout.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row on stdout.")
 def report(
-    config: ConfigOpt = Path("fleetstat.xml"),
-    db: DbOpt = None,
-    host: Annotated[
-        list[str] | None, typer.Option("--host", help="Only this client (name, ip or ip:port).")
-    ] = None,
-    failing: Annotated[
-        bool, typer.Option("--failing", help="Only hosts whose last attempt failed.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row on stdout.")] = False,
+    config: Path, db: str | None, host: tuple[str, ...], failing: bool, as_json: bool, as_csv: bool
 ) -> None:
     """The latest state of every configured host: status, last sample, figures, alerts.
 
@@ -351,11 +370,13 @@ def report(
     from fleetstat.app import report as latest_report
 
     try:
-        states = latest_report(_load(config), database_url=db, hosts=host, failing=failing)
+        states = latest_report(
+            _load(config), database_url=db, hosts=list(host) or None, failing=failing
+        )
     except FleetstatError as exc:
         raise _fail(exc) from None
     if as_json:
-        typer.echo(json.dumps([state.as_json() for state in states], indent=2))
+        click.echo(json.dumps([state.as_json() for state in states], indent=2))
         return
     if as_csv:
         import csv
@@ -366,18 +387,18 @@ def report(
         for row in rows:
             writer.writerow(row | {"alerts": " ".join(row["alerts"])})
         return
-    out.print(_report_table(states))
+    out().print(_report_table(states))
 
 
 @app.command()
-def history(
-    host: Annotated[str, typer.Argument(help="The client: its name, ip or ip:port.")],
-    config: ConfigOpt = Path("fleetstat.xml"),
-    db: DbOpt = None,
-    since: Annotated[str, typer.Option("--since", help="How far back: 1h, 7d, 30d.")] = "7d",
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
-    width: Annotated[int, typer.Option("--width", help="Plot width in characters.")] = 48,
-) -> None:
+@click.argument("host", help="The client: its name, ip or ip:port.")
+@config_option
+@db_option
+@click.option("--since", default="7d", show_default=True, help="How far back: 1h, 7d, 30d.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("--width", type=int, default=48, show_default=True,
+              help="Plot width in characters.")  # fmt: skip
+def history(host: str, config: Path, db: str | None, since: str, as_json: bool, width: int) -> None:
     """Min/avg/max of CPU, memory, swap and disk over a window, with a small plot.
 
     Example: fleetstat history web-01 -c /etc/fleetstat/fleetstat.xml --since 7d
@@ -385,14 +406,16 @@ def history(
     import json
     from datetime import UTC, timedelta
 
+    from rich.table import Table
+
     from fleetstat.app import history as host_history
     from fleetstat.units import parse_duration
 
     try:
         window = parse_duration(since)
     except ValueError as exc:
-        err.print(f"--since: {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        err().print(f"--since: {exc}", highlight=False)
+        raise Exit(2) from None
     until = datetime.now(UTC)
     try:
         found = host_history(_load(config), host, until - timedelta(seconds=window),
@@ -400,33 +423,33 @@ def history(
     except FleetstatError as exc:
         raise _fail(exc) from None
     if as_json:
-        typer.echo(json.dumps(found.as_json(), indent=2))
+        click.echo(json.dumps(found.as_json(), indent=2))
         return
     from fleetstat.store.reports import sparkline
 
-    out.print(f"{found.name} ({found.client_ip}:{found.client_port}) since {_when(found.since)}: "
-              f"{found.samples} sample(s), {found.failed_attempts} failed of "
-              f"{found.attempts} attempt(s)", highlight=False, markup=False)  # fmt: skip
-    out.print(f"first {_when(found.first_sample_at)}, last {_when(found.last_sample_at)}",
-              highlight=False)  # fmt: skip
+    out().print(f"{found.name} ({found.client_ip}:{found.client_port}) since "
+                f"{_when(found.since)}: {found.samples} sample(s), {found.failed_attempts} "
+                f"failed of {found.attempts} attempt(s)",
+                highlight=False, markup=False)  # fmt: skip
+    out().print(f"first {_when(found.first_sample_at)}, last {_when(found.last_sample_at)}",
+                highlight=False)  # fmt: skip
     table = Table(header_style="bold")
     for name in ("figure", "min", "avg", "max"):
         table.add_column(name, justify="left" if name == "figure" else "right")
     for name, stat in found.stats.items():
         table.add_row(f"{name} %", _pct(stat.min), _pct(stat.avg), _pct(stat.max))
-    out.print(table)
+    out().print(table)
     step = _human_duration(found.bucket_seconds) if found.bucket_seconds >= 60 else (
         f"{found.bucket_seconds}s")  # fmt: skip
-    out.print(f"CPU    |{sparkline(found.cpu_series)}|  (0-100 %, one mark per {step})",
-              highlight=False, markup=False)  # fmt: skip
-    out.print(f"memory |{sparkline(found.memory_series)}|", highlight=False, markup=False)
+    out().print(f"CPU    |{sparkline(found.cpu_series)}|  (0-100 %, one mark per {step})",
+                highlight=False, markup=False)  # fmt: skip
+    out().print(f"memory |{sparkline(found.memory_series)}|", highlight=False, markup=False)
 
 
 @app.command()
-def prune(
-    config: ConfigOpt = Path("fleetstat.xml"),
-    db: DbOpt = None,
-) -> None:
+@config_option
+@db_option
+def prune(config: Path, db: str | None) -> None:
     """Delete rows older than <retention> allows, in small batches; keeps what is needed.
 
     Never deleted: each host's latest sample and attempt, the rows of hosts with an
@@ -439,23 +462,21 @@ def prune(
     try:
         cfg = _load(config)
         if cfg.retention == type(cfg.retention)():
-            out.print(f"{config}: no <retention>: everything is kept", highlight=False)
+            out().print(f"{config}: no <retention>: everything is kept", highlight=False)
             return
         done = prune_now(cfg, database_url=db)
     except FleetstatError as exc:
         raise _fail(exc) from None
-    out.print(f"pruned {done.samples} sample(s), {done.attempts} attempt(s), {done.events} "
-              f"event(s), {done.mail} sent mail, {done.rounds} round(s) in {done.batches} "
-              f"batch(es), {done.seconds:.1f}s", highlight=False)  # fmt: skip
+    out().print(f"pruned {done.samples} sample(s), {done.attempts} attempt(s), {done.events} "
+                f"event(s), {done.mail} sent mail, {done.rounds} round(s) in {done.batches} "
+                f"batch(es), {done.seconds:.1f}s", highlight=False)  # fmt: skip
 
 
 @app.command()
-def demo(
-    workdir: Annotated[Path, typer.Option("--dir", help="Folder for the demo's files.")] = Path(
-        "demo"
-    ),
-    hosts: Annotated[int, typer.Option("--hosts", help="Number of simulated hosts.")] = 5,
-) -> None:
+@click.option("--dir", "workdir", type=PATH, default="demo", show_default=True,
+              help="Folder for the demo's files.")  # fmt: skip
+@click.option("--hosts", type=int, default=5, show_default=True, help="Number of simulated hosts.")
+def demo(workdir: Path, hosts: int) -> None:
     """Start a local sshd with a few simulated hosts on loopback and collect from them.
 
     Everything stays on this machine: the hosts are 127.1.0.x addresses served by a
@@ -466,10 +487,15 @@ def demo(
     from fleetstat.demo import run_demo
 
     try:
-        code = run_demo(workdir.resolve(), hosts=hosts, console=out)
+        code = run_demo(workdir.resolve(), hosts=hosts, console=out())
     except FleetstatError as exc:
         raise _fail(exc) from None
-    raise typer.Exit(code)
+    raise Exit(code)
+
+
+# Sub-groups last: the help lists them after the commands.
+app.add_command(db_app)
+app.add_command(mail_app)
 
 
 # -- output helpers -----------------------------------------------------------
@@ -512,6 +538,8 @@ def _pct(value: object) -> str:
 
 
 def _report_table(states: list[HostState]) -> Table:
+    from rich.table import Table
+
     table = Table(header_style="bold")
     for name, justify in [
         ("host", "left"), ("status", "left"), ("sample age", "right"), ("CPU %", "right"),
@@ -539,6 +567,8 @@ def _report_table(states: list[HostState]) -> Table:
 
 
 def summary_table(result: RoundResult) -> Table:
+    from rich.table import Table
+
     table = Table(title=None, show_lines=False, header_style="bold")
     for name, justify in [
         ("host", "left"),
@@ -574,12 +604,12 @@ class _progress:
         self._task = None
 
     def __enter__(self):
-        if err.is_terminal:
+        if sys.stderr.isatty() and err().is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
             self._bar = Progress(
                 "collecting", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=err, transient=True,
+                console=err(), transient=True,
             )  # fmt: skip
             self._bar.start()
             self._task = self._bar.add_task("hosts", total=self.total)
@@ -589,11 +619,10 @@ class _progress:
         if self._bar is not None:
             self._bar.advance(self._task)
         elif not result.ok:
-            err.print(
+            click.echo(
                 f"{result.status.value} {result.client.address} "
                 f"{result.duration_seconds:.2f}s {result.error or ''}",
-                highlight=False,
-                markup=False,
+                err=True,
             )
 
     def __exit__(self, *exc: object) -> None:
