@@ -344,15 +344,15 @@ def test_duplicate_device_keeps_shortest_mount_at_first_position() -> None:
 
 
 def test_parse_pid_stat_names_with_spaces_and_parentheses() -> None:
-    text = (UBUNTU_NFS / "proc" / "1500" / "stat").read_text()
-    assert linux_processes.parse_pid_stat(text) == ("odd) name)", 90210 + 1205, 65536)
-    text = (UBUNTU_NFS / "proc" / "812" / "stat").read_text()
-    assert linux_processes.parse_pid_stat(text)[0] == "tmux: server"
+    data = (UBUNTU_NFS / "proc" / "1500" / "stat").read_bytes()
+    assert linux_processes.parse_pid_stat(data) == (b"odd) name)", 90210 + 1205, 65536)
+    data = (UBUNTU_NFS / "proc" / "812" / "stat").read_bytes()
+    assert linux_processes.parse_pid_stat(data)[0] == b"tmux: server"
 
 
 def test_snapshot_recorded_debian12() -> None:
     snap = linux_processes.snapshot(str(DEBIAN12))
-    assert snap == {2: ("kthreadd", 0, 0), 8769: ("sleep", 0, 412)}
+    assert snap == {2: (b"kthreadd", 0, 0), 8769: (b"sleep", 0, 412)}
 
 
 def test_processes_top_lists_on_fixture() -> None:
@@ -360,8 +360,8 @@ def test_processes_top_lists_on_fixture() -> None:
     t0, after = linux_processes.begin_processes(ctx)
     # Pretend the first snapshot was taken 0.5 s earlier with fewer ticks.
     before = dict(after)
-    before[1500] = ("odd) name)", after[1500][1] - 50, after[1500][2])  # 1 CPU fully busy
-    before[812] = ("tmux: server", after[812][1] - 5, after[812][2])
+    before[1500] = (b"odd) name)", after[1500][1] - 50, after[1500][2])  # 1 CPU fully busy
+    before[812] = (b"tmux: server", after[812][1] - 5, after[812][2])
     result = linux_processes.collect_processes(ctx, (t0 - 0.5, before))["processes"]
     top_cpu = result["top_cpu"]
     assert [p["pid"] for p in top_cpu] == [1500, 812]

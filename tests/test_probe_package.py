@@ -164,10 +164,14 @@ def test_zipapp_layout() -> None:
     assert sources == {f"fleetstat_probe/{p.name}" for p in PROBE_FILES}
     tag = sys.implementation.cache_tag
     compiled = {n for n in names[1:] if not n.endswith(".py")}
+    # zipimport loads these two itself and wants the legacy name; zipload's
+    # finder serves the rest by cache tag.
+    zipimport_loaded = ("__init__.py", "zipload.py")
     assert compiled == {
-        f"fleetstat_probe/{p.stem}.{tag}.pyc"
+        f"fleetstat_probe/{p.stem}.pyc"
+        if p.name in zipimport_loaded
+        else f"fleetstat_probe/{p.stem}.{tag}.pyc"
         for p in PROBE_FILES
-        if p.name not in ("__init__.py", "zipload.py")
     }
     for info in archive.infolist():
         assert info.date_time == (1980, 1, 1, 0, 0, 0)
@@ -390,3 +394,55 @@ def test_probe_runs_from_bytecode_on_the_same_python(probe_file: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
+
+
+_LOADER_PROBE = (
+    "import sys;sys.path.insert(0, sys.argv[1]);"
+    "import fleetstat_probe.zipload as z;print(z.__file__.rsplit('/', 1)[1])"
+)
+
+
+def test_zipimport_loads_its_two_modules_from_bytecode(probe_file: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _LOADER_PROBE, str(probe_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "zipload.pyc"
+
+
+def test_foreign_bytecode_falls_back_to_the_source(tmp_path: Path) -> None:
+    """Another Python's magic number (any host not on the server's minor version)
+    makes zipimport and zipload use the sources, and the probe still runs."""
+    original = zipfile.ZipFile(io.BytesIO(probe_bundle.build_probe()))
+    foreign = tmp_path / "probe.pyz"
+    with zipfile.ZipFile(foreign, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in original.infolist():
+            data = original.read(info)
+            if info.filename.endswith(".pyc"):
+                data = b"\x00\x00\r\n" + data[4:]  # a magic no Python uses
+            out.writestr(info, data)
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _LOADER_PROBE, str(foreign)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "zipload.py"
+    key = X25519PrivateKey.generate()
+    challenge = os.urandom(16)
+    from fleetstat.transport.posix import RUN_PYZ
+
+    args = ["--recipient", envelope.public_key_b64(key.public_key())]
+    args += ["--challenge", envelope.b64url_encode(challenge), "--cpu-window", "0"]
+    run = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", RUN_PYZ, str(foreign), *args],
+        capture_output=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr.decode()
+    doc = envelope.decode_document(envelope.open_line(run.stdout, key, challenge))
+    assert doc["errors"] == {}

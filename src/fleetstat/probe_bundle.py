@@ -8,6 +8,7 @@ Layout of the archive (run as ``python3 -I -S probe.pyz ...``)::
     fleetstat_probe/*.py         collectors, sealing, ...
     fleetstat_probe/*.cpython-311.pyc  the same modules compiled by the server's Python
                                  (see :func:`bytecode`; other hosts use the sources)
+    fleetstat_probe/__init__.pyc, zipload.pyc  the same, named for zipimport itself
 
 The transport runs it as ``python3 -I -S -c "<bootstrap>" probe.pyz ...`` (no
 runpy; see ``transport/posix.py``).
@@ -65,8 +66,12 @@ def _entry(name: str) -> zipfile.ZipInfo:
     return info
 
 
-# Loaded by zipimport itself, before zipload's finder is in place: source only.
-_SOURCE_ONLY = ("__init__.py", "zipload.py")
+# Loaded by zipimport itself, before zipload's finder is in place. zipimport
+# looks for ``<name>.pyc`` beside ``<name>.py`` (not the cache-tag name), uses it
+# when its magic number is this interpreter's and falls back to the source
+# otherwise (a bad magic is "try the next file", from 3.6's C zipimport to the
+# pure-Python one of 3.8+), so these two get that legacy name.
+_ZIPIMPORT_LOADED = ("__init__.py", "zipload.py")
 
 
 def bytecode(name: str, source: bytes) -> tuple[str, bytes] | None:
@@ -75,18 +80,21 @@ def bytecode(name: str, source: bytes) -> tuple[str, bytes] | None:
     Compiling is most of the probe's start-up after the interpreter's own: ~10 ms
     of a ~42 ms run on the host (python3.11, bench/README.md). A host whose Python
     has this server's cache tag and magic number (same minor version) runs the
-    bytecode (zipload's finder checks both); any other host compiles the source
-    beside it, as before, so the host's version need not be known in advance.
-    Unchecked-hash pyc (PEP 552): nothing depends on timestamps, and the bytes
-    are the same for the same sources and the same Python minor version.
+    bytecode (zipload's finder checks both, zipimport checks the magic of the two
+    modules it loads itself); any other host compiles the source beside it, so
+    the host's version need not be known in advance. Unchecked-hash pyc (PEP 552):
+    nothing depends on timestamps, and the bytes are the same for the same
+    sources and the same Python minor version.
     """
     tag = sys.implementation.cache_tag
-    if tag is None or name in _SOURCE_ONLY:
+    if tag is None:
         return None
     code = compile(source, f"{PACKAGE}/{name}", "exec", dont_inherit=True)
     flags = (0b01).to_bytes(4, "little")  # hash-based, not checked against the source
     header = importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source)
-    return f"{PACKAGE}/{name[:-3]}.{tag}.pyc", header + marshal.dumps(code)
+    stem = name[:-3]
+    archive_name = f"{stem}.pyc" if name in _ZIPIMPORT_LOADED else f"{stem}.{tag}.pyc"
+    return f"{PACKAGE}/{archive_name}", header + marshal.dumps(code)
 
 
 def _build(sources: dict[str, bytes]) -> bytes:
