@@ -28,6 +28,7 @@ import fleetstat.probe
 from fleetstat import envelope, probe_bundle
 from fleetstat.probe import __main__ as probe_main
 from fleetstat.probe import common
+from fleetstat.transport.posix import RUN_PYZ
 
 PROBE_DIR = Path(fleetstat.probe.__file__).parent
 PROBE_FILES = sorted(PROBE_DIR.glob("*.py"))
@@ -386,14 +387,19 @@ def test_probe_runs_from_bytecode_on_the_same_python(probe_file: Path) -> None:
         "builtins.compile = lambda *a, **k: calls.append(a[1]) or real(*a, **k);"
         "from fleetstat_probe import registry, seal, linux;print(len(calls))"
     )
+    assert _run_with_archive(script, probe_file) == "0"
+
+
+def _run_with_archive(script: str, archive: Path) -> str:
+    """stdout of ``python -I -S -c script archive`` (this Python), which must exit 0."""
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", script, str(probe_file)],
+        [sys.executable, "-I", "-S", "-c", script, str(archive)],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "0"
+    return done.stdout.strip()
 
 
 _LOADER_PROBE = (
@@ -403,14 +409,7 @@ _LOADER_PROBE = (
 
 
 def test_zipimport_loads_its_two_modules_from_bytecode(probe_file: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", _LOADER_PROBE, str(probe_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "zipload.pyc"
+    assert _run_with_archive(_LOADER_PROBE, probe_file) == "zipload.pyc"
 
 
 def test_foreign_bytecode_falls_back_to_the_source(tmp_path: Path) -> None:
@@ -424,18 +423,9 @@ def test_foreign_bytecode_falls_back_to_the_source(tmp_path: Path) -> None:
             if info.filename.endswith(".pyc"):
                 data = b"\x00\x00\r\n" + data[4:]  # a magic no Python uses
             out.writestr(info, data)
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", _LOADER_PROBE, str(foreign)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "zipload.py"
+    assert _run_with_archive(_LOADER_PROBE, foreign) == "zipload.py"
     key = X25519PrivateKey.generate()
     challenge = os.urandom(16)
-    from fleetstat.transport.posix import RUN_PYZ
-
     args = ["--recipient", envelope.public_key_b64(key.public_key())]
     args += ["--challenge", envelope.b64url_encode(challenge), "--cpu-window", "0"]
     run = subprocess.run(

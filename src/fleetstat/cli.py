@@ -172,7 +172,7 @@ def collect(config: Path, db: str | None, quiet: bool) -> None:
     retries = f", {r.retries} retried connection(s)" if r.retries else ""
     seconds = (r.finished_at - r.started_at).total_seconds()
     # Plain lines, not rich: under cron or watch (-q, no terminal) the round then
-    # never loads rich at all (~35 ms of CPU and ~5 MB per run).
+    # never loads rich at all (importing rich.console alone: ~0.06 s of CPU, ~6 MB).
     click.echo(
         f"round {outcome.round_id}: {r.ok_count}/{len(r.results)} ok, {r.failed_count} failed"
         f"{retries} in {seconds:.1f}s; stored in {outcome.database}"
