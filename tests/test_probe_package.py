@@ -28,7 +28,8 @@ import fleetstat.probe
 from fleetstat import envelope, probe_bundle
 from fleetstat.probe import __main__ as probe_main
 from fleetstat.probe import common
-from fleetstat.transport.posix import RUN_PYZ
+from fleetstat.transport import posix
+from fleetstat.transport.posix import bootstrap
 
 PROBE_DIR = Path(fleetstat.probe.__file__).parent
 PROBE_FILES = sorted(PROBE_DIR.glob("*.py"))
@@ -250,6 +251,54 @@ def test_zipapp_runs_and_opens(python: str, probe_file: Path) -> None:
     assert envelope.b64url_encode(plaintext)[8:48].encode() not in proc.stdout
 
 
+@pytest.mark.parametrize(
+    "python",
+    [
+        pytest.param(sys.executable, id="current"),
+        pytest.param(
+            PY36,
+            id="python3.6",
+            marks=pytest.mark.skipif(PY36 is None, reason="no python3.6 on this machine"),
+        ),
+    ],
+)
+def test_remote_script_needs_only_mktemp_and_python(python: str, tmp_path: Path) -> None:
+    """The whole POSIX remote command, the real probe on stdin, on a PATH that holds
+    nothing but ``mktemp`` and ``python3``: the bootstrap writes the upload, keeps
+    the deadline and removes the temp dir itself (no cat, timeout or rm)."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "mktemp").symlink_to(shutil.which("mktemp") or "/usr/bin/mktemp")
+    (tools / "python3").symlink_to(python)
+    work = tmp_path / "tmp"
+    work.mkdir()
+    key = X25519PrivateKey.generate()
+    challenge = os.urandom(16)
+    argv = ["--recipient", envelope.public_key_b64(key.public_key())]
+    argv += ["--challenge", envelope.b64url_encode(challenge), "--cpu-window", "0"]
+    done = subprocess.run(
+        ["/bin/sh", "-c", posix.probe_command(argv, run_timeout=60)],
+        input=probe_bundle.build_probe(),
+        capture_output=True,
+        env={"PATH": str(tools), "TMPDIR": str(work)},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b""
+    doc = envelope.decode_document(envelope.open_line(done.stdout, key, challenge))
+    assert doc["errors"] == {}
+    assert doc["host"]["python"].startswith("3.6." if python == PY36 else "3.")
+    assert list(work.iterdir()) == []
+
+
+def test_vermin_says_the_bootstrap_runs_on_python_36(tmp_path: Path) -> None:
+    source = tmp_path / "bootstrap.py"
+    source.write_text(posix.bootstrap(60))
+    minimum, output = _vermin_minimum(source)
+    assert minimum is not None and minimum <= (3, 6), output
+    assert "Target versions not met" not in output, output
+
+
 # --- the entry point in-process ------------------------------------------------------
 
 
@@ -428,11 +477,17 @@ def test_foreign_bytecode_falls_back_to_the_source(tmp_path: Path) -> None:
     challenge = os.urandom(16)
     args = ["--recipient", envelope.public_key_b64(key.public_key())]
     args += ["--challenge", envelope.b64url_encode(challenge), "--cpu-window", "0"]
+    # As the transport runs it: the archive on stdin, written by the bootstrap
+    # into the (private, empty) temp dir, which it removes when the probe is done.
+    workdir = tmp_path / "fleetstat.tmp"
+    workdir.mkdir(mode=0o700)
     run = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", RUN_PYZ, str(foreign), *args],
+        [sys.executable, "-I", "-S", "-c", bootstrap(60), str(workdir / "probe.pyz"), *args],
+        input=foreign.read_bytes(),
         capture_output=True,
         timeout=60,
     )
     assert run.returncode == 0, run.stderr.decode()
     doc = envelope.decode_document(envelope.open_line(run.stdout, key, challenge))
     assert doc["errors"] == {}
+    assert not workdir.exists()

@@ -79,14 +79,14 @@ def test_probe_failure_keeps_exit_code_and_still_cleans_up(tmp_path: Path) -> No
 
 def test_hung_probe_is_killed_at_the_run_timeout(tmp_path: Path) -> None:
     done = run_remote(tmp_path, b"import time\ntime.sleep(60)\n", [], run_timeout=1)
-    assert done.returncode == posix.EXIT_TIMEOUT
+    assert done.returncode == posix.EXIT_ALARM
     assert list(tmp_path.iterdir()) == []
 
 
 def test_no_python_is_reported_with_its_own_code(tmp_path: Path) -> None:
     tools = tmp_path / "bin"
     tools.mkdir()
-    for tool in ("mktemp", "cat", "rm", "timeout"):
+    for tool in ("mktemp", "rm"):
         (tools / tool).symlink_to(f"/usr/bin/{tool}")
     work = tmp_path / "tmp"
     work.mkdir()

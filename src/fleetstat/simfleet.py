@@ -32,8 +32,20 @@ BEHAVIOURS = ("ok", "hang", "no_python", "garbage", "fail")
 SIM_USER = "fleetsim"
 SIM_UID = 64123
 
+# A host whose probe hangs mid-run (as on a dead NFS mount): the host's real
+# python3 runs the real bootstrap, which arms its deadline and writes the upload,
+# and then sleeps where the probe's main() would run. __PYTHON__ is that python3.
+_HANGING_PYTHON = """#!__PYTHON__ -IS
+import os, sys
+args = sys.argv[1:]
+code = args.index("-c") + 1
+if "code = main()" not in args[code]:
+    sys.exit("simfleet: the bootstrap no longer calls main(); update _HANGING_PYTHON")
+args[code] = args[code].replace("code = main()", "import time; time.sleep(3600); code = 0")
+os.execv("__PYTHON__", ["__PYTHON__"] + args)
+"""
 _FAKE_PYTHONS = {
-    "hang": "#!/bin/sh\nexec sleep 3600\n",
+    "hang": _HANGING_PYTHON,
     "garbage": "#!/bin/sh\necho 'hello from a host that does not speak fleetstat'\nexit 0\n",
     "fail": "#!/bin/sh\necho 'Traceback: probe crashed on purpose' >&2\nexit 3\n",
 }
@@ -47,7 +59,7 @@ with open("/var/log/auth.log", "a", buffering=1, encoding="utf-8") as out:
         out.write("%s %s sshd: %s\\n" % (stamp, host, line.rstrip("\\r\\n")))
 """
 # What a host without python still needs for the remote script.
-_NO_PYTHON_TOOLS = ("mktemp", "cat", "rm", "timeout", "sleep")
+_NO_PYTHON_TOOLS = ("mktemp", "rm")
 
 
 class SimFleetError(RuntimeError):
@@ -278,11 +290,12 @@ class SimFleet:
                 os.chown(path, self.uid, self.uid)
 
     def _fake_bins(self) -> None:
+        host_python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
         for behaviour, script in _FAKE_PYTHONS.items():
             bindir = self.hostroot / "bin" / behaviour
             bindir.mkdir(parents=True, exist_ok=True)
             target = bindir / "python3"
-            target.write_text(script)
+            target.write_text(script.replace("__PYTHON__", host_python or "/usr/bin/python3"))
             target.chmod(0o755)
         nopy = self.hostroot / "bin" / "no_python"
         nopy.mkdir(parents=True, exist_ok=True)

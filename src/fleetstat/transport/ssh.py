@@ -3,7 +3,7 @@
 asyncssh errors stop here: everything leaves as a :class:`TransportError` whose
 ``status`` is what the attempts table stores. The remote side removes its temp dir
 itself (see ``posix.py``), so a dropped connection cannot leave it behind; the
-remote ``timeout`` kills a hung probe even when we are long gone.
+probe's own alarm ends a hung probe on the host even when we are long gone.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ if TYPE_CHECKING:
 
     from fleetstat.config import Client
 
-# Seconds we wait beyond the remote ``timeout`` before giving up on the channel:
-# the remote side needs KILL_GRACE_SECONDS to kill a probe that ignores TERM, and a
-# moment to remove the temp dir and report the exit status.
-RUN_GRACE_SECONDS = posix.KILL_GRACE_SECONDS + 3.0
+# Seconds we wait beyond the remote deadline (the bootstrap's alarm) before giving
+# up on the channel: the host needs a moment to end the probe, remove the temp dir
+# and report the exit status.
+RUN_GRACE_SECONDS = 3.0
 STDERR_EXCERPT_BYTES = 4096
 _READ_CHUNK = 65536
 
@@ -299,7 +299,7 @@ def _raise_for_exit(run: ProbeRun, where: str, settings: TransportSettings) -> N
         return
     if code == posix.EXIT_NO_PYTHON:
         status, msg = Status.NO_PYTHON, f"no python3 (or python 3.6+) on {where}'s PATH"
-    elif code in (posix.EXIT_TIMEOUT, posix.EXIT_KILLED):
+    elif code in (posix.EXIT_ALARM, posix.EXIT_TIMEOUT, posix.EXIT_KILLED):
         status = Status.TIMEOUT
         msg = f"probe on {where} was stopped after {settings.run_timeout:g}s (run timeout)"
     elif code == posix.EXIT_NO_TEMP_DIR:
