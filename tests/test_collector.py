@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fleetstat import envelope
-from fleetstat.collector import RoundPlan, collect_round, find_envelope_line
+from fleetstat.collector import RoundPlan, collect_round, find_envelope_line, top_when
 from fleetstat.config import Client, Config, load_config
 from fleetstat.errors import EnvelopeError, TransportError
 from fleetstat.model import Status
@@ -123,3 +123,59 @@ def test_envelope_line_found_after_shell_noise() -> None:
     assert find_envelope_line(out) == "FLEETSTAT/1 abc"
     with pytest.raises(EnvelopeError, match="not a FLEETSTAT/1 line"):
         find_envelope_line(b"hello\n")
+
+
+# --- --top-when: the process table only at an alert's limit ------------------------------
+
+
+def client_with(tmp_path: Path, alerts: str) -> Client:
+    path = tmp_path / "one.xml"
+    path.write_text(
+        f'<fleetstat><client ip="10.9.0.1" username="u" password="p">{alerts}</client></fleetstat>'
+    )
+    path.chmod(0o600)
+    return load_config(path).clients[0]
+
+
+@pytest.mark.parametrize(
+    ("alerts", "expected"),
+    [
+        ("", "none"),
+        ('<alert type="disk" limit="90%"/><alert type="unreachable"/>', "none"),
+        ('<alert type="memory" limit="50%"/><alert type="cpu" limit="20%"/>', "cpu=20,memory=50"),
+        # clear keeps a firing alert firing down to it: its mails need the lists too
+        ('<alert type="cpu" limit="90%" clear="70%" window="interval"/>', "cpu=70"),
+        ('<alert type="load" limit="1.5" clear="1.25"/><alert type="swap" limit="33.3%"/>',
+         "load=1.25,swap=33.3"),
+    ],
+)  # fmt: skip
+def test_top_when_is_the_lowest_level_of_each_rule_type(
+    tmp_path: Path, alerts: str, expected: str
+) -> None:
+    assert top_when(client_with(tmp_path, alerts)) == expected
+
+
+@pytest.mark.parametrize(
+    ("policy", "top", "expected"),
+    [("alerts", 5, ["--top-when", "cpu=20"]), ("always", 5, []), ("alerts", 0, [])],
+)
+async def test_the_round_passes_top_when_by_policy(
+    tmp_path: Path, policy: str, top: int, expected: list[str]
+) -> None:
+    client = client_with(tmp_path, '<alert type="cpu" limit="20%"/>')
+    base = plan(tmp_path)
+    p = RoundPlan(base.probe, base.private_key, base.settings, 1, top, policy)
+    seen: list[list[str]] = []
+
+    async def runner(client: Client, probe: bytes, argv: Sequence[str], settings) -> ProbeRun:
+        seen.append(list(argv))
+        return ProbeRun(sealed_for(p, argv), b"", 0)
+
+    config = load_config(tmp_path / "one.xml")
+    result = await collect_round(config, p, runner=runner, clients=[client])
+    assert result.results[0].status == Status.OK
+    [argv] = seen
+    assert argv[argv.index("--top") + 1] == str(top)
+    tail = argv[argv.index("--top-when") : argv.index("--top-when") + 2] if expected else []
+    assert tail == expected
+    assert ("--top-when" in argv) == bool(expected)

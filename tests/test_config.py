@@ -100,6 +100,7 @@ def test_full_example_loads_every_setting(tmp_path: Path) -> None:
         host_keys="accept-new",
         known_hosts=tmp_path / "known_hosts",
         top_processes=3,
+        top_processes_when="always",
         repeat_seconds=3600.0,
     )
     assert config.retention == Retention(samples=90 * 86400.0, attempts=30 * 86400.0, events=None)
@@ -148,6 +149,7 @@ def test_defaults_when_sections_are_absent(tmp_path: Path) -> None:
     assert config.defaults == Defaults()
     assert config.defaults.timeouts == Timeouts(connect=10.0, run=60.0)
     assert config.defaults.repeat_seconds == 4 * 3600
+    assert config.defaults.top_processes_when == "alerts"
     assert config.smtp is None
     assert config.retention == Retention()
     assert config.key_path == tmp_path / "fleetstat.key"
@@ -442,6 +444,12 @@ ERROR_CASES = [
     (f'{CLIENT}\n<defaults run-timeout="soon"/>', 3, "not a duration", "5m"),
     (f'{CLIENT}\n<defaults host-keys="yes"/>', 3, "'yes' is not valid", "strict, accept-new, off"),
     (f'{CLIENT}\n<defaults timeout="5s"/>', 3, "unknown attribute timeout=", "did you mean"),
+    (
+        f'{CLIENT}\n<defaults top-processes-when="alert"/>',
+        3,
+        "'alert' is not valid",
+        'did you mean "alerts"? use one of alerts, always',
+    ),
     (f'{CLIENT}\n<retention samples="-1d"/>', 3, "not a duration", "7d"),
     (
         f"{CLIENT}\n<defaults/>\n<defaults/>",

@@ -362,7 +362,9 @@ def test_processes_top_lists_on_fixture() -> None:
     before = dict(after)
     before[1500] = (b"odd) name)", after[1500][1] - 50, after[1500][2])  # 1 CPU fully busy
     before[812] = (b"tmux: server", after[812][1] - 5, after[812][2])
-    result = linux_processes.collect_processes(ctx, (t0 - 0.5, before))["processes"]
+    result = linux_processes.collect_processes(ctx, (t0 - 0.5, before), {})["processes"]
+    assert result["reason"] == "always"
+    assert result["window_seconds"] >= 0.5
     top_cpu = result["top_cpu"]
     assert [p["pid"] for p in top_cpu] == [1500, 812]
     assert top_cpu[0]["user"] == "4242"  # no passwd entry: the number
@@ -386,9 +388,52 @@ def test_rank_skips_new_and_reused_pids_for_cpu() -> None:
 def test_processes_top_zero_reads_nothing() -> None:
     ctx = ctx_for(FIXTURES / "missing", top=0)
     started = linux_processes.begin_processes(ctx)
-    assert linux_processes.collect_processes(ctx, started) == {
-        "processes": {"top_cpu": [], "top_memory": []}
+    assert linux_processes.collect_processes(ctx, started, {}) == {
+        "processes": {"top_cpu": None, "top_memory": None, "reason": "top-processes is 0"}
     }
+
+
+MEMORY_71 = {"memory": {"used_percent": 71.5}, "cpu": {"used_percent": 12.0}}
+
+
+@pytest.mark.parametrize(
+    ("top_when", "reason"),
+    [
+        ({"cpu": 20.0, "memory": 80.0}, "below cpu 20, memory 80"),
+        ({"cpu": 20.0, "load": 1.5}, "below cpu 20, load 1.5"),  # no load in the document
+        ({}, "no cpu, load, memory or swap limit for this host"),
+    ],
+)
+def test_processes_below_every_limit_read_nothing(top_when: dict, reason: str) -> None:
+    """Under --top-when the first snapshot is not taken, and below every limit
+    neither is the second: a root without /proc would raise if anything were read."""
+    slept: list[float] = []
+    ctx = ctx_for(FIXTURES / "missing", top_when=top_when, cpu_window=0.25, sleep=slept.append)
+    assert linux_processes.begin_processes(ctx) is None
+    assert linux_processes.collect_processes(ctx, None, MEMORY_71) == {
+        "processes": {"top_cpu": None, "top_memory": None, "reason": reason}
+    }
+    assert slept == []
+
+
+def test_processes_at_a_limit_are_read_in_a_window_of_their_own() -> None:
+    slept: list[float] = []
+    ctx = ctx_for(UBUNTU_NFS, top_when={"memory": 50.0}, cpu_window=0.25, sleep=slept.append)
+    assert linux_processes.begin_processes(ctx) is None
+    result = linux_processes.collect_processes(ctx, None, MEMORY_71)["processes"]
+    assert result["reason"] == "memory 71.5 >= 50"
+    assert slept == [0.25]
+    assert [p["pid"] for p in result["top_memory"]] == [1500, 812]
+    assert result["top_cpu"] == []  # a fixture's ticks do not move
+
+
+def test_top_reason_takes_the_first_condition_met_by_name() -> None:
+    doc = {"cpu": {"used_percent": 93.4}, "load": {"per_core1": 2.0}, "swap": {"used_percent": 0}}
+    assert linux_processes.top_reason(None, doc) == "always"
+    assert linux_processes.top_reason({"load": 1.5, "cpu": 20}, doc) == "cpu 93.4 >= 20"
+    assert linux_processes.top_reason({"load": 1.5, "swap": 10}, doc) == "load 2 >= 1.5"
+    assert linux_processes.top_reason({"swap": 0}, doc) == "swap 0 >= 0"
+    assert linux_processes.top_reason({"memory": 0}, {"memory": None}) is None  # no data
 
 
 def test_probe_excludes_itself() -> None:
@@ -492,6 +537,23 @@ def test_no_sleep_without_two_phase_collectors() -> None:
     collectors = [Collector("load", ["linux"], ["load"], lambda ctx, s: {"load": {}})]
     registry.build_document(ctx_for(DEBIAN12, cpu_window=1), "linux", collectors, slept.append)
     assert slept == []
+
+
+def test_final_collectors_run_last_with_the_document() -> None:
+    seen: list[object] = []
+
+    def final(ctx: Context, started: object, doc: dict) -> dict:
+        seen.append((started, doc["load"], doc["cpu"]))
+        return {"processes": {}}
+
+    collectors = [
+        Collector("processes", ["linux"], ["processes"], final, begin=lambda ctx: "s", final=True),
+        Collector("load", ["linux"], ["load"], lambda ctx, s: {"load": {"avg1": 1.0}}),
+        Collector("cpu", ["linux"], ["cpu"], lambda ctx, s: {"cpu": s}, begin=lambda ctx: "c"),
+    ]
+    doc = registry.build_document(ctx_for(DEBIAN12), "linux", collectors)
+    assert seen == [("s", {"avg1": 1.0}, "c")]
+    assert doc["processes"] == {} and doc["errors"] == {}
 
 
 def test_failed_begin_skips_finish_and_reports() -> None:

@@ -326,6 +326,10 @@ def _args(recipient: bytes = b"\x09" * 32, challenge: bytes = b"\x07" * 16) -> l
         ([*_args(), "--top", "five"], "--top must be a number, got 'five'"),
         ([*_args(), "--verbose"], "unrecognized argument '--verbose'"),
         ([*_args(), "--top"], "--top needs a value"),
+        ([*_args(), "--top-when", "disk=90"], "--top-when takes NAME=LIMIT,..."),
+        ([*_args(), "--top-when", "cpu"], "--top-when takes NAME=LIMIT,..."),
+        ([*_args(), "--top-when", "cpu=lots"], "--top-when cpu= must be a number"),
+        ([*_args(), "--top-when", "memory=-1"], "--top-when memory= must be at least 0"),
         (["--challenge", "A" * 22], "--recipient is required"),
     ],
 )
@@ -368,6 +372,32 @@ def test_values_starting_with_a_dash_are_accepted(capsys: pytest.CaptureFixture[
     out, _err = capsys.readouterr()
     doc = envelope.decode_document(envelope.open_line(out, key, challenge))
     assert doc["schema"] == 1
+
+
+@pytest.mark.parametrize(
+    ("top_when", "reason"),
+    [
+        ("memory=0", "memory "),  # any host has used some memory: read
+        ("cpu=101,swap=101", "below cpu 101, swap 101"),
+        ("none", "no cpu, load, memory or swap limit for this host"),
+    ],
+)
+def test_top_when_decides_whether_the_process_table_is_read(
+    top_when: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = X25519PrivateKey.generate()
+    challenge = os.urandom(16)
+    argv = _args(challenge=challenge)
+    argv[1] = envelope.public_key_b64(key.public_key())
+    assert probe_main.main([*argv, "--top-when", top_when]) == 0
+    doc = envelope.decode_document(envelope.open_line(capsys.readouterr().out, key, challenge))
+    processes = doc["processes"]
+    assert processes["reason"].startswith(reason)
+    if reason.startswith("memory"):
+        assert processes["top_memory"]  # the test run itself has resident memory
+    else:
+        assert processes["top_cpu"] is None and processes["top_memory"] is None
+    assert doc["collectors"]["processes"]["ok"] is True
 
 
 def test_main_prints_one_opened_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -117,6 +117,27 @@ def test_each_failure_is_one_classified_row_and_the_rest_are_stored(
     assert sim_fleet.user_processes() == []
 
 
+def test_the_process_table_is_read_only_at_an_alert_limit(
+    tmp_path: Path, sim_fleet: SimFleet
+) -> None:
+    """The default top-processes-when="alerts": a host at its memory limit gets its
+    top lists (for that alert's mail), one below every limit does not."""
+    hosts = sim_fleet.hosts
+    clients = "".join(
+        f'<client ip="{hosts[i].address}" port="{sim_fleet.port}" username="{sim_fleet.user}" '
+        f'key="{sim_fleet.client_key}" name="{name}"><alert type="memory" limit="{limit}%"/>'
+        "</client>"
+        for i, name, limit in ((0, "at-limit", 0), (1, "below", 100))
+    )
+    config = fleet_config(tmp_path, sim_fleet, [], extra_clients=clients)
+    outcome = collect_once(config)
+    docs = {r.client.label: r.document for r in outcome.round.results}
+    at_limit, below = docs["at-limit"]["processes"], docs["below"]["processes"]
+    assert at_limit["reason"].startswith("memory ") and at_limit["reason"].endswith(" >= 0")
+    assert at_limit["top_memory"] and at_limit["top_memory"][0]["rss_bytes"] > 0
+    assert below == {"top_cpu": None, "top_memory": None, "reason": "below memory 100"}
+
+
 def test_plaintext_never_crosses_the_channel(tmp_path: Path, sim_fleet: SimFleet) -> None:
     config = fleet_config(tmp_path, sim_fleet, [0])
     key = load_or_create_key(config.key_path)

@@ -46,6 +46,7 @@ class RoundPlan:
     settings: TransportSettings
     concurrency: int
     top_processes: int = 5
+    top_processes_when: str = "alerts"  # config.TopProcessesWhen
     # --since per host: the event bookmark derived from the stored events
     # (store.events.read_bookmarks); hosts without one read their last 24 hours.
     bookmarks: Mapping[tuple[str, int], str] = field(default_factory=dict)
@@ -57,7 +58,29 @@ def plan_round(config: Config, private_key: X25519PrivateKey, probe: bytes) -> R
     settings = TransportSettings(
         known_hosts=known, connect_timeout=d.timeouts.connect, run_timeout=d.timeouts.run
     )
-    return RoundPlan(probe, private_key, settings, d.concurrency, d.top_processes)
+    return RoundPlan(
+        probe, private_key, settings, d.concurrency, d.top_processes, d.top_processes_when
+    )
+
+
+# The alert types whose mail lists the top processes (mail/render.py).
+TOP_LIST_TYPES = ("cpu", "load", "memory", "swap")
+
+
+def top_when(client: Client) -> str:
+    """``--top-when`` for a client: per type, the lowest level at which one of its
+    cpu, load, memory or swap rules fires (``limit``) or keeps firing (``clear``).
+
+    The probe reads the process table only when its document reaches one of
+    these (probe/linux_processes.py), so a healthy host is spared the dearest
+    read of the run; ``"none"`` when no rule could use the lists.
+    """
+    levels: dict[str, float] = {}
+    for rule in client.alerts:
+        if rule.type in TOP_LIST_TYPES and rule.limit is not None:
+            level = rule.limit if rule.clear is None else min(rule.limit, rule.clear)
+            levels[rule.type] = min(level, levels.get(rule.type, level))
+    return ",".join(f"{name}={level:g}" for name, level in sorted(levels.items())) or "none"
 
 
 def probe_argv(
@@ -66,9 +89,13 @@ def probe_argv(
     top: int,
     since: str | None = None,
     events: int | None = None,
+    top_when: str | None = None,
 ) -> list[str]:
+    """The probe's arguments; ``top_when`` None reads the process table every run."""
     argv = ["--recipient", recipient_b64, "--challenge", envelope.b64url_encode(challenge)]
     argv += ["--top", str(top)]
+    if top_when is not None and top > 0:
+        argv += ["--top-when", top_when]
     if since is not None:
         argv += ["--since", since]
     if events is not None:
@@ -129,7 +156,8 @@ async def _collect_host(
     t0 = time.monotonic()
     challenge = os.urandom(16)
     since = plan.bookmarks.get((client.ip, client.port))
-    argv = probe_argv(recipient, challenge, plan.top_processes, since, events_wanted(client))
+    when = top_when(client) if plan.top_processes_when == "alerts" else None
+    argv = probe_argv(recipient, challenge, plan.top_processes, since, events_wanted(client), when)
     retries = 0
 
     def failed(status: Status, error: str, stderr: str | None = None) -> HostResult:

@@ -10,7 +10,7 @@ a single bare ``<client>`` as the whole file, as the assignment shows it)::
             username="fleetstat" password-env="FLEETSTAT_SMTP_PASSWORD"/>
       <defaults concurrency="100" connect-timeout="10s" run-timeout="60s"
                 host-keys="strict" known-hosts="~/.ssh/known_hosts"
-                top-processes="5" repeat="4h"/>
+                top-processes="5" top-processes-when="alerts" repeat="4h"/>
       <retention samples="90d" attempts="30d" events="365d"/>
       <client ip="10.0.0.5" port="22" username="monitor" password-env="WEB01_PW"
               mail="ops@example.com, web@example.com" name="web-01" os="linux">
@@ -48,6 +48,7 @@ from fleetstat.config.model import (
     Retention,
     Smtp,
     Timeouts,
+    TopProcessesWhen,
 )
 from fleetstat.config.parse import load_config
 
@@ -63,5 +64,6 @@ __all__ = [
     "Retention",
     "Smtp",
     "Timeouts",
+    "TopProcessesWhen",
     "load_config",
 ]

@@ -14,6 +14,10 @@ HostKeyPolicy = Literal["strict", "accept-new", "off"]
 AlertType = Literal["memory", "cpu", "swap", "disk", "load", "unreachable"]
 AlertWindow = Literal["short", "interval"]
 ClientOs = Literal["auto", "linux", "windows"]
+# When the probe reads the process table for its top lists: "alerts" only at the
+# limit of one of the host's cpu, load, memory or swap rules (the lists explain
+# that alert's mail), "always" on every run.
+TopProcessesWhen = Literal["alerts", "always"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Defaults:
     host_keys: HostKeyPolicy = "strict"
     known_hosts: Path | None = None  # None -> ~/.ssh/known_hosts
     top_processes: int = 5
+    top_processes_when: TopProcessesWhen = "alerts"
     repeat_seconds: float = 4 * 3600  # alert re-notify interval
 
 

@@ -23,6 +23,7 @@ from fleetstat.config.model import (
     Retention,
     Smtp,
     Timeouts,
+    TopProcessesWhen,
 )
 from fleetstat.config.reader import ATTRIBUTES, Reader
 from fleetstat.config.rules import build_alert
@@ -225,6 +226,12 @@ def _defaults(reader: Reader, node: Node) -> Defaults:
         host_keys=cast(HostKeyPolicy, policy),
         known_hosts=reader.path(node, "known-hosts"),
         top_processes=reader.get(node, "top-processes", lambda r: parse_int(r, 0, 100), 5),
+        top_processes_when=cast(
+            TopProcessesWhen,
+            reader.choice(
+                node, "top-processes-when", get_args(TopProcessesWhen), base.top_processes_when
+            ),
+        ),
         repeat_seconds=reader.get(
             node, "repeat", lambda r: parse_seconds(r, allow_zero=True), base.repeat_seconds
         ),

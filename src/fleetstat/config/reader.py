@@ -42,6 +42,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "host-keys",
         "known-hosts",
         "top-processes",
+        "top-processes-when",
         "repeat",
     ),
     "retention": ("samples", "attempts", "events"),

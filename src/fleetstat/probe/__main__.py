@@ -1,8 +1,8 @@
 """Entry point of the probe: collect, compress, seal, print one line.
 
     python3 -I -S probe.pyz --recipient <b64url X25519 public key, 32 bytes>
-        --challenge <b64url 16 bytes> [--since JSON] [--top N] [--cpu-window SECONDS]
-        [--events MAX]
+        --challenge <b64url 16 bytes> [--since JSON] [--top N] [--top-when LIMITS]
+        [--cpu-window SECONDS] [--events MAX]
 
 stdout carries exactly one line, ``FLEETSTAT/1 <sealed>``; diagnostics go to
 stderr. Exit 0 when the line was printed, 2 on bad arguments, 1 when sealing
@@ -23,7 +23,7 @@ MAX_TOP = 100
 MAX_EVENTS = 100000
 USAGE = (
     "usage: python3 probe.pyz --recipient B64URL --challenge B64URL"
-    " [--since JSON] [--top N] [--cpu-window SECONDS] [--events MAX]\n"
+    " [--since JSON] [--top N] [--top-when LIMITS] [--cpu-window SECONDS] [--events MAX]\n"
 )
 HELP = """
 fleetstat probe: collect this machine's statistics and print them sealed.
@@ -34,6 +34,10 @@ fleetstat probe: collect this machine's statistics and print them sealed.
   --events MAX            read at most MAX security events (0: none); default
                           500 on Windows, none elsewhere
   --top N                 processes per top list (default 5)
+  --top-when LIMITS       read the process table only when the document
+                          reaches one of these, e.g. cpu=20,memory=50
+                          (also load= per core, swap=); none: never;
+                          default: always
   --cpu-window SECONDS    CPU sampling window (default 0.25)
 
 Prints one line, FLEETSTAT/1 <sealed>; exit 0 when printed, 2 on bad
@@ -42,7 +46,10 @@ arguments, 1 when sealing failed.
 # Not argparse: on the host, argparse (with the gettext catalogue lookup and
 # shutil it pulls in when building the parser) costs about 6 ms of CPU per run,
 # a tenth of the probe, measured with python3.11 -X importtime.
-OPTIONS = ("--recipient", "--challenge", "--since", "--top", "--cpu-window", "--events")
+OPTIONS = (
+    "--recipient", "--challenge", "--since", "--top", "--top-when", "--cpu-window", "--events",
+)  # fmt: skip
+TOP_WHEN_NAMES = ("cpu", "load", "memory", "swap")
 _B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -101,8 +108,31 @@ def _number(values, name, kind, default):
         raise UsageError("%s must be a number, got %r" % (name, values[name])) from None
 
 
+def parse_top_when(text):
+    """``"cpu=20,memory=50"`` -> ``{"cpu": 20.0, "memory": 50.0}``; ``"none"`` -> ``{}``."""
+    if text.strip().lower() == "none":
+        return {}
+    limits = {}
+    for part in text.split(","):
+        name, eq, value = part.strip().partition("=")
+        if name not in TOP_WHEN_NAMES or not eq:
+            raise UsageError(
+                "--top-when takes NAME=LIMIT,... with NAME one of %s, or none; got %r"
+                % (", ".join(TOP_WHEN_NAMES), part)
+            )
+        try:
+            limit = float(value)
+        except ValueError:
+            raise UsageError("--top-when %s= must be a number, got %r" % (name, value)) from None
+        if not limit >= 0:  # also refuses nan
+            raise UsageError("--top-when %s= must be at least 0" % name)
+        limits[name] = limit
+    return limits
+
+
 def parse_args(argv):
-    """(recipient, challenge, since, top, cpu_window, events); raises UsageError/HelpRequested."""
+    """(recipient, challenge, since, top, cpu_window, events, top_when); raises
+    UsageError/HelpRequested."""
     values = split_options(argv)
     for required in ("--recipient", "--challenge"):
         if required not in values:
@@ -126,7 +156,8 @@ def parse_args(argv):
     events = _number(values, "--events", int, None)
     if events is not None and not 0 <= events <= MAX_EVENTS:
         raise UsageError("--events must be between 0 and %d" % MAX_EVENTS)
-    return recipient, challenge, since, top, cpu_window, events
+    top_when = parse_top_when(values["--top-when"]) if "--top-when" in values else None
+    return recipient, challenge, since, top, cpu_window, events, top_when
 
 
 def _unserializable(value):
@@ -163,7 +194,7 @@ def encode_document(doc):
 
 def main(argv=None):
     try:
-        recipient, challenge, since, top, cpu_window, events = parse_args(
+        recipient, challenge, since, top, cpu_window, events, top_when = parse_args(
             sys.argv[1:] if argv is None else list(argv)
         )
     except HelpRequested:
@@ -173,7 +204,7 @@ def main(argv=None):
         sys.stderr.write(USAGE + "probe: error: %s\n" % exc)
         return 2
 
-    ctx = Context(top=top, since=since, cpu_window=cpu_window, events_max=events)
+    ctx = Context(top=top, since=since, cpu_window=cpu_window, events_max=events, top_when=top_when)
     plaintext = encode_document(build_document(ctx))
 
     try:

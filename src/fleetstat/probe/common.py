@@ -38,19 +38,22 @@ class Collector(object):
     ``collect(ctx, started)`` returns a dict of top-level document keys (a subset
     of ``keys``). ``begin(ctx)``, when given, runs before every other collector
     and its result is passed to ``collect`` as ``started`` once the CPU window has
-    elapsed (two snapshots, like CPU usage); otherwise ``started`` is None.
-    ``platforms`` holds normalized platform names (see :func:`platform_name`) or
-    ``"*"`` for all.
+    elapsed (two snapshots, like CPU usage); otherwise ``started`` is None. A
+    ``final`` collector runs after all the others as ``collect(ctx, started,
+    doc)``, with the document so far (the process lists decide from it whether
+    they are wanted). ``platforms`` holds normalized platform names (see
+    :func:`platform_name`) or ``"*"`` for all.
     """
 
-    __slots__ = ("name", "platforms", "keys", "collect", "begin")
+    __slots__ = ("name", "platforms", "keys", "collect", "begin", "final")
 
-    def __init__(self, name, platforms, keys, collect, begin=None):
+    def __init__(self, name, platforms, keys, collect, begin=None, final=False):
         self.name = name
         self.platforms = tuple(platforms)
         self.keys = tuple(keys)
         self.collect = collect
         self.begin = begin
+        self.final = final
 
     def applies_to(self, platform):
         return "*" in self.platforms or platform in self.platforms
@@ -80,6 +83,8 @@ class Context(object):
         self_pid=None,
         now=None,
         events_max=None,
+        top_when=None,
+        sleep=None,
     ):
         self.root = root
         self.top = top
@@ -94,6 +99,11 @@ class Context(object):
         self.now = now or time.time
         # Security events per run: None = the platform's default (see events.py).
         self.events_max = events_max
+        # When to read the process table (linux_processes.top_reason): None =
+        # always; else {"cpu": 20.0, "memory": 50.0, ...}, limits of the host's
+        # alert rules, of which the document must reach one ({} = never).
+        self.top_when = top_when
+        self.sleep = sleep or time.sleep
 
 
 def _sysconf(name, default):

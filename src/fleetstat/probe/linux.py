@@ -179,5 +179,7 @@ COLLECTORS = (
     Collector("uptime", ["linux"], ["uptime_seconds", "boot_time"], collect_uptime),
     Collector("load", ["linux"], ["load"], collect_load),
     Collector("disks", ["linux"], ["disks"], collect_disks),
-    Collector("processes", ["linux"], ["processes"], collect_processes, begin=begin_processes),
+    Collector(
+        "processes", ["linux"], ["processes"], collect_processes, begin=begin_processes, final=True
+    ),
 )

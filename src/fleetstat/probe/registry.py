@@ -40,14 +40,17 @@ def collectors_for(platform):
     return [c for c in found if c.applies_to(platform)], None
 
 
-def build_document(ctx, platform=None, collectors=None, sleep=time.sleep):
+def build_document(ctx, platform=None, collectors=None, sleep=None):
     """Run the collectors and return the schema 1 document (a dict).
 
     The CPU window overlaps the other collectors: the ``begin`` halves (first
     /proc/stat and per-process snapshots) run first, then every one-shot
     collector, then only what is left of ``ctx.cpu_window`` is slept before the
     second snapshots. The probe's wall time is max(window, work), not their sum.
+    ``final`` collectors run last, with the document so far. ``sleep`` defaults
+    to ``ctx.sleep``.
     """
+    sleep = sleep or ctx.sleep
     platform = platform or common.platform_name()
     errors = {}
     if collectors is None:
@@ -90,7 +93,7 @@ def build_document(ctx, platform=None, collectors=None, sleep=time.sleep):
             if ok:
                 started[c.name] = state
     for c in collectors:
-        if c.begin is None:
+        if c.begin is None and not c.final:
             ok, values = attempt(c, c.collect, None)
             if ok:
                 doc.update(values)
@@ -98,8 +101,13 @@ def build_document(ctx, platform=None, collectors=None, sleep=time.sleep):
     if started and remaining > 0:
         sleep(remaining)
     for c in collectors:
-        if c.name in started:
+        if c.name in started and not c.final:
             ok, values = attempt(c, c.collect, started[c.name])
+            if ok:
+                doc.update(values)
+    for c in collectors:
+        if c.final and (c.begin is None or c.name in started):
+            ok, values = attempt(c, c.collect, started.get(c.name), doc)
             if ok:
                 doc.update(values)
 
