@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -71,9 +70,14 @@ def insert_events(conn: Connection, round_id: int, results: Sequence[HostResult]
 
 
 def _insert_ignoring_duplicates(dialect: str) -> Any:
+    # Dialect modules imported here, not at the top: see store/types.py.
     if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(security_events).on_conflict_do_nothing(index_elements=_KEY_COLUMNS)
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(security_events).on_conflict_do_nothing(
             index_elements=_KEY_COLUMNS
         )

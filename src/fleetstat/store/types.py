@@ -1,4 +1,11 @@
-"""Column types that behave the same on SQLite, PostgreSQL and MySQL/MariaDB."""
+"""Column types that behave the same on SQLite, PostgreSQL and MySQL/MariaDB.
+
+The PostgreSQL and MySQL types are looked up in ``load_dialect_impl``, when a
+connection of that dialect first needs them, not at import: importing
+``sqlalchemy.dialects.postgresql`` loads every one of its drivers' modules
+(psycopg, asyncpg, pg8000, ...), about 70 ms of CPU, and MySQL's another 15 ms,
+paid by every ``fleetstat collect`` into SQLite otherwise (``-X importtime``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 
@@ -28,8 +34,12 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name in _MYSQL:
+            from sqlalchemy.dialects import mysql
+
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         if dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
             return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=True))
         return dialect.type_descriptor(sa.DateTime())
 
@@ -56,17 +66,47 @@ def big_id() -> TypeEngine[int]:
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
-def long_text() -> TypeEngine[str]:
+class LongText(sa.TypeDecorator[str]):
     """Free text (errors, stderr, mail bodies). MySQL ``TEXT`` stops at 64 KiB and
     strict mode rejects the whole statement, i.e. the whole round, when one value is
     longer; ``MEDIUMTEXT`` holds 16 MiB."""
-    return sa.Text().with_variant(mysql.MEDIUMTEXT(), *_MYSQL)
+
+    impl = sa.Text()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in _MYSQL:
+            from sqlalchemy.dialects import mysql
+
+            return dialect.type_descriptor(mysql.MEDIUMTEXT())
+        # Not type_descriptor(Text()): on PostgreSQL that adapts to the driver's
+        # string type, which compiles (and autogenerate compares) as VARCHAR.
+        return self.impl_instance
 
 
-def document(*, none_as_null: bool = False) -> TypeEngine[Any]:
+def long_text() -> TypeEngine[str]:
+    return LongText()
+
+
+class Document(sa.TypeDecorator[Any]):
     """A JSON document. ``JSONB`` on PostgreSQL so the consuming application can
     index and query it; on MariaDB ``JSON`` is ``LONGTEXT`` (4 GiB) with a validity
     check; on SQLite it is text."""
-    return sa.JSON(none_as_null=none_as_null).with_variant(
-        postgresql.JSONB(none_as_null=none_as_null), "postgresql"
-    )
+
+    impl = sa.JSON()
+    cache_ok = True
+
+    def __init__(self, none_as_null: bool = False) -> None:
+        super().__init__(none_as_null=none_as_null)
+        self.none_as_null = none_as_null
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            return dialect.type_descriptor(postgresql.JSONB(none_as_null=self.none_as_null))
+        return self.impl_instance
+
+
+def document(*, none_as_null: bool = False) -> TypeEngine[Any]:
+    return Document(none_as_null=none_as_null)
