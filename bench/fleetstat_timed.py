@@ -2,8 +2,9 @@
 
     python bench/fleetstat_timed.py TIMINGS.json collect -c fleetstat.xml -q
 
-Runs ``fleetstat.cli.main`` in this process (the real command: config, key, store,
-probe, round, SQL write, alerts, mail outbox) after wrapping three library calls
+Runs ``fleetstat.cli`` in this process as its ``main`` does (the real command:
+config, key, store, probe, round, SQL write, alerts, mail outbox, the exit
+without interpreter teardown) after wrapping three library calls
 with a clock: the round (``collect_round``), the SQL write of the round
 (``Store.record_round``, acceptance 5: one transaction per round) and the alert
 step. The wall-clock seconds of each go to TIMINGS.json when the command exits.
@@ -12,7 +13,6 @@ The wrappers add a few microseconds; nothing else differs from ``fleetstat``.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import json
 import os
@@ -64,13 +64,11 @@ def main() -> None:
     app.evaluate_round = timed("alerts_seconds", app.evaluate_round)  # type: ignore[attr-defined]
     Store.record_round = timed("store_seconds", Store.record_round)  # type: ignore[method-assign]
 
-    def dump() -> None:
-        timings["total_seconds"] = time.time() - timings.pop("process_start")
-        out.write_text(json.dumps(timings))
-
-    atexit.register(dump)
     sys.argv[0] = "fleetstat"
-    cli.main()
+    code = cli.run()
+    timings["total_seconds"] = time.time() - timings.pop("process_start")
+    out.write_text(json.dumps(timings))
+    cli.exit_now(code)
 
 
 if __name__ == "__main__":

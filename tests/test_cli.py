@@ -52,6 +52,24 @@ def test_probe_output_is_the_uploaded_zipapp_and_runs(tmp_path: Path) -> None:
     assert "--recipient" in usage.stdout + usage.stderr
 
 
+def test_the_console_script_flushes_everything_before_its_fast_exit() -> None:
+    """main() leaves with os._exit (no interpreter teardown): what a command wrote
+    must still arrive whole, through a pipe, with the command's exit code."""
+    normal_exit = "import sys; from fleetstat.cli import app; sys.argv[0] = 'fleetstat'; app()"
+    expected = subprocess.run(
+        [sys.executable, "-c", normal_exit, "--help"], capture_output=True, text=True
+    ).stdout
+    assert len(expected) > 1000
+    done = run("--help")
+    assert (done.returncode, done.stdout) == (0, expected)
+    # A reader that stops early: a clean exit code, no traceback.
+    pipe = subprocess.run(
+        f"{FLEETSTAT} --help | head -c 10", shell=True, capture_output=True, text=True
+    )
+    assert pipe.returncode == 0 and len(pipe.stdout) == 10
+    assert "Traceback" not in pipe.stderr
+
+
 def test_check_config_accepts_the_assignment_example() -> None:
     done = run("check-config", str(FIXTURES / "assignment.xml"))
     assert done.returncode == 0, done.stderr

@@ -6,12 +6,14 @@ Exit codes: 0 success, 1 some hosts failed (collect) or a runtime error,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from click.exceptions import Exit
@@ -630,5 +632,37 @@ class _progress:
             self._bar.stop()
 
 
+def run() -> int:
+    """Run the command line (``sys.argv``) and return its exit code."""
+    try:
+        app()  # standalone mode: every outcome, errors included, ends in SystemExit
+    except SystemExit as exc:
+        code = exc.code
+    else:  # pragma: no cover - click always exits in standalone mode
+        code = 0
+    if code is None or isinstance(code, int):
+        return code or 0
+    click.echo(code, err=True)  # sys.exit("message") semantics
+    return 1
+
+
+def exit_now(code: int) -> NoReturn:
+    """Flush, close the log handlers and leave with ``os._exit``: no interpreter teardown.
+
+    When a command has returned, everything it opened is closed (the store, SMTP
+    sessions, the event loop and its executor: all ``with`` blocks), so the
+    interpreter's finalization would only free a round's objects one by one and
+    unload some 700 modules: 0.15-0.27 s of CPU after a 500-host ``collect``,
+    about 0.4 ms per host (``/usr/bin/time`` with and without, 3 pairs).
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        # A closed pipe or stream: there is nothing more to say on it.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 def main() -> None:
-    app()
+    """The ``fleetstat`` console script."""
+    exit_now(run())
