@@ -10,6 +10,11 @@ no database, no retries. fleetstat's round is measured against this.
 
 ``hosts.json``: {"hosts": [[ip, port], ...], "username", "key", "known_hosts"}.
 Prints one JSON object: {"ok": n, "failed": n, "errors": [first few]}.
+
+``--ciphers aes128-gcm@openssh.com,...`` sets asyncssh's ``encryption_algs``
+(default: asyncssh's own order, chacha20-poly1305 first); the bench's
+``reference-gcm`` runner passes fleetstat's order (``transport.ssh.ENCRYPTION_ALGS``)
+so the transport is also compared like for like.
 """
 
 from __future__ import annotations
@@ -50,8 +55,10 @@ async def one(
         return None
 
 
-async def main_async(spec: dict, concurrency: int) -> dict:
+async def main_async(spec: dict, concurrency: int, ciphers: list[str] | None = None) -> dict:
+    extra = {"encryption_algs": ciphers} if ciphers else {}
     options = asyncssh.SSHClientConnectionOptions(
+        **extra,
         username=spec["username"],
         client_keys=[asyncssh.read_private_key(spec["key"])],
         known_hosts=asyncssh.read_known_hosts(spec["known_hosts"]),
@@ -71,9 +78,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("spec", type=Path)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--ciphers", type=lambda s: s.split(","), help="encryption_algs, in order")
     args = parser.parse_args()
     spec = json.loads(args.spec.read_text())
-    summary = asyncio.run(main_async(spec, args.concurrency))
+    summary = asyncio.run(main_async(spec, args.concurrency, args.ciphers))
     print(json.dumps(summary))
     return 0 if summary["failed"] == 0 else 1
 

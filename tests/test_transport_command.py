@@ -106,3 +106,13 @@ def test_runs_under_dash_as_well(tmp_path: Path) -> None:
         env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "TMPDIR": str(tmp_path)},
     )
     assert done.stdout == b"ok\n"
+
+
+def test_every_preferred_cipher_is_one_asyncssh_knows() -> None:
+    from asyncssh.encryption import get_encryption_algs
+
+    from fleetstat.transport.ssh import ENCRYPTION_ALGS
+
+    known = {alg.decode() for alg in get_encryption_algs()}
+    assert set(ENCRYPTION_ALGS) <= known
+    assert ENCRYPTION_ALGS[0].startswith("aes128-gcm")  # the cheap AEAD first (see ssh.py)
