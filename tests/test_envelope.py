@@ -121,6 +121,57 @@ def test_x25519_rfc7748_diffie_hellman() -> None:
     assert _x25519.x25519(bob, alice_pub) == shared
 
 
+def comb_table() -> list[tuple[int, int, int]]:
+    """The probe's fixed-base table, derived here from first principles: the
+    Ed25519 base point (y = 4/5, x even; RFC 8032 section 5.1), doubling by the
+    complete addition law, and sum(2^(64 i) B for the set bits i of j)."""
+    p = _x25519.P
+    d = -121665 * pow(121666, p - 2, p) % p
+    y = 4 * pow(5, p - 2, p) % p
+    xx = (y * y - 1) * pow(d * y * y + 1, p - 2, p) % p
+    x = pow(xx, (p + 3) // 8, p)
+    if (x * x - xx) % p:
+        x = x * pow(2, (p - 1) // 4, p) % p
+    x = p - x if x & 1 else x
+
+    def add(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, int, int, int]:
+        # Affine twisted Edwards addition (a = -1): RFC 8032 section 5.1.4's law.
+        (x1, y1), (x2, y2) = a[:2], b[:2]
+        t = d * x1 * x2 * y1 * y2 % p
+        x3 = (x1 * y2 + x2 * y1) * pow(1 + t, p - 2, p) % p
+        y3 = (y1 * y2 + x1 * x2) * pow(1 - t, p - 2, p) % p
+        return x3, y3, 1, x3 * y3 % p
+
+    teeth = [(x, y, 1, x * y % p)]
+    for _ in range(3):
+        point = teeth[-1]
+        for _ in range(64):
+            point = add(point, point)
+        teeth.append(point)
+    table = []
+    for j in range(16):
+        acc: tuple[int, ...] = (0, 1, 1, 0)
+        for i in range(4):
+            if j >> i & 1:
+                acc = add(acc, teeth[i])
+        ax, ay = acc[0], acc[1]
+        table.append(((ay + ax) % p, (ay - ax) % p, 2 * d * ax * ay % p))
+    return table
+
+
+def test_fixed_base_comb_table_is_the_base_points_multiples() -> None:
+    assert list(_x25519._COMB) == comb_table()
+    p = _x25519.P
+    assert 2 * (-121665 * pow(121666, p - 2, p)) % p == _x25519._D2
+
+
+def test_fixed_base_comb_equals_the_ladder_on_random_and_edge_scalars() -> None:
+    scalars = [os.urandom(32) for _ in range(200)]
+    scalars += [b"\x00" * 32, b"\xff" * 32, b"\x08" + b"\x00" * 31, b"\x00" * 31 + b"\x40"]
+    for k in scalars:
+        assert _x25519.x25519_base(k) == _x25519.x25519(k, _x25519.BASE_POINT), k.hex()
+
+
 def test_chacha20_rfc8439_encryption_vector() -> None:
     # RFC 8439 section 2.4.2.
     key = bytes(range(32))
