@@ -262,13 +262,12 @@ def test_zipapp_runs_and_opens(python: str, probe_file: Path) -> None:
         ),
     ],
 )
-def test_remote_script_needs_only_mktemp_and_python(python: str, tmp_path: Path) -> None:
+def test_remote_script_needs_only_python(python: str, tmp_path: Path) -> None:
     """The whole POSIX remote command, the real probe on stdin, on a PATH that holds
-    nothing but ``mktemp`` and ``python3``: the bootstrap writes the upload, keeps
-    the deadline and removes the temp dir itself (no cat, timeout or rm)."""
+    nothing but ``python3``: the bootstrap makes the private temp dir, writes the
+    upload, keeps the deadline and leaves nothing (no mktemp, cat, timeout or rm)."""
     tools = tmp_path / "bin"
     tools.mkdir()
-    (tools / "mktemp").symlink_to(shutil.which("mktemp") or "/usr/bin/mktemp")
     (tools / "python3").symlink_to(python)
     work = tmp_path / "tmp"
     work.mkdir()
@@ -507,17 +506,18 @@ def test_foreign_bytecode_falls_back_to_the_source(tmp_path: Path) -> None:
     challenge = os.urandom(16)
     args = ["--recipient", envelope.public_key_b64(key.public_key())]
     args += ["--challenge", envelope.b64url_encode(challenge), "--cpu-window", "0"]
-    # As the transport runs it: the archive on stdin, written by the bootstrap
-    # into the (private, empty) temp dir, which it removes when the probe is done.
-    workdir = tmp_path / "fleetstat.tmp"
-    workdir.mkdir(mode=0o700)
+    # As the transport runs it: the archive on stdin, uploaded by the bootstrap
+    # through a private temp dir it removes at once.
+    workdir = tmp_path / "tmp"
+    workdir.mkdir()
     run = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", bootstrap(60), str(workdir / "probe.pyz"), *args],
+        [sys.executable, "-I", "-S", "-c", bootstrap(60), *args],
         input=foreign.read_bytes(),
         capture_output=True,
+        env={"TMPDIR": str(workdir)},
         timeout=60,
     )
     assert run.returncode == 0, run.stderr.decode()
     doc = envelope.decode_document(envelope.open_line(run.stdout, key, challenge))
     assert doc["errors"] == {}
-    assert not workdir.exists()
+    assert list(workdir.iterdir()) == []

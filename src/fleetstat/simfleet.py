@@ -33,7 +33,7 @@ SIM_USER = "fleetsim"
 SIM_UID = 64123
 
 # A host whose probe hangs mid-run (as on a dead NFS mount): the host's real
-# python3 runs the real bootstrap, which arms its deadline and writes the upload,
+# python3 runs the real bootstrap, which arms its deadline and takes the upload,
 # and then sleeps where the probe's main() would run. __PYTHON__ is that python3.
 _HANGING_PYTHON = """#!__PYTHON__ -IS
 import os, sys
@@ -58,8 +58,9 @@ with open("/var/log/auth.log", "a", buffering=1, encoding="utf-8") as out:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
         out.write("%s %s sshd: %s\\n" % (stamp, host, line.rstrip("\\r\\n")))
 """
-# What a host without python still needs for the remote script.
-_NO_PYTHON_TOOLS = ("mktemp", "rm")
+# What a host without python still needs for the remote script: nothing but
+# the shell's built-ins.
+_NO_PYTHON_TOOLS: tuple[str, ...] = ()
 
 
 class SimFleetError(RuntimeError):

@@ -1,11 +1,38 @@
-"""The one command a POSIX host runs: temp dir, upload on stdin, run, clean up.
+"""The one command a POSIX host runs: pick Python, upload on stdin, run, leave nothing.
 
 One exec channel does everything (DESIGN.md, "Remote execution"): a separate SFTP
-session costs the central machine about twice the CPU. The script is handed to
-``/bin/sh -c`` inside single quotes, so it must contain no single quote and no
-backslash, and every ``!`` must end a line (csh expands history even inside
-single quotes, but not a ``!`` before a newline): then sh, bash, zsh, fish and
-csh login shells all pass it through untouched.
+session costs the central machine about twice the CPU. The login shell gets
+``exec /bin/sh -c '<script>' fleetstat '<bootstrap>' ARGS``; the script picks the
+interpreter and ``exec``s it, so on a healthy host the whole run is one process
+(the login shell, replaced by /bin/sh, replaced by python3). Everything else is
+the bootstrap's, in Python:
+
+1. ``alarm(run timeout)``: the deadline. No handler is installed, so the kernel
+   ends the interpreter when it fires, wherever it is (C calls included); sshd
+   reports the signal.
+2. The upload: a new private directory (``mkdir`` 0700 under ``$TMPDIR`` or
+   /tmp, with 96 random bits in its name: what ``mktemp -d`` makes), and in it
+   ``probe.pyz`` (O_EXCL, 0600), opened and at once removed again with its
+   directory; stdin is written into the open descriptor and the probe runs from
+   ``/proc/self/fd/N``. Nothing of it is ever left on the host, whatever happens
+   from then on: a stalled upload, the alarm, ``kill -9``, the OOM killer. Where
+   there is no /proc the file stays until the probe returns.
+3. The archive goes on ``sys.path`` rather than ``python3 probe.pyz``: that goes
+   through runpy (importlib.util, contextlib, ...), 2-4 ms per run.
+   ``zipload.install()`` makes every further module compile once, not twice.
+4. After ``main()``: flush and ``_exit``; the interpreter's teardown of the
+   probe's modules is about 2 ms of CPU and there is nothing left to tear down for.
+
+Up to 0.1.0 a shell script did steps 1, 2 and the clean-up with ``mktemp``,
+``cat``, ``timeout`` and ``rm`` (DESIGN.md's wording) in five processes;
+each fork and exec costs the host 1-3 ms of CPU (bench/README.md, docs/performance.md).
+
+Quoting: the script travels inside single quotes, so it holds no single quote and
+no backslash, and every ``!`` ends a line (csh expands history even inside single
+quotes, but not a ``!`` before a newline): sh, bash, zsh, fish and csh login
+shells all pass it through untouched. The bootstrap and the probe's arguments are
+words of their own, single-quoted by :func:`shlex.quote`; the bootstrap holds no
+backslash and no ``!`` for the same shells.
 """
 
 from __future__ import annotations
@@ -13,88 +40,97 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-# Exit codes the script itself uses; everything else is the probe's own.
+# Exit codes of the script and the bootstrap; everything else is the probe's own.
 EXIT_NO_TEMP_DIR = 120
 EXIT_UPLOAD_FAILED = 121
 EXIT_NO_PYTHON = 119
-EXIT_SIGNALLED = 129
-# The bootstrap arms SIGALRM for the run timeout; with no handler installed the
-# kernel ends the interpreter (wherever it is, C calls included), and the shell
-# reports 128 + SIGALRM.
+# What a probe ended by the bootstrap's alarm reports when a shell relays it
+# (128 + SIGALRM); over SSH it arrives as the exit signal "ALRM" instead.
 EXIT_ALARM = 142
 # What the Windows script returns for the same event (and GNU ``timeout``, which
-# fleetstat used here up to 0.1.0 and an operator may still wrap the probe in).
+# an operator may wrap the probe in when running it by hand).
 EXIT_TIMEOUT = 124
 EXIT_KILLED = 137
 
-# Five processes on the host in the common case: the login shell, /bin/sh, the
-# $(mktemp) subshell and mktemp, python3. The upload, the deadline and the
-# removal of the temp dir are the bootstrap's (below), so no ``cat``, ``timeout``
-# or ``rm`` runs unless something went wrong: each of those is a fork and exec,
-# 1-3 ms of the host's CPU (bench/README.md). The EXIT trap still removes the dir
-# whenever the bootstrap could not (killed, crashed, upload failed).
-_SCRIPT = """umask 077
-d=$(mktemp -d "${TMPDIR:-/tmp}/fleetstat.XXXXXXXX") || exit 120
-cleanup() { if [ -d "$d" ]; then rm -rf "$d"; fi; }
-trap cleanup EXIT
-trap "exit 129" HUP INT TERM PIPE
-if command -v python3 >/dev/null 2>&1; then py=python3
+_SCRIPT = """if command -v python3 >/dev/null 2>&1; then py=python3
 elif command -v python >/dev/null 2>&1 &&
   python -c "import sys; sys.exit(sys.version_info < (3, 6))" </dev/null >/dev/null 2>&1
 then py=python
 else echo "fleetstat: no python3 (or python 3.6+) on PATH=$PATH" >&2; exit 119
 fi
-"$py" -I -S -c "__BOOTSTRAP__" "$d/probe.pyz" "$@"
+boot=$1
+shift
+exec "$py" -I -S -c "$boot" "$@"
 """
 
 _FORBIDDEN = ("'", "\\", "! ", "!$", '!"')
-# The bootstrap, run as ``python3 -I -S -c BOOTSTRAP <dir>/probe.pyz ARGS`` with
-# the zipapp on stdin (Python 3.6+; it sits inside the script's double quotes, so
-# it holds no quote, backslash, dollar or backtick):
-#
-# 1. ``alarm(run timeout)``: the deadline. ``_signal`` is the C module behind
-#    ``signal`` (which would import enum at every start).
-# 2. Write stdin into the new file (O_EXCL, 0600) in the private dir: the upload.
-# 3. Run the archive from ``sys.path`` rather than as ``python3 probe.pyz``: that
-#    goes through runpy (importlib.util, contextlib, ...), 2-4 ms per run.
-#    ``zipload.install()`` makes every further module compile once, not twice.
-# 4. After ``main()`` returns: flush, remove the file and the dir, and leave with
-#    ``os._exit``: the interpreter's teardown of the probe's modules is about
-#    2 ms of CPU and there is nothing left to tear down for.
-# An exception anywhere takes Python's usual way out (traceback, exit 1) and the
-# shell's EXIT trap removes the dir.
-BOOTSTRAP = """import sys, os
+
+# Python 3.0+ syntax up to the version check, 3.6+ after it (vermin checks it).
+# ``posix``, the built-in module behind ``os``, rather than ``os`` itself, whose
+# import costs ~1.3 ms of the host's CPU (probe/_os.py); so paths are bytes here.
+BOOTSTRAP = """import sys, posix
+if sys.version_info < (3, 6):
+    print("fleetstat: the probe needs Python 3.6+, not", sys.version.split()[0], file=sys.stderr)
+    posix._exit(119)
 try:
     import _signal as signal
 except ImportError:
     import signal
 signal.alarm(__RUN__)
-path = sys.argv.pop(1)
+where = posix.environ.get(b"TMPDIR") or b"/tmp"
+folder = where.rstrip(b"/") + b"/fleetstat." + posix.urandom(12).hex().encode()
+path = folder + b"/probe.pyz"
 try:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    keep = posix.stat(b"/proc/self/fd").st_mode & 0o170000 != 0o040000
+except OSError:
+    keep = True
+
+
+def clean():
+    for remove, name in ((posix.remove, path), (posix.rmdir, folder)):
+        try:
+            remove(name)
+        except OSError:
+            pass
+
+
+try:
+    posix.mkdir(folder, 0o700)
+except OSError as exc:
+    print("fleetstat: cannot create a private temp dir in", where.decode(), exc, file=sys.stderr)
+    posix._exit(120)
+try:
+    fd = posix.open(path, posix.O_RDWR | posix.O_CREAT | posix.O_EXCL, 0o600)
+    if not keep:
+        clean()
     while True:
-        chunk = os.read(0, 1 << 16)
+        chunk = posix.read(0, 65536)
         if not chunk:
             break
         while chunk:
-            chunk = chunk[os.write(fd, chunk):]
-    os.close(fd)
+            chunk = chunk[posix.write(fd, chunk) :]
 except OSError as exc:
-    print(exc, file=sys.stderr)
-    os._exit(121)
-sys.path.insert(0, path)
-from fleetstat_probe.zipload import install
-install()
-from fleetstat_probe.__main__ import main
-code = main()
-sys.stdout.flush()
-sys.stderr.flush()
+    clean()
+    print("fleetstat: cannot write the probe:", exc, file=sys.stderr)
+    posix._exit(121)
+if keep:
+    sys.path.insert(0, path.decode(sys.getfilesystemencoding(), "surrogateescape"))
+else:
+    sys.path.insert(0, "/proc/self/fd/%d" % fd)
 try:
-    os.remove(path)
-    os.rmdir(os.path.dirname(path))
-except OSError:
-    pass
-os._exit(code)"""
+    from fleetstat_probe.zipload import install
+
+    install()
+    from fleetstat_probe.__main__ import main
+
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+finally:
+    if keep:
+        clean()
+posix._exit(code)
+"""
 
 
 def bootstrap(run_timeout: float) -> str:
@@ -107,11 +143,12 @@ def probe_command(argv: Sequence[str], *, run_timeout: float) -> str:
 
     The probe arrives on stdin; the caller must send EOF after it.
     """
-    script = _SCRIPT.replace("__BOOTSTRAP__", bootstrap(run_timeout))
-    if any(ch in script for ch in _FORBIDDEN):  # pragma: no cover - guards edits to _SCRIPT
+    if any(ch in _SCRIPT for ch in _FORBIDDEN):  # pragma: no cover - guards edits to _SCRIPT
         raise AssertionError("the remote script must not contain ' or \\, nor ! mid-line")
-    if any(ch in BOOTSTRAP for ch in '"$`'):  # pragma: no cover - guards edits to BOOTSTRAP
-        raise AssertionError("the bootstrap sits in double quotes: no quote, $ or backquote")
-    args = " ".join(shlex.quote(arg) for arg in argv)
-    # "fleetstat" becomes $0 of the inner shell, so "$@" is exactly ``argv``.
-    return f"exec /bin/sh -c '{script}' fleetstat {args}".rstrip()
+    boot = bootstrap(run_timeout)
+    if any(ch in boot for ch in _FORBIDDEN[1:]):  # pragma: no cover - guards edits
+        raise AssertionError("the bootstrap must not contain \\, nor ! mid-line")
+    words = " ".join(shlex.quote(arg) for arg in (boot, *argv))
+    # "fleetstat" becomes $0 of the inner shell, the bootstrap $1, the probe's
+    # arguments the rest.
+    return f"exec /bin/sh -c '{_SCRIPT}' fleetstat {words}"

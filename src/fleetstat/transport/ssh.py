@@ -1,9 +1,9 @@
 """One SSH session to one host: connect, upload the probe on stdin, run, read, clean up.
 
 asyncssh errors stop here: everything leaves as a :class:`TransportError` whose
-``status`` is what the attempts table stores. The remote side removes its temp dir
-itself (see ``posix.py``), so a dropped connection cannot leave it behind; the
-probe's own alarm ends a hung probe on the host even when we are long gone.
+``status`` is what the attempts table stores. The probe's upload is removed from
+the host's disk before it runs (see ``posix.py``), so a dropped connection cannot
+leave it behind; its own alarm ends a hung probe even when we are long gone.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ if TYPE_CHECKING:
     from fleetstat.config import Client
 
 # Seconds we wait beyond the remote deadline (the bootstrap's alarm) before giving
-# up on the channel: the host needs a moment to end the probe, remove the temp dir
-# and report the exit status.
+# up on the channel: the host needs a moment to end the probe and report it.
 RUN_GRACE_SECONDS = 3.0
 STDERR_EXCERPT_BYTES = 4096
 _READ_CHUNK = 65536
@@ -282,7 +281,7 @@ async def run_probe(
             raise TransportError(
                 Status.TIMEOUT,
                 f"probe on {where} did not finish within {settings.run_timeout:g}s "
-                "(run timeout); the remote timeout kills it and removes its temp dir",
+                "(run timeout); its own alarm ends it on the host",
                 host=where,
             ) from None
         except asyncssh.ChannelOpenError as exc:
@@ -295,9 +294,11 @@ async def run_probe(
             ) from exc
     finally:
         conn.close()
+    # A process ended by a signal (the bootstrap's alarm: "ALRM") has exit status
+    # -1 and a negative returncode; report it the way a shell would, 128 + signal.
     status = completed.exit_status
-    if status is None and completed.exit_signal:
-        status = 128 + 9
+    if completed.exit_signal and completed.returncode is not None:
+        status = 128 - completed.returncode
     run = ProbeRun(
         stdout=out,
         stderr=err,
