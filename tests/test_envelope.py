@@ -348,7 +348,7 @@ def test_pure_seal_runs_on_python36(tmp_path: Path, server_key) -> None:
     package = tmp_path / "fleetstat_probe"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    for name in ("seal.py", "_chacha.py", "_x25519.py"):
+    for name in ("seal.py", "_chacha.py", "_x25519.py", "_os.py"):
         shutil.copy(PROBE_DIR / name, package / name)
     plaintext = zlib.compress(json.dumps({"schema": 1, "pad": "x" * 20_000}).encode())
     (tmp_path / "payload.bin").write_bytes(plaintext)

@@ -6,10 +6,10 @@ the interpreter has loaded anyway or that are built in: the interpreter start is
 most of the probe's CPU cost on the monitored machine.
 """
 
-import os
 import sys
 import time
 
+from . import _os as os  # the os functions without import os: see _os.py
 from .procfs import read_text
 
 SCHEMA = 1
@@ -109,7 +109,7 @@ class Context(object):
 def _sysconf(name, default):
     try:
         return os.sysconf(name)
-    except (AttributeError, ValueError, OSError):
+    except (TypeError, ValueError, OSError):  # TypeError: no sysconf (Windows)
         return default
 
 
@@ -194,15 +194,17 @@ def os_pretty_name(root):
 
 
 def collect_host(ctx, started=None):
-    if hasattr(os, "uname"):
+    if os.uname is not None:
         uname = os.uname()
         hostname, kernel, arch = uname.nodename, uname.release, uname.machine
         os_name = os_pretty_name(ctx.root) or uname.sysname
     else:  # Windows: no uname; the windows collectors will refine this.
+        import os as real_os  # the environment; _os has only what Linux needs
+
         version = sys.getwindowsversion()
-        hostname = os.environ.get("COMPUTERNAME")
+        hostname = real_os.environ.get("COMPUTERNAME")
         kernel = "%d.%d.%d" % (version.major, version.minor, version.build)
-        arch = os.environ.get("PROCESSOR_ARCHITECTURE")
+        arch = real_os.environ.get("PROCESSOR_ARCHITECTURE")
         os_name = "Windows"
     return {
         "host": {

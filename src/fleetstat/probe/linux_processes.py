@@ -20,9 +20,9 @@ Processes come and go while we read: a pid that vanishes between listdir and
 read (ENOENT, or ESRCH from a dying task) is simply skipped.
 """
 
-import os
 import time
 
+from . import _os as os  # the os functions without import os: see _os.py
 from .procfs import host_path, read_text
 
 _GONE = (OSError, ValueError, IndexError)  # vanished, or torn mid-exit

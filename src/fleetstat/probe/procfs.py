@@ -7,12 +7,12 @@ recorded trees under ``tests/fixtures/proc/<distro>/`` (the psutil
 ``procfs_path`` idea without its global state).
 """
 
-import os
+from . import _os as os  # the os functions without import os: see _os.py
 
 
 def host_path(root, relpath):
     """``relpath`` ("proc/meminfo") under ``root`` ("/" on a real host)."""
-    return os.path.join(root, relpath)
+    return os.join(root, relpath)
 
 
 def read_text(root, relpath):

@@ -21,10 +21,10 @@ server's long-term key never runs through this code (the server uses
 """
 
 import binascii
-import os
 import sys
 
 from . import _chacha, _x25519
+from . import _os as os  # the os functions without import os: see _os.py
 
 # Start-up cost matters here: the interpreter's start is most of the probe's CPU
 # on the host, and hashlib (which loads OpenSSL's libcrypto), hmac, base64 and re
@@ -168,10 +168,7 @@ def _cryptography_on_path():
     path, so this is almost always False; a few stat calls spare the failed
     import and the ``warnings`` module.
     """
-    for entry in sys.path:
-        if os.path.isdir(os.path.join(entry or os.curdir, "cryptography")):
-            return True
-    return False
+    return any(os.isdir(os.join(entry or ".", "cryptography")) for entry in sys.path)
 
 
 def _load_cryptography():
