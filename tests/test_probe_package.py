@@ -190,6 +190,17 @@ def test_probe_version_matches_package() -> None:
 # --- running it ------------------------------------------------------------------
 
 
+# This interpreter, and the probe's oldest (when this machine has one).
+PYTHONS = [
+    pytest.param(sys.executable, id="current"),
+    pytest.param(
+        PY36,
+        id="python3.6",
+        marks=pytest.mark.skipif(PY36 is None, reason="no python3.6 on this machine"),
+    ),
+]
+
+
 @pytest.fixture(scope="module")
 def probe_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("probe") / "probe.pyz"
@@ -197,17 +208,7 @@ def probe_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    "python",
-    [
-        pytest.param(sys.executable, id="current"),
-        pytest.param(
-            PY36,
-            id="python3.6",
-            marks=pytest.mark.skipif(PY36 is None, reason="no python3.6 on this machine"),
-        ),
-    ],
-)
+@pytest.mark.parametrize("python", PYTHONS)
 def test_zipapp_runs_and_opens(python: str, probe_file: Path) -> None:
     key = X25519PrivateKey.generate()
     challenge = os.urandom(16)
@@ -251,17 +252,7 @@ def test_zipapp_runs_and_opens(python: str, probe_file: Path) -> None:
     assert envelope.b64url_encode(plaintext)[8:48].encode() not in proc.stdout
 
 
-@pytest.mark.parametrize(
-    "python",
-    [
-        pytest.param(sys.executable, id="current"),
-        pytest.param(
-            PY36,
-            id="python3.6",
-            marks=pytest.mark.skipif(PY36 is None, reason="no python3.6 on this machine"),
-        ),
-    ],
-)
+@pytest.mark.parametrize("python", PYTHONS)
 def test_remote_script_needs_only_python(python: str, tmp_path: Path) -> None:
     """The whole POSIX remote command, the real probe on stdin, on a PATH that holds
     nothing but ``python3``: the bootstrap makes the private temp dir, writes the

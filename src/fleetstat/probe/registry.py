@@ -3,12 +3,13 @@
 Each platform module (``linux.py``, ``windows.py``) exposes a
 ``COLLECTORS`` tuple of :class:`~.common.Collector`; ``common.COLLECTORS`` run
 everywhere. The platform module is imported only on its own platform, so a
-Linux host never compiles Windows code (the zipapp has no .pyc files: every
-imported module is compiled at start-up).
+Linux host never loads (or, on another Python version than the server's,
+compiles) Windows code.
 
 Running (:func:`build_document`), node_exporter style: every collector is timed
 into ``collectors``; one that raises gets ``errors[name] = "Type: message"``
-and its keys set to null, and the others still run.
+and its keys set to null, and the others still run. Collectors marked ``final``
+(the process lists) run last and see the document so far.
 """
 
 import time
