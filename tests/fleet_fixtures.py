@@ -17,8 +17,14 @@ from fleetstat.config import Config, load_config
 from fleetstat.simfleet import SimFleet, SimFleetError
 
 OK_HOSTS = 22
-HANG, NO_PYTHON, GARBAGE, FAIL = OK_HOSTS, OK_HOSTS + 1, OK_HOSTS + 2, OK_HOSTS + 3
-BEHAVIOURS = {HANG: "hang", NO_PYTHON: "no_python", GARBAGE: "garbage", FAIL: "fail"}
+HANG, NO_PYTHON, GARBAGE, FAIL, STUCK = range(OK_HOSTS, OK_HOSTS + 5)
+BEHAVIOURS = {
+    HANG: "hang",
+    NO_PYTHON: "no_python",
+    GARBAGE: "garbage",
+    FAIL: "fail",
+    STUCK: "stuck",
+}
 RUN_TIMEOUT = 3
 
 

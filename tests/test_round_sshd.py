@@ -12,7 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
-from fleet_fixtures import FAIL, GARBAGE, HANG, NO_PYTHON, OK_HOSTS, RUN_TIMEOUT, fleet_config
+from fleet_fixtures import (
+    FAIL,
+    GARBAGE,
+    HANG,
+    NO_PYTHON,
+    OK_HOSTS,
+    RUN_TIMEOUT,
+    STUCK,
+    fleet_config,
+)
 
 from fleetstat import envelope
 from fleetstat.app import collect_once, load_or_create_key
@@ -115,6 +124,20 @@ def test_each_failure_is_one_classified_row_and_the_rest_are_stored(
     wait_for_no_leftovers(sim_fleet)
     assert sim_fleet.leftover_temp_dirs() == [], "a temp dir survived (hung host included)"
     assert sim_fleet.user_processes() == []
+
+
+def test_a_host_stuck_before_the_bootstrap_is_killed_by_the_servers_signal(
+    tmp_path: Path, sim_fleet: SimFleet
+) -> None:
+    """No alarm is armed when Python never starts the bootstrap; at the host's
+    deadline the transport asks sshd to KILL the session, so nothing lingers."""
+    config = fleet_config(tmp_path, sim_fleet, [0, STUCK])
+    outcome = collect_once(config)
+    statuses = {r.client.label: r.status for r in outcome.round.results}
+    assert statuses == {"sim-000": Status.OK, f"sim-{STUCK:03d}": Status.TIMEOUT}
+    wait_for_no_leftovers(sim_fleet)
+    assert sim_fleet.user_processes() == []
+    assert sim_fleet.leftover_temp_dirs() == []
 
 
 def test_the_process_table_is_read_only_at_an_alert_limit(

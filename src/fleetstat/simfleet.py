@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BEHAVIOURS = ("ok", "hang", "no_python", "garbage", "fail")
+BEHAVIOURS = ("ok", "hang", "no_python", "garbage", "fail", "stuck")
 SIM_USER = "fleetsim"
 SIM_UID = 64123
 
@@ -46,6 +46,9 @@ os.execv("__PYTHON__", ["__PYTHON__"] + args)
 """
 _FAKE_PYTHONS = {
     "hang": _HANGING_PYTHON,
+    # A python3 that never gets as far as the bootstrap, so no alarm is armed: only
+    # the server's "signal" request at its deadline (transport/ssh.py) ends it.
+    "stuck": "#!/bin/sh\nexec sleep 3600\n",
     "garbage": "#!/bin/sh\necho 'hello from a host that does not speak fleetstat'\nexit 0\n",
     "fail": "#!/bin/sh\necho 'Traceback: probe crashed on purpose' >&2\nexit 3\n",
 }

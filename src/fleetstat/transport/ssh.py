@@ -9,6 +9,7 @@ leave it behind; its own alarm ends a hung probe even when we are long gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import random
@@ -258,6 +259,7 @@ async def run_probe(
     t0 = time.monotonic()
     conn, retries = await _connect(client, settings)
     t_connected = time.monotonic()
+    proc: asyncssh.SSHClientProcess[bytes] | None = None
     try:
         try:
             async with asyncio.timeout(settings.run_timeout + RUN_GRACE_SECONDS):
@@ -278,6 +280,8 @@ async def run_probe(
                     )
                 completed = await proc.wait(check=False)
         except TimeoutError:
+            if proc is not None:
+                _kill_session(proc)
             raise TransportError(
                 Status.TIMEOUT,
                 f"probe on {where} did not finish within {settings.run_timeout:g}s "
@@ -308,6 +312,18 @@ async def run_probe(
     )
     _raise_for_exit(run, where, settings)
     return run
+
+
+def _kill_session(proc: asyncssh.SSHClientProcess[bytes]) -> None:
+    """Ask sshd to KILL the session's process group (RFC 4254 section 6.9).
+
+    The probe's own alarm normally ends it long before this; this covers what
+    the alarm cannot: an interpreter stuck before the bootstrap ran, a wrapper
+    that never started Python. OpenSSH has honoured "signal" since 7.9 (not for
+    ForceCommand sessions); an sshd that does not simply ignores it.
+    """
+    with contextlib.suppress(asyncssh.Error, OSError):
+        proc.send_signal("KILL")
 
 
 def _raise_for_exit(run: ProbeRun, where: str, settings: TransportSettings) -> None:
