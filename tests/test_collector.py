@@ -147,6 +147,7 @@ def client_with(tmp_path: Path, alerts: str) -> Client:
         ('<alert type="cpu" limit="90%" clear="70%" window="interval"/>', "cpu=70"),
         ('<alert type="load" limit="1.5" clear="1.25"/><alert type="swap" limit="33.3%"/>',
          "load=1.25,swap=33.3"),
+        ('<alert type="memory" limit="33.3333333%"/>', "memory=33.3333333"),
     ],
 )  # fmt: skip
 def test_top_when_is_the_lowest_level_of_each_rule_type(

@@ -27,7 +27,7 @@ from fleetstat.transport.hostkeys import default_known_hosts
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from fleetstat.config import Client, Config
+    from fleetstat.config import Client, Config, TopProcessesWhen
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class RoundPlan:
     settings: TransportSettings
     concurrency: int
     top_processes: int = 5
-    top_processes_when: str = "alerts"  # config.TopProcessesWhen
+    top_processes_when: TopProcessesWhen = "alerts"
     # --since per host: the event bookmark derived from the stored events
     # (store.events.read_bookmarks); hosts without one read their last 24 hours.
     bookmarks: Mapping[tuple[str, int], str] = field(default_factory=dict)
@@ -80,7 +80,13 @@ def top_when(client: Client) -> str:
         if rule.type in TOP_LIST_TYPES and rule.limit is not None:
             level = rule.limit if rule.clear is None else min(rule.limit, rule.clear)
             levels[rule.type] = min(level, levels.get(rule.type, level))
-    return ",".join(f"{name}={level:g}" for name, level in sorted(levels.items())) or "none"
+    return ",".join(f"{name}={_number(level)}" for name, level in sorted(levels.items())) or "none"
+
+
+def _number(value: float) -> str:
+    """``20`` for 20.0, but every digit of 33.33333333: the probe compares exactly."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def probe_argv(
