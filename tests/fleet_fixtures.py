@@ -8,6 +8,7 @@ and fail under CI (``CI`` set), where nothing may be skipped.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,21 @@ BEHAVIOURS = {
     STUCK: "stuck",
 }
 RUN_TIMEOUT = 3
+
+
+def assert_nothing_left(fleet: SimFleet, seconds: float = 15) -> None:
+    """No fleetstat temp dir on any host and no process of the fleet's user.
+
+    The hosts finish just after each channel closes, so give the last ones a
+    moment before asserting.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not fleet.leftover_temp_dirs() and not fleet.user_processes():
+            break
+        time.sleep(0.2)
+    assert fleet.leftover_temp_dirs() == [], "a temp dir survived"
+    assert fleet.user_processes() == [], "a process survived"
 
 
 def _unavailable(reason: str) -> None:

@@ -20,6 +20,7 @@ from fleet_fixtures import (
     OK_HOSTS,
     RUN_TIMEOUT,
     STUCK,
+    assert_nothing_left,
     fleet_config,
 )
 
@@ -35,15 +36,6 @@ from fleetstat.transport import run_probe
 pytestmark = pytest.mark.sshd
 
 FLEETSTAT = str(Path(sys.executable).parent / "fleetstat")
-
-
-def wait_for_no_leftovers(fleet: SimFleet, seconds: float = 10) -> None:
-    """Remote clean-up finishes just after the channel closes; give it a moment."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not fleet.leftover_temp_dirs() and not fleet.user_processes():
-            return
-        time.sleep(0.1)
 
 
 def test_round_over_many_hosts_stores_every_row(
@@ -69,9 +61,7 @@ def test_round_over_many_hosts_stores_every_row(
         assert row.uptime_seconds > 0
         assert row.document["schema"] == 1
         assert row.document["errors"] == {}
-    wait_for_no_leftovers(sim_fleet)
-    assert sim_fleet.leftover_temp_dirs() == []
-    assert sim_fleet.user_processes() == []
+    assert_nothing_left(sim_fleet)
 
 
 def test_each_failure_is_one_classified_row_and_the_rest_are_stored(
@@ -121,9 +111,7 @@ def test_each_failure_is_one_classified_row_and_the_rest_are_stored(
     with Store(config.database_url) as store:
         assert store.count("attempts") == len(expected)
         assert store.count("samples") == 3
-    wait_for_no_leftovers(sim_fleet)
-    assert sim_fleet.leftover_temp_dirs() == [], "a temp dir survived (hung host included)"
-    assert sim_fleet.user_processes() == []
+    assert_nothing_left(sim_fleet)  # the hung host included
 
 
 def test_a_host_stuck_before_the_bootstrap_is_killed_by_the_servers_signal(
@@ -135,9 +123,7 @@ def test_a_host_stuck_before_the_bootstrap_is_killed_by_the_servers_signal(
     outcome = collect_once(config)
     statuses = {r.client.label: r.status for r in outcome.round.results}
     assert statuses == {"sim-000": Status.OK, f"sim-{STUCK:03d}": Status.TIMEOUT}
-    wait_for_no_leftovers(sim_fleet)
-    assert sim_fleet.user_processes() == []
-    assert sim_fleet.leftover_temp_dirs() == []
+    assert_nothing_left(sim_fleet)
 
 
 def test_the_process_table_is_read_only_at_an_alert_limit(

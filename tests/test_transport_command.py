@@ -142,3 +142,24 @@ def test_every_preferred_cipher_is_one_asyncssh_knows() -> None:
     known = {alg.decode() for alg in get_encryption_algs()}
     assert set(ENCRYPTION_ALGS) <= known
     assert ENCRYPTION_ALGS[0].startswith("aes128-gcm")  # the cheap AEAD first (see ssh.py)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "words"),
+    [
+        (posix.EXIT_ALARM, "timeout", "run timeout"),
+        (posix.EXIT_TIMEOUT, "timeout", "run timeout"),
+        (posix.EXIT_KILLED, "probe_error", "SIGKILL"),
+        (posix.EXIT_NO_PYTHON, "no_python", "python3"),
+        (posix.EXIT_UPLOAD_FAILED, "probe_error", "cannot write the probe"),
+    ],
+)
+def test_exit_codes_are_classified(code: int, status: str, words: str) -> None:
+    from fleetstat.errors import TransportError
+    from fleetstat.transport.ssh import ProbeRun, _raise_for_exit
+
+    settings = type("S", (), {"run_timeout": 60.0})()
+    with pytest.raises(TransportError) as caught:
+        _raise_for_exit(ProbeRun(b"", b"", code), "10.0.0.5:22", settings)  # type: ignore[arg-type]
+    assert caught.value.status.value == status
+    assert words in str(caught.value)

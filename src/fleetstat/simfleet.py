@@ -61,9 +61,6 @@ with open("/var/log/auth.log", "a", buffering=1, encoding="utf-8") as out:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
         out.write("%s %s sshd: %s\\n" % (stamp, host, line.rstrip("\\r\\n")))
 """
-# What a host without python still needs for the remote script: nothing but
-# the shell's built-ins.
-_NO_PYTHON_TOOLS: tuple[str, ...] = ()
 
 
 class SimFleetError(RuntimeError):
@@ -301,13 +298,9 @@ class SimFleet:
             target = bindir / "python3"
             target.write_text(script.replace("__PYTHON__", host_python or "/usr/bin/python3"))
             target.chmod(0o755)
-        nopy = self.hostroot / "bin" / "no_python"
-        nopy.mkdir(parents=True, exist_ok=True)
-        for tool in _NO_PYTHON_TOOLS:
-            found = shutil.which(tool)
-            link = nopy / tool
-            if found and not link.exists():
-                link.symlink_to(found)
+        # A PATH with nothing on it: the remote script needs only the shell's
+        # built-ins to find that there is no Python.
+        (self.hostroot / "bin" / "no_python").mkdir(parents=True, exist_ok=True)
 
     def _write_accounts(self) -> None:
         """A passwd/shadow pair with the sim user, bind-mounted only inside sshd's namespace."""

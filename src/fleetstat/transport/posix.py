@@ -23,9 +23,9 @@ the bootstrap's, in Python:
 4. After ``main()``: flush and ``_exit``; the interpreter's teardown of the
    probe's modules is about 2 ms of CPU and there is nothing left to tear down for.
 
-Up to 0.1.0 a shell script did steps 1, 2 and the clean-up with ``mktemp``,
-``cat``, ``timeout`` and ``rm`` (DESIGN.md's wording) in five processes;
-each fork and exec costs the host 1-3 ms of CPU (bench/README.md, docs/performance.md).
+Before this design a shell script did steps 1, 2 and the clean-up with
+``mktemp``, ``cat``, ``timeout`` and ``rm`` (DESIGN.md's wording) in five
+processes; each fork and exec costs the host 1-3 ms of CPU (docs/performance.md).
 
 Quoting: the script travels inside single quotes, so it holds no single quote and
 no backslash, and every ``!`` ends a line (csh expands history even inside single
@@ -50,6 +50,8 @@ EXIT_ALARM = 142
 # What the Windows script returns for the same event (and GNU ``timeout``, which
 # an operator may wrap the probe in when running it by hand).
 EXIT_TIMEOUT = 124
+# 128 + SIGKILL: nothing of fleetstat's sends KILL before the server has given
+# up, so on a host this is someone else's doing (the OOM killer, an operator).
 EXIT_KILLED = 137
 
 _SCRIPT = """if command -v python3 >/dev/null 2>&1; then py=python3

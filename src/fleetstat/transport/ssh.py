@@ -334,9 +334,12 @@ def _raise_for_exit(run: ProbeRun, where: str, settings: TransportSettings) -> N
         return
     if code == posix.EXIT_NO_PYTHON:
         status, msg = Status.NO_PYTHON, f"no python3 (or python 3.6+) on {where}'s PATH"
-    elif code in (posix.EXIT_ALARM, posix.EXIT_TIMEOUT, posix.EXIT_KILLED):
+    elif code in (posix.EXIT_ALARM, posix.EXIT_TIMEOUT):
         status = Status.TIMEOUT
         msg = f"probe on {where} was stopped after {settings.run_timeout:g}s (run timeout)"
+    elif code == posix.EXIT_KILLED:
+        status = Status.PROBE_ERROR
+        msg = f"probe on {where} was killed (SIGKILL) on the host, e.g. by the OOM killer"
     elif code == posix.EXIT_NO_TEMP_DIR:
         status, msg = Status.PROBE_ERROR, f"cannot create a private temp dir on {where}"
     elif code == posix.EXIT_UPLOAD_FAILED:
