@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from fleetstat import app, collector, envelope
 from fleetstat.config import Client, load_config
 from fleetstat.errors import StoreError
+from fleetstat.mail import events as mail_events
 from fleetstat.mail.events import render_events_message
 from fleetstat.model import HostResult, RoundResult, Status
 from fleetstat.probe import windows_events
@@ -162,7 +163,7 @@ def test_events_and_their_mail_commit_together_or_not_at_all(
         raise StoreError("connection lost while queueing the events mail")
 
     with monkeypatch.context() as m:
-        m.setattr(app, "queue_event_mail", crash)
+        m.setattr(mail_events, "queue_event_mail", crash)
         with pytest.raises(StoreError):
             app.collect_once(config, now=NOW)
     # The events were written in the same transaction as their mail: both rolled back,

@@ -429,11 +429,11 @@ def test_processes_at_a_limit_are_read_in_a_window_of_their_own() -> None:
 
 def test_top_reason_takes_the_first_condition_met_by_name() -> None:
     doc = {"cpu": {"used_percent": 93.4}, "load": {"per_core1": 2.0}, "swap": {"used_percent": 0}}
-    assert linux_processes.top_reason(None, doc) == "always"
-    assert linux_processes.top_reason({"load": 1.5, "cpu": 20}, doc) == "cpu 93.4 >= 20"
-    assert linux_processes.top_reason({"load": 1.5, "swap": 10}, doc) == "load 2 >= 1.5"
-    assert linux_processes.top_reason({"swap": 0}, doc) == "swap 0 >= 0"
-    assert linux_processes.top_reason({"memory": 0}, {"memory": None}) is None  # no data
+    assert common.top_reason(None, doc) == "always"
+    assert common.top_reason({"load": 1.5, "cpu": 20}, doc) == "cpu 93.4 >= 20"
+    assert common.top_reason({"load": 1.5, "swap": 10}, doc) == "load 2 >= 1.5"
+    assert common.top_reason({"swap": 0}, doc) == "swap 0 >= 0"
+    assert common.top_reason({"memory": 0}, {"memory": None}) is None  # no data
 
 
 def test_probe_excludes_itself() -> None:

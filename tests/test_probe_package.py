@@ -429,8 +429,9 @@ def test_encode_document_is_compact_zlib_json() -> None:
 
 
 def test_bytecode_is_the_source_compiled() -> None:
-    """Each .pyc holds exactly its source compiled by this Python, behind a
-    PEP 552 unchecked-hash header carrying the source's hash."""
+    """Each .pyc holds exactly its source compiled by this Python (optimize=2: no
+    docstrings), behind a PEP 552 unchecked-hash header carrying the source's hash."""
+    import ast
     import importlib.util
     import marshal
 
@@ -443,8 +444,12 @@ def test_bytecode_is_the_source_compiled() -> None:
         assert data[:4] == importlib.util.MAGIC_NUMBER
         assert data[4:8] == (1).to_bytes(4, "little")
         assert data[8:16] == importlib.util.source_hash(source)
-        expected = compile(source, name.split(".")[0] + ".py", "exec", dont_inherit=True)
+        expected = compile(
+            source, name.split(".")[0] + ".py", "exec", dont_inherit=True, optimize=2
+        )
         assert marshal.loads(data[16:]) == expected
+        docstring = ast.get_docstring(ast.parse(source), clean=False)
+        assert docstring is None or docstring not in expected.co_consts
 
 
 def test_probe_runs_from_bytecode_on_the_same_python(probe_file: Path) -> None:

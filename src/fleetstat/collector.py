@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 Runner = Callable[["Client", bytes, Sequence[str], TransportSettings], Awaitable[ProbeRun]]
 Progress = Callable[[HostResult], None]
 
+Bookmarks = Mapping[tuple[str, int], str]
+
 MAGIC_PREFIX = envelope.MAGIC + " "
 
 
@@ -49,7 +51,9 @@ class RoundPlan:
     top_processes_when: TopProcessesWhen = "alerts"
     # --since per host: the event bookmark derived from the stored events
     # (store.events.read_bookmarks); hosts without one read their last 24 hours.
-    bookmarks: Mapping[tuple[str, int], str] = field(default_factory=dict)
+    # Or a coroutine function that gives them (app.collect_once reads them while
+    # the round starts): only a host whose probe reads events waits for it.
+    bookmarks: Bookmarks | Callable[[], Awaitable[Bookmarks]] = field(default_factory=dict)
 
 
 def plan_round(config: Config, private_key: X25519PrivateKey, probe: bytes) -> RoundPlan:
@@ -145,8 +149,9 @@ async def collect_round(
     targets = list(clients if clients is not None else config.clients)
 
     async def one(client: Client) -> HostResult:
+        since = await _since(plan, client)
         async with limit:
-            result = await _collect_host(client, plan, recipient, runner)
+            result = await _collect_host(client, plan, recipient, runner, since)
         if progress is not None:
             progress(result)
         return result
@@ -155,13 +160,22 @@ async def collect_round(
     return RoundResult(started_at=started, finished_at=datetime.now(UTC), results=tuple(results))
 
 
+async def _since(plan: RoundPlan, client: Client) -> str | None:
+    """The client's ``--since``: only event collectors read it."""
+    if events_wanted(client) is None:
+        return None
+    bookmarks = plan.bookmarks
+    if callable(bookmarks):
+        bookmarks = await bookmarks()
+    return bookmarks.get((client.ip, client.port))
+
+
 async def _collect_host(
-    client: Client, plan: RoundPlan, recipient: str, runner: Runner
+    client: Client, plan: RoundPlan, recipient: str, runner: Runner, since: str | None
 ) -> HostResult:
     started = datetime.now(UTC)
     t0 = time.monotonic()
     challenge = os.urandom(16)
-    since = plan.bookmarks.get((client.ip, client.port))
     when = top_when(client) if plan.top_processes_when == "alerts" else None
     argv = probe_argv(recipient, challenge, plan.top_processes, since, events_wanted(client), when)
     retries = 0

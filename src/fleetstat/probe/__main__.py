@@ -160,6 +160,9 @@ def parse_args(argv):
     return recipient, challenge, since, top, cpu_window, events, top_when
 
 
+_SMALL_DOCUMENT = 4096
+
+
 def _unserializable(value):
     raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
 
@@ -188,8 +191,19 @@ def dumps(doc):
 
 
 def encode_document(doc):
-    """The plaintext before sealing: zlib(compact UTF-8 JSON)."""
-    return zlib.compress(dumps(doc).encode("utf-8"))
+    """The plaintext before sealing: zlib(compact UTF-8 JSON).
+
+    A typical Linux document is 1.5-3 KB of JSON. zlib's defaults (32 KiB window,
+    memLevel 8) allocate and clear about 270 KB of state for it, 0.2-0.3 ms of the
+    host's CPU; a 4 KiB window with memLevel 4 compresses it as well. Larger
+    documents (security events) get the defaults. Any window is plain zlib to
+    the server's decompressor.
+    """
+    data = dumps(doc).encode("utf-8")
+    if len(data) > _SMALL_DOCUMENT:
+        return zlib.compress(data)
+    packer = zlib.compressobj(6, zlib.DEFLATED, 12, 4)
+    return packer.compress(data) + packer.flush()
 
 
 def main(argv=None):

@@ -99,7 +99,7 @@ class Context(object):
         self.now = now or time.time
         # Security events per run: None = the platform's default (see events.py).
         self.events_max = events_max
-        # When to read the process table (linux_processes.top_reason): None =
+        # When to read the process table (:func:`top_reason`): None =
         # always; else {"cpu": 20.0, "memory": 50.0, ...}, limits of the host's
         # alert rules, of which the document must reach one ({} = never).
         self.top_when = top_when
@@ -251,3 +251,38 @@ def swap_usage(total, free):
         # swap alerts simply never fire on such hosts.
         "used_percent": percent(used, total) or 0.0,
     }
+
+
+# Where each ``--top-when`` condition finds its figure in the document: the same
+# figures the server's alert rules compare (fleetstat/alerts/metrics.py), with
+# the short window standing in for a cpu rule's interval average.
+TOP_WHEN_FIGURES = {
+    "cpu": ("cpu", "used_percent"),
+    "load": ("load", "per_core1"),
+    "memory": ("memory", "used_percent"),
+    "swap": ("swap", "used_percent"),
+}
+
+
+def top_reason(top_when, doc):
+    """Why the lists are read ("always", "memory 71.5 >= 50"), or None when no
+    condition of ``top_when`` holds in ``doc``. A family without data holds none."""
+    if top_when is None:
+        return "always"
+    for name in sorted(top_when):
+        family, key = TOP_WHEN_FIGURES[name]
+        value = (doc.get(family) or {}).get(key)
+        if isinstance(value, (int, float)) and value >= top_when[name]:
+            return "%s %g >= %g" % (name, value, top_when[name])
+    return None
+
+
+def skipped_reason(top_when):
+    if not top_when:
+        return "no cpu, load, memory or swap limit for this host"
+    return "below " + ", ".join("%s %g" % (name, top_when[name]) for name in sorted(top_when))
+
+
+def not_read(reason):
+    """The ``processes`` family when the table was not read, and why."""
+    return {"processes": {"top_cpu": None, "top_memory": None, "reason": reason}}

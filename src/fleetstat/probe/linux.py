@@ -7,9 +7,17 @@ several distributions and kernels (tests/fixtures/proc/<distro>/).
 
 import time
 
-from .common import Collector, memory_usage, percent, swap_usage, utc_iso
+from .common import (
+    Collector,
+    memory_usage,
+    not_read,
+    percent,
+    skipped_reason,
+    swap_usage,
+    top_reason,
+    utc_iso,
+)
 from .linux_disks import collect_disks
-from .linux_processes import begin_processes, collect_processes
 from .procfs import read_text
 
 # --- memory and swap (/proc/meminfo) -----------------------------------------
@@ -170,6 +178,28 @@ def load_figures(averages, cpu_count):
 
 def collect_load(ctx, started=None):
     return {"load": load_figures(parse_loadavg(read_text(ctx.root, "proc/loadavg")), ctx.cpu_count)}
+
+
+def begin_processes(ctx):
+    """The process table's first snapshot, when it brackets the cpu window."""
+    if ctx.top <= 0 or ctx.top_when is not None:
+        return None  # nothing to read, or decided after the other collectors
+    from .linux_processes import begin_processes as begin
+
+    return begin(ctx)
+
+
+def collect_processes(ctx, started, doc):
+    """The ``processes`` family. Its module is imported only when the table is
+    read: on a host below every ``--top-when`` limit that is ~0.3 ms of the
+    probe's start spared."""
+    if ctx.top <= 0:
+        return not_read("top-processes is 0")
+    if top_reason(ctx.top_when, doc) is None:
+        return not_read(skipped_reason(ctx.top_when))
+    from .linux_processes import collect_processes as collect
+
+    return collect(ctx, started, doc)
 
 
 COLLECTORS = (

@@ -23,6 +23,7 @@ read (ENOENT, or ESRCH from a dying task) is simply skipped.
 import time
 
 from . import _os as os  # the os functions without import os: see _os.py
+from .common import not_read, skipped_reason, top_reason
 from .procfs import host_path, read_text
 
 _GONE = (OSError, ValueError, IndexError)  # vanished, or torn mid-exit
@@ -121,40 +122,6 @@ def _described(root, rows, user_name):
     return out
 
 
-# Where each ``--top-when`` condition finds its figure in the document: the same
-# figures the server's alert rules compare (fleetstat/alerts/metrics.py), with
-# the short window standing in for a cpu rule's interval average.
-TOP_WHEN_FIGURES = {
-    "cpu": ("cpu", "used_percent"),
-    "load": ("load", "per_core1"),
-    "memory": ("memory", "used_percent"),
-    "swap": ("swap", "used_percent"),
-}
-
-
-def top_reason(top_when, doc):
-    """Why the lists are read ("always", "memory 71.5 >= 50"), or None when no
-    condition of ``top_when`` holds in ``doc``. A family without data holds none."""
-    if top_when is None:
-        return "always"
-    for name in sorted(top_when):
-        family, key = TOP_WHEN_FIGURES[name]
-        value = (doc.get(family) or {}).get(key)
-        if isinstance(value, (int, float)) and value >= top_when[name]:
-            return "%s %g >= %g" % (name, value, top_when[name])
-    return None
-
-
-def skipped_reason(top_when):
-    if not top_when:
-        return "no cpu, load, memory or swap limit for this host"
-    return "below " + ", ".join("%s %g" % (name, top_when[name]) for name in sorted(top_when))
-
-
-def _not_read(reason):
-    return {"processes": {"top_cpu": None, "top_memory": None, "reason": reason}}
-
-
 def begin_processes(ctx):
     if ctx.top <= 0 or ctx.top_when is not None:
         return None  # nothing to read, or decided after the other collectors
@@ -165,10 +132,10 @@ def begin_processes(ctx):
 def collect_processes(ctx, started, doc):
     """The ``processes`` family: a final collector (see ``common.Collector``)."""
     if ctx.top <= 0:
-        return _not_read("top-processes is 0")
+        return not_read("top-processes is 0")
     reason = top_reason(ctx.top_when, doc)
     if reason is None:
-        return _not_read(skipped_reason(ctx.top_when))
+        return not_read(skipped_reason(ctx.top_when))
     if started is None:
         started = time.monotonic(), snapshot(ctx.root, ctx.self_pid)
         ctx.sleep(ctx.cpu_window)
