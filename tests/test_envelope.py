@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
-from fleetstat import envelope
+from fleetstat import comb, envelope
 from fleetstat.envelope import (
     MAGIC,
     b64url_decode,
@@ -163,6 +163,79 @@ def test_fixed_base_comb_table_is_the_base_points_multiples() -> None:
     assert list(_x25519._COMB) == comb_table()
     p = _x25519.P
     assert 2 * (-121665 * pow(121666, p - 2, p)) % p == _x25519._D2
+
+
+def test_the_servers_comb_code_makes_the_probes_base_table() -> None:
+    """comb.py, run on u = 9, gives the probe's built-in table exactly."""
+    assert comb.edwards_point(9)[1] == 4 * pow(5, comb.P - 2, comb.P) % comb.P
+    assert comb.comb_table(comb.edwards_point(9)) == comb_table()
+    assert comb.D * 2 % comb.P == _x25519._D2
+
+
+def test_a_recipient_comb_gives_the_ladders_shared_secret() -> None:
+    """For random server keys and scalars (plus edge scalars), the comb of the
+    server's key and the ladder agree, and so does cryptography."""
+    edge = [b"\x00" * 32, b"\xff" * 32, b"\x08" + b"\x00" * 31]
+    for _ in range(12):
+        server = X25519PrivateKey.generate()
+        public = public_key_bytes(server)
+        raw = comb.recipient_comb(public)
+        assert len(raw) == _x25519.COMB_BYTES == 1440
+        table = _x25519.decode_comb(raw)
+        assert _x25519.comb_matches(table, public)
+        for k in [os.urandom(32) for _ in range(8)] + edge:
+            assert _x25519.x25519_comb(k, table) == _x25519.x25519(k, public), k.hex()
+        k = os.urandom(32)
+        ephemeral = X25519PrivateKey.from_private_bytes(k)
+        assert _x25519.x25519_comb(k, table) == ephemeral.exchange(server.public_key())
+
+
+def test_a_comb_for_another_key_or_of_the_wrong_size_is_refused() -> None:
+    ours, theirs = (public_key_bytes(X25519PrivateKey.generate()) for _ in range(2))
+    table = _x25519.decode_comb(comb.recipient_comb(theirs))
+    assert not _x25519.comb_matches(table, ours)
+    with pytest.raises(ValueError, match="1440"):
+        _x25519.decode_comb(b"\x00" * 96)
+    with pytest.raises(ValueError, match="32 raw bytes"):
+        comb.recipient_comb(b"short")
+
+
+def test_a_u_on_the_twist_has_no_comb() -> None:
+    """About half of all u-coordinates are points of the quadratic twist, which no
+    X25519 key pair has as its public key: the server refuses them."""
+    refused = 0
+    for u in range(2, 40):
+        try:
+            x, y = comb.edwards_point(u)
+        except ValueError:
+            refused += 1
+            continue
+        # On the curve: -x^2 + y^2 = 1 + d x^2 y^2.
+        assert (-x * x + y * y - 1 - comb.D * x * x * y * y) % comb.P == 0
+    assert 5 < refused < 33
+    with pytest.raises(ValueError, match="-1"):
+        comb.edwards_point(comb.P - 1)
+
+
+@pytest.mark.parametrize("length", [0, 5000])
+def test_a_seal_with_the_recipient_comb_opens_on_the_server(length: int, server_key) -> None:
+    plaintext = os.urandom(length)
+    raw = comb.recipient_comb(public_key_bytes(server_key))
+    sealed = seal.seal(
+        plaintext, public_key_bytes(server_key), CHALLENGE, backend="pure", recipient_comb=raw
+    )
+    assert open_line(seal.format_line(sealed), server_key, CHALLENGE) == plaintext
+
+
+def test_a_seal_given_another_keys_comb_uses_the_ladder_and_says_so(
+    server_key, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = comb.recipient_comb(public_key_bytes(X25519PrivateKey.generate()))
+    recipient = public_key_bytes(server_key)
+    for wrong, note in ((other, "not the table of --recipient"), (other[:-1], "1440 bytes")):
+        sealed = seal.seal(b"x", recipient, CHALLENGE, backend="pure", recipient_comb=wrong)
+        assert open_line(seal.format_line(sealed), server_key, CHALLENGE) == b"x"
+        assert note in capsys.readouterr().err
 
 
 def test_fixed_base_comb_equals_the_ladder_on_random_and_edge_scalars() -> None:
@@ -357,7 +430,9 @@ def test_pure_seal_runs_on_python36(tmp_path: Path, server_key) -> None:
         "from fleetstat_probe import seal;"
         "data = open(sys.argv[2], 'rb').read();"
         "key = seal.b64url_decode(sys.argv[3]); challenge = seal.b64url_decode(sys.argv[4]);"
-        "print(seal.backend_in_use(), seal.format_line(seal.seal(data, key, challenge)))"
+        "table = seal.b64url_decode(sys.argv[5]);"
+        "print(seal.backend_in_use(), seal.format_line(seal.seal(data, key, challenge)),"
+        " seal.format_line(seal.seal(data, key, challenge, recipient_comb=table)))"
     )
     result = subprocess.run(
         [
@@ -370,15 +445,19 @@ def test_pure_seal_runs_on_python36(tmp_path: Path, server_key) -> None:
             str(tmp_path / "payload.bin"),
             public_key_b64(server_key),
             b64url_encode(CHALLENGE),
+            b64url_encode(comb.recipient_comb(public_key_bytes(server_key))),
         ],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    backend, line = result.stdout.strip().split(" ", 1)
+    backend, *lines = result.stdout.strip().split(" ")
     assert backend == "pure"
-    assert decode_document(open_line(line, server_key, CHALLENGE))["schema"] == 1
+    assert len(lines) == 4  # two lines, each "FLEETSTAT/1 <sealed>": ladder, then comb
+    for line in (" ".join(lines[:2]), " ".join(lines[2:])):
+        assert decode_document(open_line(line, server_key, CHALLENGE))["schema"] == 1
+    assert result.stderr == ""  # the comb was taken, not ignored
 
 
 def _find_python36() -> str | None:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 import fleetstat
 import fleetstat.probe
-from fleetstat import envelope, probe_bundle
+from fleetstat import comb, envelope, probe_bundle
 from fleetstat.probe import __main__ as probe_main
 from fleetstat.probe import common
 from fleetstat.transport import posix
@@ -321,6 +321,7 @@ def _args(recipient: bytes = b"\x09" * 32, challenge: bytes = b"\x07" * 16) -> l
         ([*_args(), "--top-when", "cpu=lots"], "--top-when cpu= must be a number"),
         ([*_args(), "--top-when", "memory=-1"], "--top-when memory= must be at least 0"),
         (["--challenge", "A" * 22], "--recipient is required"),
+        ([*_args(), "--recipient-comb", "AAAA"], "--recipient-comb must be 1440 bytes, got 3"),
     ],
 )
 def test_bad_arguments_exit_2(
@@ -390,6 +391,20 @@ def test_top_when_decides_whether_the_process_table_is_read(
     assert doc["collectors"]["processes"]["ok"] is True
 
 
+def test_the_recipient_comb_is_taken_from_the_command_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key = X25519PrivateKey.generate()
+    challenge = os.urandom(16)
+    argv = _args(challenge=challenge)
+    argv[1] = envelope.public_key_b64(key.public_key())
+    table = envelope.b64url_encode(comb.recipient_comb(envelope.public_key_bytes(key)))
+    assert probe_main.main([*argv, "--recipient-comb", table]) == 0
+    out, err = capsys.readouterr()
+    assert envelope.decode_document(envelope.open_line(out, key, challenge))["schema"] == 1
+    assert err == ""  # taken: a table that does not fit is reported on stderr
+
+
 def test_main_prints_one_opened_line(capsys: pytest.CaptureFixture[str]) -> None:
     key = X25519PrivateKey.generate()
     challenge = os.urandom(16)
@@ -408,7 +423,7 @@ def test_sealing_failure_exits_1(
 ) -> None:
     from fleetstat.probe import seal
 
-    def broken(plaintext: bytes, recipient: bytes, challenge: bytes) -> bytes:
+    def broken(plaintext: bytes, recipient: bytes, challenge: bytes, **options: object) -> bytes:
         raise RuntimeError("no entropy")
 
     monkeypatch.setattr(seal, "seal", broken)

@@ -97,7 +97,9 @@ def test_each_failure_is_one_classified_row_and_the_rest_are_stored(
         "unknown-host-key": Status.HOST_KEY_MISMATCH,
         "nothing-listening": Status.UNREACHABLE,
     }
-    assert {name: r.status for name, r in by_name.items()} == expected
+    assert {name: r.status for name, r in by_name.items()} == expected, {
+        n: r.error for n, r in by_name.items()
+    }
     for name, r in by_name.items():
         if r.ok:
             assert r.error is None

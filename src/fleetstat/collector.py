@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fleetstat import envelope
+from fleetstat.comb import recipient_comb
 from fleetstat.errors import EnvelopeError, TransportError
 from fleetstat.model import HostResult, RoundResult, Status
 from fleetstat.transport import KnownHosts, ProbeRun, TransportSettings, run_probe
@@ -100,9 +101,12 @@ def probe_argv(
     since: str | None = None,
     events: int | None = None,
     top_when: str | None = None,
+    recipient_comb: str | None = None,
 ) -> list[str]:
     """The probe's arguments; ``top_when`` None reads the process table every run."""
     argv = ["--recipient", recipient_b64, "--challenge", envelope.b64url_encode(challenge)]
+    if recipient_comb is not None:
+        argv += ["--recipient-comb", recipient_comb]
     argv += ["--top", str(top)]
     if top_when is not None and top > 0:
         argv += ["--top-when", top_when]
@@ -146,12 +150,14 @@ async def collect_round(
     started = datetime.now(UTC)
     limit = asyncio.Semaphore(max(1, plan.concurrency))
     recipient = envelope.public_key_b64(plan.private_key.public_key())
+    # The server key's comb (comb.py) halves the probe's shared-secret step.
+    table = envelope.b64url_encode(recipient_comb(envelope.public_key_bytes(plan.private_key)))
     targets = list(clients if clients is not None else config.clients)
 
     async def one(client: Client) -> HostResult:
         since = await _since(plan, client)
         async with limit:
-            result = await _collect_host(client, plan, recipient, runner, since)
+            result = await _collect_host(client, plan, recipient, runner, since, table)
         if progress is not None:
             progress(result)
         return result
@@ -171,13 +177,20 @@ async def _since(plan: RoundPlan, client: Client) -> str | None:
 
 
 async def _collect_host(
-    client: Client, plan: RoundPlan, recipient: str, runner: Runner, since: str | None
+    client: Client,
+    plan: RoundPlan,
+    recipient: str,
+    runner: Runner,
+    since: str | None,
+    comb: str | None = None,
 ) -> HostResult:
     started = datetime.now(UTC)
     t0 = time.monotonic()
     challenge = os.urandom(16)
     when = top_when(client) if plan.top_processes_when == "alerts" else None
-    argv = probe_argv(recipient, challenge, plan.top_processes, since, events_wanted(client), when)
+    argv = probe_argv(
+        recipient, challenge, plan.top_processes, since, events_wanted(client), when, comb
+    )
     retries = 0
 
     def failed(status: Status, error: str, stderr: str | None = None) -> HostResult:

@@ -137,16 +137,38 @@ def _check_inputs(plaintext, recipient_public, challenge):
     return bytes(plaintext), bytes(recipient_public), bytes(challenge)
 
 
-def _seal_pure(plaintext, recipient_public, challenge, ephemeral_private=None, nonce=None):
-    """Seal with the pure-Python primitives. ``ephemeral_private``/``nonce`` are for tests."""
+def _seal_pure(
+    plaintext, recipient_public, challenge, ephemeral_private=None, nonce=None, recipient_comb=None
+):
+    """Seal with the pure-Python primitives. ``ephemeral_private``/``nonce`` are for
+    tests; ``recipient_comb`` is the server's table for its key (see ``seal``)."""
     plaintext, recipient_public, challenge = _check_inputs(plaintext, recipient_public, challenge)
     e = os.urandom(32) if ephemeral_private is None else bytes(ephemeral_private)
     nonce = os.urandom(NONCE_SIZE) if nonce is None else bytes(nonce)
     ephemeral_public = _x25519.x25519_base(e)
-    shared = _x25519.x25519(e, recipient_public)
+    table = _recipient_table(recipient_comb, recipient_public)
+    if table is not None:
+        shared = _x25519.x25519_comb(e, table)  # the server's precomputed multiples
+    else:
+        shared = _x25519.x25519(e, recipient_public)
     key = _payload_key(shared, ephemeral_public, recipient_public)
     sealed = _chacha.aead_encrypt(key, nonce, plaintext, AAD_PREFIX + challenge)
     return ephemeral_public + nonce + sealed
+
+
+def _recipient_table(recipient_comb, recipient_public):
+    """The decoded comb when it is the recipient's, else None (the ladder is used)."""
+    if recipient_comb is None:
+        return None
+    try:
+        table = _x25519.decode_comb(bytes(recipient_comb))
+    except ValueError as exc:
+        sys.stderr.write("probe: --recipient-comb ignored: %s\n" % exc)
+        return None
+    if not _x25519.comb_matches(table, recipient_public):
+        sys.stderr.write("probe: --recipient-comb ignored: it is not the table of --recipient\n")
+        return None
+    return table
 
 
 _NOT_CHECKED = object()
@@ -230,18 +252,20 @@ def backend_in_use():
     return "cryptography" if _cryptography() is not None else "pure"
 
 
-def seal(plaintext, recipient_public, challenge, backend="auto"):
+def seal(plaintext, recipient_public, challenge, backend="auto", recipient_comb=None):
     """Return ``E || nonce || ciphertext_with_tag`` for the server key ``recipient_public``.
 
     ``recipient_public`` is the server's raw 32-byte X25519 public key and
     ``challenge`` the bytes the server sent for this run. ``backend`` is
     ``"auto"`` (``cryptography`` when usable, else pure Python), ``"pure"`` or
-    ``"cryptography"``.
+    ``"cryptography"``. ``recipient_comb``, the server's precomputed table for
+    its key (``_x25519.COMB_BYTES``), halves the pure path's shared-secret step;
+    one that is not the recipient's is ignored with a note on stderr.
     """
     if backend not in BACKENDS:
         raise ValueError("backend must be one of %s" % ", ".join(BACKENDS))
     if backend == "pure" or (backend == "auto" and _cryptography() is None):
-        return _seal_pure(plaintext, recipient_public, challenge)
+        return _seal_pure(plaintext, recipient_public, challenge, recipient_comb=recipient_comb)
     return _seal_cryptography(plaintext, recipient_public, challenge)
 
 

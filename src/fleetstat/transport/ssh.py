@@ -22,13 +22,17 @@ import asyncssh
 
 from fleetstat.errors import TransportError
 from fleetstat.model import Status
-from fleetstat.transport import posix, windows
+from fleetstat.transport import posix, signfirst, windows
 from fleetstat.transport.hostkeys import KnownHosts, client_factory
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from fleetstat.config import Client
+
+# Key logins send their signature at once, without asking first (signfirst.py):
+# one lookup less in each host's sshd. False on an asyncssh it does not fit.
+SIGN_FIRST = signfirst.install()
 
 # Seconds we wait beyond the remote deadline (the bootstrap's alarm) before giving
 # up on the channel: the host needs a moment to end the probe and report it.
@@ -265,8 +269,7 @@ async def run_probe(
             async with asyncio.timeout(settings.run_timeout + RUN_GRACE_SECONDS):
                 command = await _probe_command(conn, client, argv, settings)
                 proc = await conn.create_process(command, encoding=None)
-                proc.stdin.write(probe)
-                proc.stdin.write_eof()
+                _send_upload(proc, probe)
                 (out, out_over), (err, _err_over) = await asyncio.gather(
                     _drain(proc.stdout, settings.max_output_bytes),
                     _drain(proc.stderr, STDERR_EXCERPT_BYTES * 4),
@@ -312,6 +315,20 @@ async def run_probe(
     )
     _raise_for_exit(run, where, settings)
     return run
+
+
+def _send_upload(proc: asyncssh.SSHClientProcess[bytes], probe: bytes) -> None:
+    """The probe on stdin, then EOF.
+
+    A host that answers before it reads stdin (no Python: exit 119; a wrapper that
+    prints something else and exits) may close the channel while the upload is
+    still queued; asyncssh then refuses the rest with BrokenPipeError. The exit
+    status and output that came back are the host's answer, so they are what
+    gets classified, not the broken pipe.
+    """
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.write(probe)
+        proc.stdin.write_eof()
 
 
 def _kill_session(proc: asyncssh.SSHClientProcess[bytes]) -> None:
