@@ -43,6 +43,9 @@ PG_DB = "fleetstat_bench"
 PYTHON = sys.executable
 FLEETSTAT_RUNNERS = ("fleetstat-sqlite", "fleetstat-pg")
 REFERENCE_RUNNERS = ("reference", "reference-gcm")
+# --baseline CHECKOUT: that checkout's fleetstat (its src/ and its own
+# bench/fleetstat_timed.py) on SQLite, interleaved with this one's in the same run.
+BASELINE_RUNNER = "baseline-sqlite"
 RUNNERS = (*FLEETSTAT_RUNNERS, *REFERENCE_RUNNERS, "ansible-default", "ansible-tuned")
 ANSIBLE_DEFAULT_FORKS = 5
 
@@ -102,7 +105,7 @@ class Bench:
 
     # -- fleetstat --------------------------------------------------------------------
     def fleetstat_config(self, n: int, concurrency: int, db_url: str) -> Path:
-        kind = "pg" if "postgres" in db_url else "sqlite"
+        kind = "pg" if "postgres" in db_url else "baseline" if "baseline" in db_url else "sqlite"
         path = WORK / f"fleetstat-{n}-{concurrency}-{kind}.xml"
         path.write_text(
             f"""<fleetstat>
@@ -123,6 +126,8 @@ class Bench:
     def db_url(self, runner: str, n: int) -> str:
         if runner == "fleetstat-pg":
             return f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
+        if runner == BASELINE_RUNNER:  # its own file: the schema may be an older one
+            return f"sqlite:///{WORK / f'baseline-{n}.db'}"
         return f"sqlite:///{WORK / f'fleetstat-{n}.db'}"
 
     def compile_fleetstat(self) -> None:
@@ -133,9 +138,13 @@ class Bench:
         compiled again by every timed run, a cost no installed fleetstat pays.
         """
         src = Path(self.args.fleetstat_src) if self.args.fleetstat_src else BENCH.parent / "src"
-        subprocess.run(
-            [PYTHON, "-m", "compileall", "-q", str(src)], check=True, stdout=subprocess.DEVNULL
-        )
+        sources = [src] + ([Path(self.args.baseline) / "src"] if self.args.baseline else [])
+        for folder in sources:
+            subprocess.run(
+                [PYTHON, "-m", "compileall", "-q", str(folder)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
 
     def prepare_databases(self, fresh: bool) -> None:
         """Schemas created before any timed run: a round writes into an existing database."""
@@ -152,7 +161,7 @@ class Bench:
                     exists = None
                 if not exists:
                     conn.execute(f"CREATE DATABASE {PG_DB}")
-        for runner in FLEETSTAT_RUNNERS:
+        for runner in (*FLEETSTAT_RUNNERS, BASELINE_RUNNER):
             if runner not in runners:
                 continue
             for n in self.args.n:
@@ -162,19 +171,25 @@ class Bench:
                 cfg = self.fleetstat_config(n, 1, url)
                 fleetstat = str(Path(PYTHON).parent / "fleetstat")
                 upgrade = [fleetstat, "db", "upgrade", "-c", str(cfg)]
-                subprocess.run(upgrade, check=True, env=self.fleetstat_env())
+                subprocess.run(upgrade, check=True, env=self.fleetstat_env(runner))
 
-    def fleetstat_env(self) -> dict[str, str] | None:
-        """``--fleetstat-src``: run another checkout's fleetstat (a before/after pair)."""
-        if not self.args.fleetstat_src:
+    def fleetstat_env(self, runner: str = "fleetstat-sqlite") -> dict[str, str] | None:
+        """``--fleetstat-src``: run another checkout's fleetstat (a before/after pair);
+        the baseline runner runs ``--baseline``'s."""
+        if runner == BASELINE_RUNNER:
+            src = str((Path(self.args.baseline) / "src").resolve())
+        elif self.args.fleetstat_src:
+            src = str(Path(self.args.fleetstat_src).resolve())
+        else:
             return None
-        return {**os.environ, "PYTHONPATH": str(Path(self.args.fleetstat_src).resolve())}
+        return {**os.environ, "PYTHONPATH": src}
 
     def fleetstat_cmd(self, runner: str, n: int, c: int, key: str) -> tuple[list[str], Path]:
         cfg = self.fleetstat_config(n, c, self.db_url(runner, n))
         timings = self.logs / f"{key}.timings.json"
         timings.unlink(missing_ok=True)
-        cmd = [PYTHON, str(BENCH / "fleetstat_timed.py"), str(timings), "collect", "-c", str(cfg)]
+        bench = Path(self.args.baseline) / "bench" if runner == BASELINE_RUNNER else BENCH
+        cmd = [PYTHON, str(bench / "fleetstat_timed.py"), str(timings), "collect", "-c", str(cfg)]
         if os.environ.get("BENCH_NO_PYC"):
             cmd = ["env", "BENCH_NO_PYC=1", *cmd]
         return [*cmd, "-q"], timings
@@ -300,9 +315,9 @@ ansible_ssh_common_args={ssh_args}
     def run_one(self, runner: str, n: int, c: int, repeat: int) -> dict[str, Any]:
         key = f"{runner}-n{n}-c{c}-r{repeat}"
         result: dict[str, Any] = {"runner": runner, "n": n, "concurrency": c, "repeat": repeat}
-        if runner in FLEETSTAT_RUNNERS:
+        if runner in (*FLEETSTAT_RUNNERS, BASELINE_RUNNER):
             cmd, timings_path = self.fleetstat_cmd(runner, n, c, key)
-            m = self.measure(key, cmd, env=self.fleetstat_env())
+            m = self.measure(key, cmd, env=self.fleetstat_env(runner))
             found = re.search(r"(\d+)/(\d+) ok, (\d+) failed(?:, (\d+) retried)?", m["output"])
             m["hosts_ok"] = int(found.group(1)) if found else 0
             m["retries"] = int(found.group(4) or 0) if found else None
@@ -369,7 +384,8 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
     def order(key: tuple[str, int, int]) -> tuple[int, int, int]:
-        return (key[1], key[2], RUNNERS.index(key[0]))
+        known = (*RUNNERS, BASELINE_RUNNER)
+        return (key[1], key[2], known.index(key[0]))
 
     for (runner, n, c), runs in sorted(groups.items(), key=lambda kv: order(kv[0])):
         row: dict[str, Any] = {"runner": runner, "n": n, "runs": len(runs)}
@@ -487,11 +503,20 @@ def main() -> int:
     parser.add_argument(
         "--fleetstat-src", help="the src/ folder of another checkout to run as fleetstat"
     )
+    parser.add_argument(
+        "--baseline",
+        help="another checkout (e.g. a git worktree of an older commit), run with its own "
+        f"bench/fleetstat_timed.py on SQLite as runner {BASELINE_RUNNER}, interleaved",
+    )
     args = parser.parse_args()
     if args.quick:
         args.n, args.concurrency, args.repeats = [20], [10], 1
         args.name = "quick" if args.name == "latest" else args.name
-    unknown = set(args.runners) - set(RUNNERS)
+    if args.baseline and BASELINE_RUNNER not in args.runners:
+        args.runners.append(BASELINE_RUNNER)
+    if BASELINE_RUNNER in args.runners and not args.baseline:
+        parser.error(f"{BASELINE_RUNNER} needs --baseline CHECKOUT")
+    unknown = set(args.runners) - {*RUNNERS, BASELINE_RUNNER}
     if unknown:
         parser.error(f"unknown runners {sorted(unknown)}; use {','.join(RUNNERS)}")
 
