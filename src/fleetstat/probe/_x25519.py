@@ -211,7 +211,7 @@ def x25519_base(k):
 # --- any point with a table from the server --------------------------------------
 
 # The server's public key is as fixed as the base point, so the server sends its
-# comb (``--recipient-comb``, made by fleetstat.envelope.recipient_comb): entries
+# comb (``--recipient-comb``, made by fleetstat.comb.recipient_comb): entries
 # 1 to 15 of a table like ``_COMB``, each as y + x, y - x and 2 d x y, 32 bytes
 # little-endian apiece. The shared secret then costs what the public key costs
 # (0.8 ms with python3.11 here) instead of the ladder's 1.6 ms.
