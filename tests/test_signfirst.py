@@ -95,3 +95,24 @@ def test_a_key_the_host_does_not_know_is_still_auth_failed(
     outcome = collect_once(config)
     statuses = {r.client.label: r.status for r in outcome.round.results}
     assert statuses == {"sim-000": Status.OK, "stranger": Status.AUTH_FAILED}
+
+
+@pytest.mark.sshd
+def test_a_key_file_that_is_not_a_key_is_auth_failed_with_the_file_named(
+    tmp_path: Path, sim_fleet: SimFleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not an internal error with a traceback per host: the row names the file."""
+    garbage = tmp_path / "not_a_key"
+    garbage.write_text("this is not a private key\n")
+    garbage.chmod(0o600)
+    extra = f"""
+  <client ip="{sim_fleet.hosts[1].address}" port="{sim_fleet.port}" username="{sim_fleet.user}"
+          key="{garbage}" mail="a@example.com" name="garbage-key"/>"""
+    config = fleet_config(tmp_path, sim_fleet, [0], extra_clients=extra)
+    outcome = collect_once(config)
+    by_name = {r.client.label: r for r in outcome.round.results}
+    assert by_name["sim-000"].status is Status.OK
+    bad = by_name["garbage-key"]
+    assert bad.status is Status.AUTH_FAILED
+    assert f"cannot use key file {garbage}" in (bad.error or "")
+    assert "internal error" not in caplog.text

@@ -209,7 +209,14 @@ async def _connect(
                 config=(),
             )
             return conn, retries
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
+        # asyncssh's key file errors are ValueErrors, not asyncssh.Errors.
+        except (
+            OSError,
+            asyncssh.Error,
+            asyncssh.KeyImportError,
+            asyncssh.KeyEncryptionError,
+            TimeoutError,
+        ) as exc:
             err = _classify_connect_error(exc, client, settings)
             if err is None:
                 raise
