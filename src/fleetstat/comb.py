@@ -28,7 +28,6 @@ P = (1 << 255) - 19
 D = -121665 * pow(121666, P - 2, P) % P  # edwards25519's d (RFC 8032 section 5.1)
 TEETH = 4
 SPACING = 64
-COMB_BYTES = 15 * 3 * 32
 
 Point = tuple[int, int]  # affine (x, y)
 
@@ -71,6 +70,8 @@ def _add(a: Extended, b: Extended) -> Extended:
     return e * f % P, g * h % P, f * g % P, e * h % P
 
 
+# The same formulas as the probe's _x25519._comb_u: the server does not import the
+# probe (DESIGN.md), and tests check that this code gives the probe's base table.
 def _double(a: Extended) -> Extended:
     x1, y1, z1, _ = a
     aa = x1 * x1 % P

@@ -90,7 +90,7 @@ def bytecode(name: str, source: bytes) -> tuple[str, bytes] | None:
     if tag is None:
         return None
     # optimize=2 drops the docstrings (and asserts, which the probe does not use
-    # for checks): about a third less bytecode to unmarshal on every host.
+    # for checks): 14 % less bytecode to upload and unmarshal (147 against 172 KB).
     code = compile(source, f"{PACKAGE}/{name}", "exec", dont_inherit=True, optimize=2)
     flags = (0b01).to_bytes(4, "little")  # hash-based, not checked against the source
     header = importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source)

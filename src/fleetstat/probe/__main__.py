@@ -168,9 +168,6 @@ def parse_args(argv):
     return recipient, challenge, since, top, cpu_window, events, top_when, comb
 
 
-_SMALL_DOCUMENT = 4096
-
-
 def _unserializable(value):
     raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
 
@@ -196,6 +193,9 @@ def dumps(doc):
         import json
 
         return json.dumps(doc, separators=(",", ":"))
+
+
+_SMALL_DOCUMENT = 4096
 
 
 def encode_document(doc):

@@ -40,7 +40,7 @@ def install(auth: ModuleType | None = None) -> bool:
     current = handlers.get(b"publickey")
     if _installed is not None and current is _installed:
         return True
-    if current is not base or not _fits(base, auth):
+    if current is not base or not _fits(base):
         return False
 
     class SignFirstPublicKeyAuth(base):  # type: ignore[misc, valid-type]
@@ -58,18 +58,15 @@ def install(auth: ModuleType | None = None) -> bool:
     return True
 
 
-def _fits(base: Any, auth: ModuleType) -> bool:
+def _fits(base: Any) -> bool:
     """Whether ``base`` works as the override assumes (asyncssh 2.14 to 2.24 at least)."""
     if not callable(getattr(base, "_send_signed_request", None)):
         return False
-    connection = getattr(auth, "SSHClientConnection", None)
-    if connection is None:
-        try:
-            from asyncssh.connection import SSHClientConnection as connection
-        except ImportError:  # pragma: no cover - asyncssh without that module
-            return False
-    try_next = getattr(connection, "try_next_auth", None)
-    public_key = getattr(connection, "public_key_auth_requested", None)
-    if try_next is None or public_key is None:
+    try:
+        from asyncssh.connection import SSHClientConnection
+    except ImportError:  # pragma: no cover - asyncssh without that module
+        return False
+    try_next = getattr(SSHClientConnection, "try_next_auth", None)
+    if try_next is None or not hasattr(SSHClientConnection, "public_key_auth_requested"):
         return False
     return "next_method" in inspect.signature(try_next).parameters
