@@ -8,6 +8,7 @@ attempts, samples and mail are all there exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -33,6 +34,8 @@ from fleetstat.store.retention import PruneReport
 from fleetstat.store.schema import attempts, mail_outbox, rounds, samples
 from fleetstat.watch import LogfmtFormatter, Watcher, logfmt
 
+# The scheduler is a coroutine of the caller's loop; each fake test runs one loop.
+
 FLEETSTAT = str(Path(sys.executable).parent / "fleetstat")
 WEB = client(ip="10.0.0.5", name="web-01")
 DOWN = client(ip="10.0.0.6", name="db 01")
@@ -54,14 +57,14 @@ def test_a_crashed_round_is_logged_and_the_next_runs(caplog: pytest.LogCaptureFi
     caplog.set_level(logging.INFO, logger="fleetstat.watch")
     calls = []
 
-    def round_fn() -> CollectOutcome:
+    async def round_fn() -> CollectOutcome:
         calls.append(time.monotonic())
         if len(calls) == 2:
             raise RuntimeError("database went away")
         return outcome(len(calls))
 
     watcher = Watcher(0.1, round_fn, max_rounds=3)
-    assert watcher.run() == 0
+    assert asyncio.run(watcher.run()) == 0
     assert len(calls) == 3
     assert (watcher.stats.rounds, watcher.stats.crashed) == (2, 1)
     logged = messages(caplog)
@@ -81,14 +84,14 @@ def test_a_slow_round_delays_the_next_and_says_so(caplog: pytest.LogCaptureFixtu
     caplog.set_level(logging.INFO, logger="fleetstat.watch")
     spans: list[tuple[float, float]] = []
 
-    def slow() -> CollectOutcome:
+    async def slow() -> CollectOutcome:
         start = time.monotonic()
-        time.sleep(0.15)
+        await asyncio.sleep(0.15)
         spans.append((start, time.monotonic()))
         return outcome()
 
     watcher = Watcher(0.1, slow, max_rounds=3)
-    watcher.run()
+    asyncio.run(watcher.run())
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end  # never overlapping
     assert watcher.stats.overran == 3
@@ -101,11 +104,12 @@ def test_stop_finishes_the_round_in_flight_and_flushes(caplog: pytest.LogCapture
     events: list[str] = []
     watcher: Watcher
 
-    def round_fn() -> CollectOutcome:
+    async def round_fn() -> CollectOutcome:
         events.append("round start")
         if len(events) == 3:  # the second round: a signal arrives in the middle
             os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.05)
+            await asyncio.sleep(0.05)
+            events.append("stop requested" if watcher.stopping else "no stop yet")
         events.append("round end")
         return outcome()
 
@@ -114,19 +118,65 @@ def test_stop_finishes_the_round_in_flight_and_flushes(caplog: pytest.LogCapture
         return {"mail_sent": 1, "mail_queued": 0}
 
     watcher = Watcher(0.05, round_fn, flush_fn=flush)
-    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    watcher.install_signal_handlers()
-    try:
-        assert watcher.run() == 0
-    finally:
-        signal.signal(signal.SIGTERM, previous[0])
-        signal.signal(signal.SIGINT, previous[1])
-    assert events == ["round start", "round end", "round start", "round end", "flush"]
+
+    async def main() -> int:
+        watcher.install_signal_handlers()
+        try:
+            return await watcher.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                asyncio.get_running_loop().remove_signal_handler(sig)
+
+    assert asyncio.run(main()) == 0
+    assert events == [
+        "round start", "round end", "round start", "stop requested", "round end", "flush"
+    ]  # fmt: skip
     assert watcher.stats.stop_reason == "SIGTERM"
     logged = messages(caplog)
     assert any(m.startswith("event=stopping signal=SIGTERM") for m in logged)
     assert "event=flush mail_sent=1 mail_queued=0" in logged
     assert logged[-1].startswith("event=watch_stop reason=SIGTERM rounds=2 crashed=0")
+
+
+def test_paused_no_round_starts_and_resume_starts_one_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="fleetstat.watch")
+    log: list[tuple[str, float]] = []
+
+    async def round_fn() -> CollectOutcome:
+        log.append(("round", time.monotonic()))
+        if len(log) == 1:  # paused while a round is in flight: that round completes
+            watcher.pause()
+            await asyncio.sleep(0.05)
+            log.append(("round end", time.monotonic()))
+            asyncio.get_running_loop().call_later(0.5, resume)
+        return outcome()
+
+    def resume() -> None:
+        log.append(("resume", time.monotonic()))
+        watcher.resume()
+
+    watcher = Watcher(0.05, round_fn, max_rounds=2)
+    assert asyncio.run(watcher.run()) == 0
+    assert [what for what, _ in log] == ["round", "round end", "resume", "round"]
+    # Ten intervals passed while paused and no round started; the next came at once.
+    assert log[2][1] - log[1][1] >= 0.45
+    assert log[3][1] - log[2][1] < 0.5
+    logged = messages(caplog)
+    assert "event=paused in_round=True" in logged and "event=resumed" in logged
+
+
+def test_a_stop_while_paused_ends_the_wait() -> None:
+    async def round_fn() -> CollectOutcome:  # pragma: no cover - never runs
+        raise AssertionError("a round started while paused")
+
+    async def main() -> int:
+        watcher = Watcher(0.05, round_fn, running=False)
+        asyncio.get_running_loop().call_later(0.2, watcher.request_stop, "test")
+        return await watcher.run()
+
+    assert asyncio.run(main()) == 0
 
 
 def test_retention_runs_after_the_first_round_then_once_a_day(
@@ -139,10 +189,13 @@ def test_retention_runs_after_the_first_round_then_once_a_day(
         pruned.append(should_stop())
         return PruneReport(samples=5, batches=1)
 
-    Watcher(0.01, outcome, prune_fn=prune_fn, max_rounds=4).run()
+    async def round_fn() -> CollectOutcome:
+        return outcome()
+
+    asyncio.run(Watcher(0.01, round_fn, prune_fn=prune_fn, max_rounds=4).run())
     assert pruned == [False]
     pruned.clear()
-    Watcher(0.01, outcome, prune_fn=prune_fn, prune_every=0.0, max_rounds=3).run()
+    asyncio.run(Watcher(0.01, round_fn, prune_fn=prune_fn, prune_every=0.0, max_rounds=3).run())
     assert len(pruned) == 2  # not after the last: a stop was already requested
     assert any(m.startswith("event=prune samples=5 attempts=0") for m in messages(caplog))
 
@@ -313,3 +366,38 @@ def test_watch_process_sigterm_while_waiting(tmp_path: Path, sim_fleet: SimFleet
     assert time.monotonic() - started < 5  # no waiting out the hour
     with Store(config.database_url) as store:
         assert (store.count("rounds"), store.count("samples")) == (1, 1)
+
+
+@pytest.mark.sshd
+def test_watch_process_second_signal_aborts(tmp_path: Path, sim_fleet: SimFleet) -> None:
+    """The first SIGTERM waits for the round (held 2 s by a hanging host); the second
+    ends the process at once by the signal's default action, nothing half-stored."""
+    hang = sim_fleet.hosts[HANG]
+    extra_clients = (
+        f'<client ip="{hang.address}" port="{sim_fleet.port}" username="{sim_fleet.user}" '
+        f'key="{sim_fleet.client_key}" name="hangs"/>'
+    )
+    defaults = (
+        '<defaults concurrency="10" connect-timeout="5s" run-timeout="30s" '
+        f'host-keys="strict" known-hosts="{sim_fleet.known_hosts}"/>'
+    )
+    config = fleet_config(tmp_path, sim_fleet, [0], defaults=defaults,
+                          extra_clients=extra_clients)  # fmt: skip
+    watch = Watch(config.path, "1h")
+    try:
+        watch.wait_for("event=round_start n=1")
+        watch.proc.send_signal(signal.SIGTERM)
+        watch.wait_for("event=stopping")
+        assert watch.proc.poll() is None, "the first signal did not wait for the round"
+        started = time.monotonic()
+        watch.proc.send_signal(signal.SIGTERM)
+        code = watch.proc.wait(timeout=20)
+    finally:
+        watch.stop()
+    assert code == -signal.SIGTERM, "\n".join(watch.lines)
+    assert time.monotonic() - started < 10  # not the hanging host's 30 s
+    assert watch.count("event=aborting signal=SIGTERM") == 1
+    assert watch.count("event=round ") == 0
+    with Store(config.database_url) as store:
+        store.ensure_schema()  # the abort may have come before the schema was made
+        assert store.count("rounds") == 0

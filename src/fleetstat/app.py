@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 from collections.abc import Mapping
@@ -13,14 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleetstat import envelope
-from fleetstat.collector import Progress, RoundPlan, collect_round, plan_round
+from fleetstat.collector import Progress, RoundPlan, Runner, collect_round, plan_round
 from fleetstat.errors import MailError
 from fleetstat.model import RoundResult
 from fleetstat.probe_bundle import build_probe
 
 # The store, alerts and mail modules (SQLAlchemy: ~0.3 s of import) are imported
 # where they are used: ``collect`` imports them in a thread while the round's
-# first connections are made (see :func:`collect_once`).
+# first connections are made (see :func:`run_round`).
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -96,7 +95,24 @@ def collect_once(
     database_url: str | None = None,
     now: datetime | None = None,
 ) -> CollectOutcome:
+    """One round in an event loop of its own (``fleetstat collect``): :func:`run_round`."""
+    return asyncio.run(run_round(config, progress=progress, database_url=database_url, now=now))
+
+
+async def run_round(
+    config: Config,
+    *,
+    progress: Progress | None = None,
+    database_url: str | None = None,
+    now: datetime | None = None,
+    runner: Runner | None = None,
+) -> CollectOutcome:
     """One round: probe every host, store every result, evaluate alerts, send the mail.
+
+    The seam a long-lived loop (``watch``, ``serve``) calls once per round: a
+    coroutine taking the config and returning the outcome. Everything that blocks
+    (the store, SMTP) runs in a worker thread, so the loop keeps serving while a
+    round is stored. ``runner`` replaces the transport (tests; a connection pool).
 
     The store is opened (SQLAlchemy imported, schema checked, bookmarks read) in a
     thread while the round starts: on a 500-host round that is 0.3-0.5 s of one
@@ -110,33 +126,38 @@ def collect_once(
     """
     key = load_or_create_key(config.key_path)
     plan = plan_round(config, key, build_probe())
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fleetstat-store") as pool:
-        opening = pool.submit(_open_for_round, config, database_url)
-        try:
-            result = asyncio.run(_collect_while_opening(config, plan, opening, progress))
-        except BaseException:
-            _close_when_opened(opening)
-            raise
-        opened = opening.result()
-    with opened.store as store:
-        return _store_round(config, store, result, opened.previous_cpu, now)
+    loop = asyncio.get_running_loop()
+    opening = loop.run_in_executor(None, _open_for_round, config, database_url)
+    try:
+        result = await _collect_while_opening(config, plan, opening, progress, runner)
+    except BaseException:
+        opening.add_done_callback(_close_when_opened)
+        raise
+    opened = await opening
+    return await asyncio.to_thread(_store_and_close, config, opened, result, now)
 
 
 async def _collect_while_opening(
     config: Config,
     plan: RoundPlan,
-    opening: concurrent.futures.Future[_OpenedStore],
+    ready: asyncio.Future[_OpenedStore],
     progress: Progress | None,
+    runner: Runner | None,
 ) -> RoundResult:
-    ready = asyncio.wrap_future(opening)
-
     async def bookmarks() -> Mapping[tuple[str, int], str]:
         return (await asyncio.shield(ready)).bookmarks
 
     plan = replace(plan, bookmarks=bookmarks)
-    collecting = asyncio.ensure_future(collect_round(config, plan, progress=progress))
+    options: dict[str, Any] = {"progress": progress}
+    if runner is not None:
+        options["runner"] = runner
+    collecting = asyncio.ensure_future(collect_round(config, plan, **options))
     both: set[asyncio.Future[Any]] = {collecting, ready}
-    await asyncio.wait(both, return_when=asyncio.FIRST_EXCEPTION)
+    try:
+        await asyncio.wait(both, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        collecting.cancel()
+        raise
     if ready.done() and ready.exception() is not None:
         collecting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -145,9 +166,16 @@ async def _collect_while_opening(
     return await collecting
 
 
-def _close_when_opened(opening: concurrent.futures.Future[_OpenedStore]) -> None:
-    with contextlib.suppress(BaseException):
+def _close_when_opened(opening: asyncio.Future[_OpenedStore]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
         opening.result().store.close()
+
+
+def _store_and_close(
+    config: Config, opened: _OpenedStore, result: RoundResult, now: datetime | None
+) -> CollectOutcome:
+    with opened.store as store:
+        return _store_round(config, store, result, opened.previous_cpu, now)
 
 
 def _store_round(

@@ -333,7 +333,7 @@ def watch(config: Path, every: str, db: str | None) -> None:
     Example: fleetstat watch -c /etc/fleetstat/fleetstat.xml --every 5m
     """
     from fleetstat.units import parse_duration
-    from fleetstat.watch import MIN_EVERY_SECONDS, configure_logging, watcher_for
+    from fleetstat.watch import MIN_EVERY_SECONDS, configure_logging, run_watch
 
     try:
         seconds = parse_duration(every)
@@ -348,9 +348,7 @@ def watch(config: Path, every: str, db: str | None) -> None:
     except FleetstatError as exc:
         raise _fail(exc) from None
     configure_logging()
-    watcher = watcher_for(cfg, seconds, database_url=db)
-    watcher.install_signal_handlers()
-    raise Exit(watcher.run())
+    raise Exit(run_watch(cfg, seconds, database_url=db))
 
 
 @app.command()

@@ -1,10 +1,16 @@
 """``fleetstat watch``: rounds on a schedule, for months, under systemd or by hand.
 
+- One process, one asyncio event loop for its whole life: each round is a
+  coroutine of that loop (:func:`fleetstat.app.run_round`), the store's and the
+  mail's blocking calls run in worker threads, and ``fleetstat serve`` runs its
+  HTTP server in the same loop. Connections and caches may therefore outlive a
+  round.
 - Rounds never overlap: the next one starts ``every`` seconds after the previous
   one *started*, or as soon as it ends when it ran longer (and that is logged).
-- SIGTERM or Ctrl-C (SIGINT) asks for a stop: the round in flight completes and is
-  stored, the outbox is flushed, and ``run`` returns 0. A second signal aborts at
-  once (the round in flight is then not stored: its one transaction never began).
+- SIGTERM or Ctrl-C (SIGINT), handled by the loop, asks for a stop: the round in
+  flight completes and is stored, the outbox is flushed, and ``run`` returns 0. A
+  second signal aborts at once (the round in flight is then not stored: its one
+  transaction never began, or the database rolls it back).
 - A round that raises is logged and the next one runs on schedule.
 - Retention (``<retention>``) is applied after the first round and then once a day.
 - Logs: one ``key=value`` line per round (counts, duration), one per failed host,
@@ -14,17 +20,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -37,7 +43,7 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 86400.0
 MIN_EVERY_SECONDS = 0.01  # rounds never overlap, so a tiny interval only means "back to back"
 
-RoundFn = Callable[[], "CollectOutcome"]
+RoundFn = Callable[[], Awaitable["CollectOutcome"]]
 PruneFn = Callable[[Callable[[], bool]], "PruneReport | None"]
 FlushFn = Callable[[], dict[str, Any]]
 
@@ -124,11 +130,18 @@ class WatchStats:
 
 
 class Watcher:
-    """Runs ``round_fn`` every ``every`` seconds until asked to stop.
+    """Runs ``round_fn`` every ``every`` seconds until asked to stop, in the running loop.
 
-    The three callables are seams for tests; :func:`watcher_for` builds the real
-    ones from a config. ``prune_fn`` gets a ``should_stop`` callable and may return
-    None when there is nothing to prune (no ``<retention>``).
+    ``round_fn`` is a coroutine function (:func:`fleetstat.app.run_round` bound to a
+    config); it runs as a coroutine of this loop, one at a time. ``prune_fn`` and
+    ``flush_fn`` block (SQL, SMTP) and run in a worker thread. The three callables
+    are seams for tests; :func:`watcher_for` builds the real ones from a config.
+    ``prune_fn`` gets a ``should_stop`` callable and may return None when there is
+    nothing to prune (no ``<retention>``).
+
+    :meth:`pause` and :meth:`resume` hold the rounds without stopping the loop
+    (``serve``'s ``/monitoring``): a round in flight completes, no new one starts
+    while paused, and on resume the next one starts at once.
     """
 
     def __init__(
@@ -141,6 +154,7 @@ class Watcher:
         prune_every: float = PRUNE_EVERY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         max_rounds: int | None = None,
+        running: bool = True,
     ) -> None:
         if not every >= MIN_EVERY_SECONDS:
             raise ValueError(f"the interval must be at least {MIN_EVERY_SECONDS}s, not {every}")
@@ -152,49 +166,78 @@ class Watcher:
         self.clock = clock
         self.max_rounds = max_rounds
         self.stats = WatchStats()
-        self._stop = threading.Event()
+        self.in_round = False
+        # asyncio.Event binds to the running loop on first wait (Python 3.10+), so
+        # a Watcher may be built before the loop runs.
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()  # set on stop and on pause/resume
+        self._running = running
         self._last_prune: float | None = None
 
-    # -- stopping ----------------------------------------------------------------------
+    # -- stopping and pausing -----------------------------------------------------------
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def running(self) -> bool:
+        """False while paused (rounds held); says nothing about stopping."""
+        return self._running
+
     def request_stop(self, reason: str = "requested") -> None:
+        """Finish the round in flight (if any), flush, and return from :meth:`run`."""
         if not self._stop.is_set():
             self.stats.stop_reason = reason
             self._stop.set()
+            self._wake.set()
 
-    def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT ask for a stop; a second one aborts (default action)."""
+    def pause(self) -> None:
+        if self._running:
+            self._running = False
+            _emit(logging.INFO, event="paused", in_round=self.in_round or None)
+            self._wake.set()
 
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            name = signal.Signals(signum).name
-            if self.stopping:
-                return
-            _emit(logging.WARNING, event="stopping", signal=name,
-                  note="finishing the round in flight; send it again to abort")  # fmt: skip
+    def resume(self) -> None:
+        if not self._running:
+            self._running = True
+            _emit(logging.INFO, event="resumed")
+            self._wake.set()
+
+    def install_signal_handlers(self, on_stop: Callable[[], None] | None = None) -> None:
+        """SIGTERM and SIGINT (in the running loop) ask for a stop; a second one aborts.
+
+        ``on_stop`` runs after the first signal (``serve`` stops its HTTP server
+        there). The second signal takes the signal's default action at once: the
+        process ends (the round in flight is then not stored: its one
+        transaction never began, or is rolled back by the database).
+        """
+
+        def stop(name: str) -> None:
             self.request_stop(name)
-            # A second Ctrl-C raises KeyboardInterrupt, a second SIGTERM kills.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if on_stop is not None:
+                on_stop()
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        install_stop_signals(stop)
 
     # -- the loop ----------------------------------------------------------------------
 
-    def run(self) -> int:
+    async def run(self) -> int:
         """Rounds until a stop request; then flush the outbox. The exit code (0)."""
-        _emit(logging.INFO, event="watch_start", every=self.every, pid=os.getpid())
+        _emit(logging.INFO, event="watch_start", every=self.every, pid=os.getpid(),
+              running=self._running)  # fmt: skip
         next_start = self.clock()
         while not self.stopping:
+            if not self._running:
+                await self._wait(None)
+                next_start = self.clock()  # resumed: a round at once, then on schedule
+                continue
             delay = next_start - self.clock()
-            if delay > 0 and self._stop.wait(delay):
-                break
+            if delay > 0:
+                await self._wait(delay)
+                continue  # woken early (pause, stop) or on time: check again
             started = self.clock()
-            self._one_round()
+            await self._one_round()
             elapsed = self.clock() - started
             next_start = started + self.every
             if elapsed > self.every:
@@ -207,25 +250,36 @@ class Watcher:
                 self.max_rounds
             ):
                 self.request_stop("max_rounds")
-            self._maybe_prune()
-        self._final_flush()
+            await self._maybe_prune()
+        await self._final_flush()
         _emit(logging.INFO, event="watch_stop", reason=self.stats.stop_reason,
               rounds=self.stats.rounds, crashed=self.stats.crashed,
               overran=self.stats.overran)  # fmt: skip
         return 0
 
-    def _one_round(self) -> None:
+    async def _wait(self, seconds: float | None) -> None:
+        """Sleep until ``seconds`` pass or a stop/pause/resume wakes us."""
+        self._wake.clear()
+        if self.stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _one_round(self) -> None:
         number = self.stats.rounds + self.stats.crashed + 1
         _emit(logging.INFO, event="round_start", n=number)
         t0 = self.clock()
+        self.in_round = True
         try:
-            outcome = self.round_fn()
+            outcome = await self.round_fn()
         except Exception as exc:  # one bad round must not end months of watching
             self.stats.crashed += 1
             _emit(logging.ERROR, event="round_failed", n=number, duration=self.clock() - t0,
                   error=f"{type(exc).__name__}: {exc}")  # fmt: skip
             log.debug("round %d traceback", number, exc_info=True)
             return
+        finally:
+            self.in_round = False
         self.stats.rounds += 1
         result = outcome.round
         for host in result.results:
@@ -252,7 +306,7 @@ class Watcher:
             mail_error=outcome.mail_error,
         )
 
-    def _maybe_prune(self) -> None:
+    async def _maybe_prune(self) -> None:
         if self.prune_fn is None or self.stopping:
             return
         now = self.clock()
@@ -260,7 +314,7 @@ class Watcher:
             return
         self._last_prune = now
         try:
-            report = self.prune_fn(lambda: self.stopping)
+            report = await asyncio.to_thread(self.prune_fn, lambda: self.stopping)
         except Exception as exc:
             _emit(logging.ERROR, event="prune_failed", error=f"{type(exc).__name__}: {exc}")
             return
@@ -272,15 +326,45 @@ class Watcher:
               batches=report.batches, duration=report.seconds,
               stopped=report.stopped or None)  # fmt: skip
 
-    def _final_flush(self) -> None:
+    async def _final_flush(self) -> None:
         if self.flush_fn is None:
             return
         try:
-            fields = self.flush_fn()
+            fields = await asyncio.to_thread(self.flush_fn)
         except Exception as exc:
             _emit(logging.ERROR, event="flush_failed", error=f"{type(exc).__name__}: {exc}")
             return
         _emit(logging.INFO, event="flush", **fields)
+
+
+def install_stop_signals(on_first: Callable[[str], object]) -> None:
+    """SIGTERM/SIGINT in the running loop: the first calls ``on_first(name)``, the
+    second ends the process by the signal's default action (an abort).
+
+    The loop's own handlers (``add_signal_handler``) run as ordinary callbacks
+    between coroutine steps, never in the middle of one, so a stop request cannot
+    tear a round apart; the second signal does not wait for anything.
+    """
+    loop = asyncio.get_running_loop()
+    stopping = False
+
+    def handler(signum: int) -> None:
+        nonlocal stopping
+        name = signal.Signals(signum).name
+        if stopping:
+            _emit(logging.WARNING, event="aborting", signal=name)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        stopping = True
+        _emit(logging.WARNING, event="stopping", signal=name,
+              note="finishing the round in flight; send it again to abort")  # fmt: skip
+        on_first(name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, handler, sig)
 
 
 def watcher_for(
@@ -289,13 +373,14 @@ def watcher_for(
     *,
     database_url: str | None = None,
     max_rounds: int | None = None,
+    running: bool = True,
 ) -> Watcher:
     """A :class:`Watcher` doing real rounds, retention and mail for ``config``."""
-    from fleetstat.app import collect_once, deliver_mail, open_store
+    from fleetstat.app import deliver_mail, open_store, run_round
     from fleetstat.store.retention import prune
 
-    def one_round() -> CollectOutcome:
-        return collect_once(config, database_url=database_url)
+    async def one_round() -> CollectOutcome:
+        return await run_round(config, database_url=database_url)
 
     def prune_old(should_stop: Callable[[], bool]) -> PruneReport | None:
         retention = config.retention
@@ -308,4 +393,16 @@ def watcher_for(
         with open_store(config, database_url) as store:
             return deliver_mail(config, store)
 
-    return Watcher(every, one_round, prune_fn=prune_old, flush_fn=flush, max_rounds=max_rounds)
+    return Watcher(every, one_round, prune_fn=prune_old, flush_fn=flush,
+                   max_rounds=max_rounds, running=running)  # fmt: skip
+
+
+def run_watch(config: Config, every: float, *, database_url: str | None = None) -> int:
+    """``fleetstat watch``: one event loop for the life of the process; the exit code."""
+
+    async def main() -> int:
+        watcher = watcher_for(config, every, database_url=database_url)
+        watcher.install_signal_handlers()
+        return await watcher.run()
+
+    return asyncio.run(main())
