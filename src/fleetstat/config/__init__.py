@@ -12,6 +12,8 @@ a single bare ``<client>`` as the whole file, as the assignment shows it)::
                 host-keys="strict" known-hosts="~/.ssh/known_hosts"
                 top-processes="5" top-processes-when="alerts" repeat="4h"/>
       <retention samples="90d" attempts="30d" events="365d"/>
+      <http listen="127.0.0.1:8760" certfile="tls.crt" keyfile="tls.key"
+            metrics-public="false" watch="true" session-lifetime="12h"/>
       <client ip="10.0.0.5" port="22" username="monitor" password-env="WEB01_PW"
               mail="ops@example.com, web@example.com" name="web-01" os="linux">
         <alert type="memory" limit="50%"/>
@@ -45,6 +47,7 @@ from fleetstat.config.model import (
     Config,
     Defaults,
     HostKeyPolicy,
+    Http,
     Retention,
     Smtp,
     Timeouts,
@@ -61,6 +64,7 @@ __all__ = [
     "Config",
     "Defaults",
     "HostKeyPolicy",
+    "Http",
     "Retention",
     "Smtp",
     "Timeouts",

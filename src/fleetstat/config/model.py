@@ -1,7 +1,7 @@
 """The frozen values ``load_config`` returns (see docs/contracts.md, "Config dataclasses").
 
 Fields beyond the contract: ``Smtp.password_env``, ``Smtp.cafile``, ``Client.events_max``,
-``Retention`` and ``Config.retention``.
+``Retention`` and ``Config.retention``, ``Http`` and ``Config.http``.
 """
 
 from __future__ import annotations
@@ -64,6 +64,26 @@ class Retention:
     samples: float | None = None
     attempts: float | None = None
     events: float | None = None
+
+
+DEFAULT_LISTEN = ("127.0.0.1", 8760)
+
+
+@dataclass(frozen=True)
+class Http:
+    """``fleetstat serve``: ``<http .../>``; the command line overrides each field."""
+
+    host: str = DEFAULT_LISTEN[0]
+    port: int = DEFAULT_LISTEN[1]
+    certfile: Path | None = None  # TLS when both are given
+    keyfile: Path | None = None
+    metrics_public: bool = False  # /metrics without a token
+    watch: bool = True  # run the rounds in the server's loop
+    session_lifetime: float = 12 * 3600  # a login's token, in seconds
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
 
 
 @dataclass(frozen=True)
@@ -130,3 +150,4 @@ class Config:
     clients: tuple[Client, ...]
     warnings: tuple[str, ...] = ()  # e.g. plaintext password in a world-readable file
     retention: Retention = field(default_factory=Retention)
+    http: Http = field(default_factory=Http)

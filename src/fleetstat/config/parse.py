@@ -20,6 +20,7 @@ from fleetstat.config.model import (
     Config,
     Defaults,
     HostKeyPolicy,
+    Http,
     Retention,
     Smtp,
     Timeouts,
@@ -35,6 +36,7 @@ from fleetstat.config.validate import (
     normalize_database_url,
     parse_bool,
     parse_int,
+    parse_listen,
     parse_seconds,
     split_mail,
     suggest,
@@ -42,7 +44,7 @@ from fleetstat.config.validate import (
 from fleetstat.errors import ConfigError
 
 ROOTS = ("fleetstat", "clients")
-TOP_LEVEL = ("database", "key", "smtp", "defaults", "retention", "client", "clients")
+TOP_LEVEL = ("database", "key", "smtp", "defaults", "retention", "http", "client", "clients")
 CLIENT_CHILDREN = ("alert", "mail", "events")
 CREDENTIAL_FIX = (
     'add password-env="VAR" (password in an environment variable), '
@@ -117,6 +119,7 @@ def _build(reader: Reader, root: Node, file: Path) -> Config:
     smtp = sections.get("smtp")
     defaults = sections.get("defaults")
     retention = sections.get("retention")
+    http = sections.get("http")
     return Config(
         path=file,
         database_url=_database(reader, database),
@@ -125,6 +128,7 @@ def _build(reader: Reader, root: Node, file: Path) -> Config:
         defaults=_defaults(reader, defaults) if defaults else Defaults(),
         clients=tuple(clients),
         retention=_retention(reader, retention) if retention else Retention(),
+        http=_http(reader, http) if http else Http(),
     )
 
 
@@ -250,6 +254,42 @@ def _retention(reader: Reader, node: Node) -> Retention:
         attempts=reader.get(node, "attempts", _keep_for, None),
         events=reader.get(node, "events", _keep_for, None),
     )
+
+
+def _http(reader: Reader, node: Node) -> Http:
+    base = Http()
+    host, port = reader.get(node, "listen", parse_listen, (base.host, base.port))
+    certfile = _readable(reader, node, "certfile", "the server's certificate chain (PEM)")
+    keyfile = _readable(reader, node, "keyfile", "the certificate's private key (PEM)")
+    if ("certfile" in node.attrib) != ("keyfile" in node.attrib):
+        given, missing = (
+            ("certfile", "keyfile") if "certfile" in node.attrib else ("keyfile", "certfile")
+        )
+        reader.issue(
+            node.attr_line(given),
+            f"<http> has {given}= but no {missing}=",
+            f"TLS needs both: add {missing}=, or remove {given}= to serve plain HTTP",
+        )
+    return Http(
+        host=host,
+        port=port,
+        certfile=certfile if keyfile else None,
+        keyfile=keyfile if certfile else None,
+        metrics_public=reader.get(node, "metrics-public", parse_bool, base.metrics_public),
+        watch=reader.get(node, "watch", parse_bool, base.watch),
+        session_lifetime=reader.get(node, "session-lifetime", parse_seconds, base.session_lifetime),
+    )
+
+
+def _readable(reader: Reader, node: Node, name: str, what: str) -> Path | None:
+    path = reader.path(node, name)
+    if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
+        state = "is not a readable file" if path.exists() else "does not exist"
+        reader.issue(
+            node.attr_line(name), f"<http> {name} {path} {state}", f"give the path of {what}"
+        )
+        return None
+    return path
 
 
 def _client(reader: Reader, node: Node) -> Client | None:

@@ -46,6 +46,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "repeat",
     ),
     "retention": ("samples", "attempts", "events"),
+    "http": ("listen", "certfile", "keyfile", "metrics-public", "watch", "session-lifetime"),
     "client": ("ip", "port", "username", "password", "password-env", "key", "mail", "name", "os"),
     "alert": ("type", "limit", "mount", "for", "clear", "resolved", "repeat", "window"),
     "mail": ("to",),

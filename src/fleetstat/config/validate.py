@@ -70,6 +70,36 @@ def parse_seconds(text: str, *, allow_zero: bool = False) -> float:
     return value
 
 
+def parse_listen(text: str, default_port: int = 8760) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT``, ``HOST`` or ``:PORT`` (all interfaces) as (host, port)."""
+    raw = text.strip()
+    fix = "write 127.0.0.1:8760, [::1]:8760, 0.0.0.0:8760 or :8760"
+    if not raw:
+        raise Invalid("empty listen address", fix)
+    host, port_text = raw, ""
+    if raw.startswith("["):
+        end = raw.find("]")
+        if end < 0 or (raw[end + 1 :] and not raw[end + 1 :].startswith(":")):
+            raise Invalid(f"{text!r} is not a listen address", fix)
+        host, port_text = raw[1:end], raw[end + 2 :]
+    elif raw.count(":") == 1:
+        host, port_text = raw.split(":")
+    elif raw.count(":") > 1:  # a bare IPv6 address
+        host = raw
+    if port_text:
+        try:
+            port = check_port(port_text)
+        except Invalid as exc:
+            raise Invalid(f"{text!r}: {exc.message}", fix) from None
+    else:
+        port = default_port
+    try:
+        host = check_host(host or "0.0.0.0")
+    except Invalid:
+        raise Invalid(f"{text!r} is not a listen address", fix) from None
+    return host, port
+
+
 def parse_percent(text: str) -> float:
     """``"50%"``, ``"50"`` or ``"12.5%"`` as a number in 0..100."""
     number = text.strip().removesuffix("%").strip()

@@ -1,7 +1,7 @@
 """The tables of ``docs/contracts.md`` ("Store tables"), as SQLAlchemy Core.
 
 This is the model the code reads and writes through; the DDL that creates it is
-the Alembic revisions ``migrations/versions/0001_initial.py`` and ``0002_*.py``,
+the Alembic revisions ``migrations/versions/0001_initial.py``, ``0002_*.py`` ...,
 written out by hand so that they never change once shipped. ``tests/test_store.py``
 compares the two.
 
@@ -221,6 +221,54 @@ host_latest = sa.Table(
     sa.PrimaryKeyConstraint("client_ip", "client_port"),
     sa.Index(None, "last_attempt_id"),
     sa.Index(None, "sample_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+# `fleetstat serve` (revision 0003). People who may log in to the API; the
+# password as a self-describing scrypt hash (fleetstat.auth), never the password.
+users = sa.Table(
+    "users",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_login_at", UTCDateTime),
+    sa.UniqueConstraint("name"),
+    **MYSQL_TABLE_ARGS,
+)
+
+# Bearer tokens: a login's (kind "session", with its user) or a program's (kind
+# "api", `fleetstat token create`). Only the SHA-256 of the token is kept: the
+# token is 32 random bytes, so a fast hash is enough, and a stolen table holds
+# nothing that logs in. No expiry is null (programs' tokens may live forever).
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    _id(),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # session / api
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE")),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Column("last_used_at", UTCDateTime),
+    sa.UniqueConstraint("token_hash"),
+    sa.Index(None, "user_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+# Small named settings the server changes at run time and must remember across a
+# restart: `monitoring.running` ("true"/"false", POST /api/v1/monitoring).
+server_state = sa.Table(
+    "server_state",
+    metadata,
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("value", sa.String(255), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("updated_by", sa.String(255)),
+    sa.PrimaryKeyConstraint("name"),
     **MYSQL_TABLE_ARGS,
 )
 
