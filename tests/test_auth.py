@@ -99,9 +99,12 @@ def test_users_add_list_remove_and_password_change(store: Store) -> None:
     assert accounts.set_password(store, "alice", "x") is False
     assert [u.name for u in accounts.list_users(store)] == ["bob"]
     with store.engine.connect() as conn:
-        assert conn.execute(
-            sa.select(sa.func.count()).where(api_tokens.c.user_id == alice)
-        ).scalar_one() == 0
+        assert (
+            conn.execute(
+                sa.select(sa.func.count()).where(api_tokens.c.user_id == alice)
+            ).scalar_one()
+            == 0
+        )
         assert conn.execute(sa.select(sa.func.count()).select_from(users)).scalar_one() == 1
 
 
