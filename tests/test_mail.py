@@ -455,7 +455,7 @@ def test_the_demo_says_how_to_get_its_smtp_sink(
 
 def test_collect_prints_the_mail_counts() -> None:
     from fleetstat.app import CollectOutcome
-    from fleetstat.cli import _mail_line
+    from fleetstat.present import mail_line as _mail_line
 
     outcome = CollectOutcome(round_of(ok(WEB)), 1, "sqlite://", mail_sent=2, mail_queued=1)
     assert _mail_line(outcome) == "mail: 2 sent, 1 queued"

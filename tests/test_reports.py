@@ -157,7 +157,7 @@ def test_report_filters_and_csv(fleet: tuple[Path, datetime]) -> None:
     text = cli("report", "-c", str(config))
     assert "web-01" in text and "auth_failed" in text and "never" in text
     done = CliRunner().invoke(app, ["report", "-c", str(config), "--host", "nope"])
-    assert done.exit_code == 1 and "nope" in done.output
+    assert done.exit_code == 2 and "nope" in done.output  # a usage error
 
 
 def test_history_json(fleet: tuple[Path, datetime]) -> None:

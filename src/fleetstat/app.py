@@ -254,10 +254,10 @@ def list_alerts(
 def host_refs(config: Config, hosts: list[str] | None = None) -> list[HostRef]:
     """The configured clients as reports name them; ``hosts`` filters by name, ip or ip:port.
 
-    Raises ``FleetstatError`` when nothing matches ``hosts`` (a typo should not
+    Raises ``UsageError`` when nothing matches ``hosts`` (a typo should not
     print an empty report).
     """
-    from fleetstat.errors import FleetstatError
+    from fleetstat.errors import UsageError
     from fleetstat.store.reports import HostRef
 
     refs = []
@@ -268,7 +268,7 @@ def host_refs(config: Config, hosts: list[str] | None = None) -> list[HostRef]:
         rules = frozenset(rule.key for rule in client.alerts)
         refs.append(HostRef(client.ip, client.port, client.label, rules))
     if hosts and not refs:
-        raise FleetstatError(
+        raise UsageError(
             f"no client in {config.path} is named {', '.join(hosts)} "
             "(give a name, an ip, or ip:port from the config)"
         )
@@ -302,12 +302,12 @@ def history(
     buckets: int = 48,
 ) -> History:
     """``fleetstat history HOST``: one host's figures over a window."""
-    from fleetstat.errors import FleetstatError
+    from fleetstat.errors import UsageError
     from fleetstat.store.reports import host_history
 
     refs = host_refs(config, [host])
     if len(refs) > 1:
-        raise FleetstatError(f"{host!r} names {len(refs)} clients; give ip:port")
+        raise UsageError(f"{host!r} names {len(refs)} clients; give ip:port")
     with open_store(config, database_url) as store:
         return host_history(store, refs[0], since, until, buckets=buckets)
 

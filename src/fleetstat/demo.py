@@ -21,7 +21,8 @@ from typing import Any
 
 from rich.console import Console
 
-from fleetstat.simfleet import SimFleet, free_port
+from fleetstat.present import summary_table
+from fleetstat.simfleet import SimFleet, SimFleetError, free_port
 
 INSTALL_HINT = "pip install 'fleetstat[demo]'  (or: pip install aiosmtpd)"
 # Rules that fire on any machine, so the demo shows a real alert mail. repeat="0":
@@ -114,12 +115,17 @@ def write_demo_config(workdir: Path, fleet: SimFleet, smtp_port: int | None = No
 
 def run_demo(workdir: Path, *, hosts: int, console: Console) -> int:
     from fleetstat.app import collect_once
-    from fleetstat.cli import summary_table
     from fleetstat.config import load_config
 
     workdir.mkdir(parents=True, exist_ok=True)
     sink = _mail_sink(workdir, console)
-    with SimFleet(workdir / "fleet", count=hosts) as fleet:
+    fleet = SimFleet(workdir / "fleet", count=hosts)
+    try:
+        fleet.start()
+    except OSError as exc:  # no namespace, no permission on --dir, ...
+        fleet.stop()
+        raise SimFleetError(f"the simulated hosts cannot start: {exc}") from exc
+    with fleet:
         console.print(
             f"started a private sshd on port {fleet.port} for {hosts} simulated hosts "
             f"({fleet.hosts[0].address} ... {fleet.hosts[-1].address})",

@@ -3,6 +3,7 @@
 The tree::
 
     FleetstatError
+    ├── UsageError             a command or call was given an argument it cannot use
     ├── ConfigError            the XML config is unusable; carries every issue found
     ├── KeyFileError           the server key pair is missing, unreadable or malformed
     ├── EnvelopeError          a probe's output line cannot be opened (status bad_payload)
@@ -12,7 +13,8 @@ The tree::
 
 Third-party exceptions stop at one boundary each: asyncssh errors in
 ``transport``, SQLAlchemy errors in ``store``, smtplib errors in ``mail``. The CLI
-turns a ``FleetstatError`` into a message and an exit code.
+turns a ``FleetstatError`` into a message and an exit code (``exit_code``: 2 for
+usage and config errors, 1 otherwise), in one place (``fleetstat.cli``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ class FleetstatError(Exception):
     """Base of every error fleetstat raises on purpose."""
 
     exit_code = 1
+
+
+class UsageError(FleetstatError):
+    """The caller asked for something that cannot be done as asked: a client name that
+    names no client, an empty time window, a missing argument. Exit code 2."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

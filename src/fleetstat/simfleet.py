@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fleetstat.errors import FleetstatError
+
 BEHAVIOURS = ("ok", "hang", "no_python", "garbage", "fail", "stuck")
 SIM_USER = "fleetsim"
 SIM_UID = 64123
@@ -63,7 +65,7 @@ with open("/var/log/auth.log", "a", buffering=1, encoding="utf-8") as out:
 """
 
 
-class SimFleetError(RuntimeError):
+class SimFleetError(FleetstatError):
     """The simulated fleet cannot start (no sshd, no permission, port in use)."""
 
 

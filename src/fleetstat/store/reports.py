@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from fleetstat.errors import UsageError
 from fleetstat.store.core import Store
 from fleetstat.store.schema import alert_states, attempts, host_latest, samples
 
@@ -250,7 +251,7 @@ def host_history(
     """Min/avg/max over ``[since, until)``, counts, and ``buckets`` averages for the plot."""
     until = until or datetime.now(UTC)
     if until <= since:
-        raise ValueError("the history window is empty: since must be before until")
+        raise UsageError("the history window is empty: since must be before until")
     span = (until - since).total_seconds()
     width = max(1, -(-int(span) // max(1, buckets)))  # ceil; whole seconds for DIV
     in_window = sa.and_(

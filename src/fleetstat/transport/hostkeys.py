@@ -17,6 +17,8 @@ from typing import Literal
 
 import asyncssh
 
+from fleetstat.errors import ConfigError, ConfigIssue
+
 HostKeyPolicy = Literal["strict", "accept-new", "off"]
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,11 @@ class KnownHosts:
     def __init__(self, path: Path, policy: HostKeyPolicy) -> None:
         self.path = path
         self.policy = policy
-        self._text = path.read_text(encoding="utf-8") if path.exists() else ""
-        self._parsed = asyncssh.import_known_hosts(self._text)
+        try:
+            self._text = path.read_text(encoding="utf-8") if path.exists() else ""
+            self._parsed = asyncssh.import_known_hosts(self._text)
+        except (OSError, ValueError) as exc:  # unreadable, a folder, not UTF-8, a bad line
+            raise _unusable(path, exc) from None
         self.recorded: list[str] = []
 
     def asyncssh_arg(self) -> asyncssh.SSHKnownHosts | None:
@@ -65,6 +70,17 @@ class KnownHosts:
         self.recorded.append(line.strip())
         log.warning("recorded new host key for %s in %s", host_pattern(host, port), self.path)
         return True
+
+
+def _unusable(path: Path, exc: OSError | ValueError) -> ConfigError:
+    """The whole round needs this file: a config error that names it, not one per host."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    fix = (
+        "make it readable by this user, or point known-hosts= in <defaults> at another file"
+        if isinstance(exc, OSError)
+        else "correct or delete that line (ssh-keygen -R HOST removes a host's lines)"
+    )
+    return ConfigError([ConfigIssue(str(path), None, f"known_hosts file: {reason}", fix)])
 
 
 class _PolicyClient(asyncssh.SSHClient):

@@ -1,0 +1,36 @@
+"""``fleetstat collect``: one round."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from click.exceptions import Exit
+
+from fleetstat.commands.common import command, config_option, db_option, load_config
+from fleetstat.present import RoundProgress, mail_line, out, round_line, summary_table
+
+
+@command()
+@config_option
+@db_option
+@click.option("--quiet", "-q", is_flag=True, help="No table, only errors.")
+def collect(config: Path, db: str | None, quiet: bool) -> None:
+    """Run one round over every client in the config and store the results.
+
+    Exits 0 when every host succeeded, 1 when some failed, 2 on a config error.
+
+    Example: fleetstat collect -c /etc/fleetstat/fleetstat.xml
+    """
+    from fleetstat.app import collect_once
+
+    cfg = load_config(config)
+    with RoundProgress(len(cfg.clients)) as progress:
+        outcome = collect_once(cfg, progress=progress, database_url=db)
+    if not quiet:
+        out().print(summary_table(outcome.round))
+    # Plain lines, not rich: under cron or watch (-q, no terminal) the round then
+    # never loads rich at all (importing rich.console alone: ~0.06 s of CPU, ~6 MB).
+    click.echo(round_line(outcome))
+    click.echo(mail_line(outcome))
+    raise Exit(0 if outcome.round.failed_count == 0 else 1)

@@ -1,0 +1,99 @@
+"""``fleetstat report``, ``history`` and ``prune``: reading and trimming what is stored."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from fleetstat.commands.common import Duration, command, config_option, db_option, load_config
+from fleetstat.present import out, print_history, report_table
+
+
+@command()
+@config_option
+@db_option
+@click.option("--host", multiple=True, help="Only this client (name, ip or ip:port).")
+@click.option("--failing", is_flag=True, help="Only hosts whose last attempt failed.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array on stdout.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row on stdout.")
+def report(
+    config: Path, db: str | None, host: tuple[str, ...], failing: bool, as_json: bool, as_csv: bool
+) -> None:
+    """The latest state of every configured host: status, last sample, figures, alerts.
+
+    Example: fleetstat report -c /etc/fleetstat/fleetstat.xml --failing
+    """
+    import json
+
+    from fleetstat.app import report as latest_report
+
+    states = latest_report(
+        load_config(config), database_url=db, hosts=list(host) or None, failing=failing
+    )
+    if as_json:
+        click.echo(json.dumps([state.as_json() for state in states], indent=2))
+    elif as_csv:
+        import csv
+
+        rows = [state.as_json() for state in states]
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["host"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row | {"alerts": " ".join(row["alerts"])})
+    else:
+        out().print(report_table(states))
+
+
+@command()
+@click.argument("host", help="The client: its name, ip or ip:port.")
+@config_option
+@db_option
+@click.option("--since", type=Duration(0, inclusive=False), default="7d", show_default=True,
+              help="How far back: 1h, 7d, 30d.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("--width", type=click.IntRange(min=1), default=48, show_default=True,
+              help="Plot width in characters.")  # fmt: skip
+def history(
+    host: str, config: Path, db: str | None, since: float, as_json: bool, width: int
+) -> None:
+    """Min/avg/max of CPU, memory, swap and disk over a window, with a small plot.
+
+    Example: fleetstat history web-01 -c /etc/fleetstat/fleetstat.xml --since 7d
+    """
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from fleetstat.app import history as host_history
+
+    until = datetime.now(UTC)
+    found = host_history(load_config(config), host, until - timedelta(seconds=since),
+                         until=until, database_url=db, buckets=width)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(found.as_json(), indent=2))
+    else:
+        print_history(found)
+
+
+@command()
+@config_option
+@db_option
+def prune(config: Path, db: str | None) -> None:
+    """Delete rows older than <retention> allows, in small batches; keeps what is needed.
+
+    Never deleted: each host's latest sample and attempt, the rows of hosts with an
+    unresolved alert, unsent mail. watch does this once a day by itself.
+
+    Example: fleetstat prune -c /etc/fleetstat/fleetstat.xml
+    """
+    from fleetstat.app import prune_now
+
+    cfg = load_config(config)
+    if cfg.retention == type(cfg.retention)():
+        out().print(f"{config}: no <retention>: everything is kept", highlight=False)
+        return
+    done = prune_now(cfg, database_url=db)
+    out().print(f"pruned {done.samples} sample(s), {done.attempts} attempt(s), {done.events} "
+                f"event(s), {done.mail} sent mail, {done.rounds} round(s) in {done.batches} "
+                f"batch(es), {done.seconds:.1f}s", highlight=False)  # fmt: skip

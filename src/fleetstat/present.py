@@ -1,0 +1,262 @@
+"""Output for people: the consoles, the tables and the short lines the commands print.
+
+One module so that every place fleetstat shows a host's data to a person (the
+``fleetstat`` commands and ``fleetstat demo``) renders it the same way. Library
+code never prints; it returns values that these functions render.
+
+rich is imported where a table or a console is made: ``--help``, ``--version``
+and ``collect -q`` under cron load none of it (importing rich.console alone
+costs ~0.06 s of CPU and ~6 MB).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import click
+
+from fleetstat.errors import ConfigError, FleetstatError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
+
+    from fleetstat.alerts import AlertView
+    from fleetstat.app import CollectOutcome
+    from fleetstat.model import HostResult, RoundResult
+    from fleetstat.store.reports import History, HostState
+
+
+@functools.cache
+def out() -> Console:
+    """The stdout console, made on first use."""
+    from rich.console import Console
+
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+
+@functools.cache
+def err() -> Console:
+    """The stderr console, made on first use."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def show_error(exc: FleetstatError) -> int:
+    """Print ``exc`` for a person on stderr; return the exit code it calls for."""
+    if isinstance(exc, ConfigError):
+        err().print(f"[bold red]config error[/] ({len(exc.issues)} issue(s)):", highlight=False)
+        for issue in exc.issues:
+            err().print(f"  {issue}", highlight=False, markup=False)
+    else:
+        error_line(str(exc))
+    return exc.exit_code
+
+
+def error_line(text: str) -> None:
+    _labelled("error:", "bold red", text)
+
+
+def warn(text: str) -> None:
+    _labelled("warning:", "yellow", text)
+
+
+def _labelled(label: str, style: str, text: str) -> None:
+    from rich.text import Text
+
+    # The text is never markup: it may quote a config value or what a host sent.
+    err().print(Text.assemble((label, style), " ", text), highlight=False)
+
+
+# -- figures as text -------------------------------------------------------------------
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m"
+
+
+def when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment is not None else "-"
+
+
+def pct(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+
+def alert_number(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if metric == "load" else f"{value:.1f}%"
+
+
+def mail_line(outcome: CollectOutcome) -> str:
+    line = f"mail: {outcome.mail_sent} sent, {outcome.mail_queued} queued"
+    if outcome.mail_failed:
+        line += f", {outcome.mail_failed} failed"
+    if outcome.mail_error:
+        line += f" ({outcome.mail_error})"
+    return line
+
+
+def round_line(outcome: CollectOutcome) -> str:
+    r = outcome.round
+    retries = f", {r.retries} retried connection(s)" if r.retries else ""
+    seconds = (r.finished_at - r.started_at).total_seconds()
+    return (
+        f"round {outcome.round_id}: {r.ok_count}/{len(r.results)} ok, {r.failed_count} failed"
+        f"{retries} in {seconds:.1f}s; stored in {outcome.database}"
+    )
+
+
+# -- tables ----------------------------------------------------------------------------
+
+
+def _table(columns: list[tuple[str, str]]) -> Table:
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for name, justify in columns:
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    return table
+
+
+def summary_table(result: RoundResult) -> Table:
+    """One row per host of a round: status, CPU, memory, uptime, error."""
+    table = _table([
+        ("host", "left"), ("address", "left"), ("status", "left"), ("CPU %", "right"),
+        ("memory %", "right"), ("uptime", "right"), ("error", "left"),
+    ])  # fmt: skip
+    for r in result.results:
+        doc = r.document or {}
+        style = "green" if r.ok else "red"
+        table.add_row(
+            r.client.label,
+            r.client.address,
+            f"[{style}]{r.status.value}[/]",
+            pct((doc.get("cpu") or {}).get("used_percent")),
+            pct((doc.get("memory") or {}).get("used_percent")),
+            human_duration(doc.get("uptime_seconds")),
+            r.error or "",
+        )
+    return table
+
+
+def report_table(states: list[HostState]) -> Table:
+    """``fleetstat report``: the latest state of each host."""
+    table = _table([
+        ("host", "left"), ("status", "left"), ("sample age", "right"), ("CPU %", "right"),
+        ("mem %", "right"), ("swap %", "right"), ("fullest disk", "left"), ("load", "right"),
+        ("uptime", "right"), ("alerts", "left"),
+    ])  # fmt: skip
+    for s in states:
+        style = "green" if s.status == "ok" else "red"
+        cpu = s.cpu_interval_percent if s.cpu_interval_percent is not None else s.cpu_percent
+        disk = f"{pct(s.disk_max_percent)}% {s.disk_max_mount}" if s.disk_max_mount else "-"
+        table.add_row(
+            s.name,
+            f"[{style}]{s.status}[/]",
+            human_duration(s.sample_age_seconds) if s.sample_age_seconds is not None else "never",
+            pct(cpu),
+            pct(s.memory_percent),
+            pct(s.swap_percent),
+            disk,
+            f"{s.load1:.2f}" if s.load1 is not None else "-",
+            human_duration(s.uptime_seconds),
+            f"[red]{' '.join(s.alerts)}[/]" if s.alerts else "",
+        )
+    return table
+
+
+def alerts_table(views: list[AlertView]) -> Table:
+    """``fleetstat alerts``: one row per firing (or pending) alert."""
+    names = ("host", "address", "rule", "state", "value", "limit", "since", "last mailed")
+    table = _table([(name, "left") for name in names])
+    for view in views:
+        table.add_row(
+            view.host,
+            f"{view.client_ip}:{view.client_port}",
+            view.rule,
+            view.state,
+            alert_number(view.metric, view.value),
+            alert_number(view.metric, view.limit),
+            when(view.since),
+            when(view.last_notified_at),
+        )
+    return table
+
+
+def print_history(found: History) -> None:
+    """``fleetstat history``: the heading, the min/avg/max table and two sparklines."""
+    from fleetstat.store.reports import sparkline
+
+    console = out()
+    console.print(f"{found.name} ({found.client_ip}:{found.client_port}) since "
+                  f"{when(found.since)}: {found.samples} sample(s), {found.failed_attempts} "
+                  f"failed of {found.attempts} attempt(s)",
+                  highlight=False, markup=False)  # fmt: skip
+    console.print(f"first {when(found.first_sample_at)}, last {when(found.last_sample_at)}",
+                  highlight=False)  # fmt: skip
+    table = _table([("figure", "left"), ("min", "right"), ("avg", "right"), ("max", "right")])
+    for name, stat in found.stats.items():
+        table.add_row(f"{name} %", pct(stat.min), pct(stat.avg), pct(stat.max))
+    console.print(table)
+    step = human_duration(found.bucket_seconds) if found.bucket_seconds >= 60 else (
+        f"{found.bucket_seconds}s")  # fmt: skip
+    console.print(f"CPU    |{sparkline(found.cpu_series)}|  (0-100 %, one mark per {step})",
+                  highlight=False, markup=False)  # fmt: skip
+    console.print(f"memory |{sparkline(found.memory_series)}|", highlight=False, markup=False)
+
+
+class RoundProgress:
+    """A progress bar on a terminal; one plain line per failed host otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> RoundProgress:
+        if sys.stderr.isatty() and err().is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._bar = Progress(
+                "collecting", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=err(), transient=True,
+            )  # fmt: skip
+            self._bar.start()
+            self._task = self._bar.add_task("hosts", total=self.total)
+        return self
+
+    def __call__(self, result: HostResult) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.advance(self._task)
+        elif not result.ok:
+            click.echo(
+                f"{result.status.value} {result.client.address} "
+                f"{result.duration_seconds:.2f}s {result.error or ''}",
+                err=True,
+            )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.stop()
