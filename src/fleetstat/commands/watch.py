@@ -8,12 +8,11 @@ import click
 from click.exceptions import Exit
 
 from fleetstat.commands.common import Duration, command, config_option, db_option, load_config
-from fleetstat.watch import MIN_EVERY_SECONDS
 
 
 @command()
 @config_option
-@click.option("--every", type=Duration(MIN_EVERY_SECONDS), default="5m", show_default=True,
+@click.option("--every", type=Duration(), default="5m", show_default=True,
               help="Interval between round starts: 30s, 5m, 1h.")  # fmt: skip
 @db_option
 def watch(config: Path, every: float, db: str | None) -> None:
@@ -26,8 +25,11 @@ def watch(config: Path, every: float, db: str | None) -> None:
 
     Example: fleetstat watch -c /etc/fleetstat/fleetstat.xml --every 5m
     """
-    from fleetstat.watch import configure_logging, run_watch
+    # Imported here: the scheduler loads asyncio, which --help does not need.
+    from fleetstat.watch import MIN_EVERY_SECONDS, configure_logging, run_watch
 
+    if every < MIN_EVERY_SECONDS:
+        raise click.BadParameter(f"give at least {MIN_EVERY_SECONDS:g}s", param_hint="'--every'")
     cfg = load_config(config)
     configure_logging()
     raise Exit(run_watch(cfg, every, database_url=db))
