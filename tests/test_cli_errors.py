@@ -68,9 +68,7 @@ def test_every_command_has_a_bad_argument_case() -> None:
 
 
 @pytest.mark.parametrize("command", _commands())
-def test_a_bad_argument_exits_2_with_a_message_and_no_traceback(
-    command: str, config: Path
-) -> None:
+def test_a_bad_argument_exits_2_with_a_message_and_no_traceback(command: str, config: Path) -> None:
     args, word = BAD[command]
     done = run(*command.split(), *(arg.format(config=config) for arg in args))
     assert done.returncode == 2, done.stderr
