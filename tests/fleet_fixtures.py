@@ -26,10 +26,15 @@ BEHAVIOURS = {
     FAIL: "fail",
     STUCK: "stuck",
 }
-RUN_TIMEOUT = 3
+# Deadlines a loaded 2-core machine (two copies of the suite side by side) never
+# reaches on a healthy host; the "hang" hosts' probes end by their own alarm after
+# HANG_ALARM seconds (SimFleet.hang_alarm), so they still time out quickly.
+CONNECT_TIMEOUT = 30
+RUN_TIMEOUT = 30
+HANG_ALARM = 2
 
 
-def assert_nothing_left(fleet: SimFleet, seconds: float = 15) -> None:
+def assert_nothing_left(fleet: SimFleet, seconds: float = 60) -> None:
     """No fleetstat temp dir on any host and no process of the fleet's user.
 
     The hosts finish just after each channel closes, so give the last ones a
@@ -55,7 +60,10 @@ def sim_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet]:
     if os.geteuid() != 0:
         _unavailable("the simulated fleet's password logins need root (run scripts/test as root)")
     fleet = SimFleet(
-        tmp_path_factory.mktemp("fleet"), count=OK_HOSTS + len(BEHAVIOURS), behaviours=BEHAVIOURS
+        tmp_path_factory.mktemp("fleet"),
+        count=OK_HOSTS + len(BEHAVIOURS),
+        behaviours=BEHAVIOURS,
+        hang_alarm=HANG_ALARM,
     )
     try:
         fleet.start()
@@ -75,11 +83,13 @@ def fleet_config(
     defaults: str = "",
     extra: str = "",
     database_url: str | None = None,
+    run_timeout: float = RUN_TIMEOUT,
 ) -> Config:
     """Write and load a config for the chosen simulated hosts."""
     db = database_url or f"sqlite:///{tmp_path / 'fleetstat.db'}"
     defaults = defaults or (
-        f'<defaults concurrency="50" connect-timeout="5s" run-timeout="{RUN_TIMEOUT}s" '
+        f'<defaults concurrency="50" connect-timeout="{CONNECT_TIMEOUT}s" '
+        f'run-timeout="{run_timeout:g}s" '
         f'host-keys="strict" known-hosts="{fleet.known_hosts}"/>'
     )
     path = tmp_path / "fleetstat.xml"

@@ -52,7 +52,7 @@ async def failed_login(fleet: SimFleet) -> None:
         )  # fmt: skip
 
 
-def wait_for_lines(path: Path, text: str, count: int, seconds: float = 10) -> None:
+def wait_for_lines(path: Path, text: str, count: int, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if path.read_text(encoding="utf-8").count(text) >= count:
@@ -72,7 +72,7 @@ def test_failed_logins_are_stored_once_and_mailed(
   <database url="sqlite:///{tmp_path / "fleetstat.db"}"/>
   <key path="{tmp_path / "server.key"}"/>
   {smtp_server.xml()}
-  <defaults connect-timeout="5s" run-timeout="20s" known-hosts="{fleet.known_hosts}"/>
+  <defaults connect-timeout="30s" run-timeout="30s" known-hosts="{fleet.known_hosts}"/>
   <client ip="{host}" port="{fleet.port}" username="{fleet.user}" key="{fleet.client_key}"
           mail="sec@example.com" name="web-sim">
     <events enabled="true" max="100"/>

@@ -107,8 +107,9 @@ def test_each_failure_is_one_classified_row_and_the_rest_are_stored(
             assert r.error and len(r.error) > 20, name  # a sentence, not a code
     assert "known_hosts" in (by_name["unknown-host-key"].error or "")
     assert "crashed on purpose" in (by_name[f"sim-{FAIL:03d}"].error or "")
-    # The hung host costs its deadline, not the round's sum of deadlines.
-    assert elapsed < RUN_TIMEOUT + 15
+    # The hung host was ended by its own alarm (HANG_ALARM), not waited for until
+    # the server's deadline.
+    assert elapsed < RUN_TIMEOUT
 
     with Store(config.database_url) as store:
         assert store.count("attempts") == len(expected)
@@ -120,11 +121,15 @@ def test_a_host_stuck_before_the_bootstrap_is_killed_by_the_servers_signal(
     tmp_path: Path, sim_fleet: SimFleet
 ) -> None:
     """No alarm is armed when Python never starts the bootstrap; at the host's
-    deadline the transport asks sshd to KILL the session, so nothing lingers."""
-    config = fleet_config(tmp_path, sim_fleet, [0, STUCK])
+    deadline the transport asks sshd to KILL the session, so nothing lingers.
+
+    Alone in its round: a short run timeout that a healthy host beside it could
+    miss on a loaded machine (test_each_failure... has healthy hosts beside hung ones).
+    """
+    config = fleet_config(tmp_path, sim_fleet, [STUCK], run_timeout=2)
     outcome = collect_once(config)
     statuses = {r.client.label: r.status for r in outcome.round.results}
-    assert statuses == {"sim-000": Status.OK, f"sim-{STUCK:03d}": Status.TIMEOUT}
+    assert statuses == {f"sim-{STUCK:03d}": Status.TIMEOUT}
     assert_nothing_left(sim_fleet)
 
 

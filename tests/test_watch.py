@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from alert_helpers import client, failed, ok, round_of
-from fleet_fixtures import HANG, fleet_config
+from fleet_fixtures import CONNECT_TIMEOUT, HANG, RUN_TIMEOUT, fleet_config
 from smtp_fixtures import SmtpServer
 
 from fleetstat.app import CollectOutcome
@@ -282,15 +282,17 @@ def free_smtp_port() -> int:
 
 def _watch_and_stop(tmp_path: Path, sim_fleet: SimFleet, smtp: SmtpServer) -> None:
     hang = sim_fleet.hosts[HANG]
-    # The hanging host makes every round last its run-timeout (2 s), longer than the
-    # 1 s interval: a SIGTERM sent 0.7 s into a round lands in the middle of it.
+    # The hanging host makes every round last its probe's alarm (HANG_ALARM, 2 s),
+    # longer than the 1 s interval: a SIGTERM sent 0.7 s into a round lands in the
+    # middle of it. The healthy hosts' run-timeout is one they never reach.
     extra_clients = (
         f'<client ip="{hang.address}" port="{sim_fleet.port}" username="{sim_fleet.user}" '
         f'key="{sim_fleet.client_key}" mail="oncall@example.com" name="hangs">'
         '<alert type="unreachable"/></client>'
     )
     defaults = (
-        '<defaults concurrency="10" connect-timeout="5s" run-timeout="2s" '
+        f'<defaults concurrency="10" connect-timeout="{CONNECT_TIMEOUT}s" '
+        f'run-timeout="{RUN_TIMEOUT}s" '
         f'host-keys="strict" known-hosts="{sim_fleet.known_hosts}"/>'
     )
     config = fleet_config(tmp_path, sim_fleet, [0, 1, 2], defaults=defaults,

@@ -11,6 +11,16 @@ As root, the sshd runs in a private mount namespace (``unshare --mount``) where 
 copy of /etc/passwd and /etc/shadow with one extra user is bind-mounted: password
 logins work without touching the real system. As another user, sshd runs as that
 user and only key logins work.
+
+Everything a fleet writes lives under its ``workdir`` (mode 0700): keys, config,
+logs, and ``hosts/``, the simulated hosts' home, TMPDIRs and fake interpreters.
+Nothing sits in a shared folder such as /tmp, where another run's clean-up, a
+stale-directory sweep or a tmp cleaner could remove it mid-run. The login user
+cannot traverse a private tree like pytest's (``/tmp/pytest-of-root`` is 0700),
+so inside sshd's namespace ``hosts/`` is also bind-mounted at ``/srv``
+(``remote_root``): the hosts see their files there, and nothing outside the
+namespace changes. Each fleet's login uid is ``SIM_UID_BASE + port``: two fleets
+alive at once hold different ports, so they never share a uid.
 """
 
 from __future__ import annotations
@@ -23,7 +33,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,18 +41,32 @@ from fleetstat.errors import FleetstatError
 
 BEHAVIOURS = ("ok", "hang", "no_python", "garbage", "fail", "stuck")
 SIM_USER = "fleetsim"
-SIM_UID = 64123
+# Above every uid a Debian system hands out (and 65534, nobody), below 2**31.
+SIM_UID_BASE = 4_000_000
+# Where the login user sees ``hosts/`` inside sshd's mount namespace (as root): the
+# first that exists. Shadowed in that namespace only.
+REMOTE_ROOTS = ("/srv", "/mnt", "/media")
+# Tries with a fresh port when another process took ours between free_port() and
+# sshd's bind (both suites on a machine draw from the same ephemeral range).
+START_TRIES = 5
 
 # A host whose probe hangs mid-run (as on a dead NFS mount): the host's real
 # python3 runs the real bootstrap, which arms its deadline and takes the upload,
-# and then sleeps where the probe's main() would run. __PYTHON__ is that python3.
+# and then sleeps where the probe's main() would run. __PYTHON__ is that python3;
+# __ALARM__ (SimFleet.hang_alarm), when not 0, shortens the deadline it arms.
 _HANGING_PYTHON = """#!__PYTHON__ -IS
-import os, sys
+import os, re, sys
 args = sys.argv[1:]
 code = args.index("-c") + 1
-if "code = main()" not in args[code]:
-    sys.exit("simfleet: the bootstrap no longer calls main(); update _HANGING_PYTHON")
+if "code = main()" not in args[code] or "signal.alarm(" not in args[code]:
+    sys.exit("simfleet: the bootstrap no longer calls main() or alarm(); update _HANGING_PYTHON")
 args[code] = args[code].replace("code = main()", "import time; time.sleep(3600); code = 0")
+if __ALARM__:
+    args[code] = re.sub(
+        r"signal\\.alarm\\((\\d+)\\)",
+        lambda m: "signal.alarm(%d)" % min(int(m.group(1)), __ALARM__),
+        args[code],
+    )
 os.execv("__PYTHON__", ["__PYTHON__"] + args)
 """
 _FAKE_PYTHONS = {
@@ -117,6 +140,11 @@ class SimFleet:
     # /var/log/auth.log inside its namespace (``auth_log_path`` from outside), and
     # the namespace has no journald, so the probe reads events from that file.
     auth_log: bool = False
+    # Seconds after which a "hang" host's probe is ended by its own alarm, when
+    # shorter than the run timeout it was sent (0: that run timeout). Tests give
+    # healthy hosts a deadline a loaded machine never reaches and still see the
+    # hanging ones time out quickly.
+    hang_alarm: int = 0
     hosts: list[SimHost] = field(default_factory=list)
     password: str = ""
     # Each fleet's login user has a uid of its own (from the port), so stopping one
@@ -124,10 +152,7 @@ class SimFleet:
     # sessions: test runs and the bench may share a machine.
     uid: int = 0
     _proc: subprocess.Popen[bytes] | None = None
-    # What the simulated user must reach (home, TMPDIRs, fake interpreters) lives
-    # under its own traversable folder: ``workdir`` may sit in a private 0700 tree
-    # such as pytest's.
-    hostroot: Path = field(default_factory=lambda: Path("/nonexistent"))
+    _uid_given: bool = False
 
     # -- paths -------------------------------------------------------------
     @property
@@ -156,6 +181,25 @@ class SimFleet:
         return self.workdir / "known_hosts"
 
     @property
+    def hostroot(self) -> Path:
+        """The simulated hosts' files (home, TMPDIRs, fake interpreters), seen from here."""
+        return self.workdir / "hosts"
+
+    @property
+    def remote_root(self) -> Path:
+        """``hostroot`` as sshd and the login user see it."""
+        if not self.as_root:
+            return self.hostroot
+        for candidate in REMOTE_ROOTS:
+            if Path(candidate).is_dir():
+                return Path(candidate)
+        raise SimFleetError(f"none of {', '.join(REMOTE_ROOTS)} exists to mount the hosts on")
+
+    def remote(self, path: Path) -> Path:
+        """A path under ``hostroot`` as the simulated hosts see it."""
+        return self.remote_root / path.relative_to(self.hostroot)
+
+    @property
     def home(self) -> Path:
         return self.hostroot / "home"
 
@@ -164,22 +208,42 @@ class SimFleet:
         return self.workdir / "sshd.log"
 
     @property
+    def pid_path(self) -> Path:
+        return self.workdir / "sshd.pid"
+
+    @property
     def auth_log_path(self) -> Path:
         """The simulated hosts' /var/log/auth.log, seen from outside the namespace."""
         return self.workdir / "varlog" / "auth.log"
 
-    def _auth_log_script(self) -> str:
-        varlog = self.auth_log_path.parent
-        varlog.mkdir(mode=0o755, exist_ok=True)
-        (varlog / "empty").mkdir(mode=0o755, exist_ok=True)
-        self.auth_log_path.touch(mode=0o644)
-        self.auth_log_path.chmod(0o644)  # readable by the sim user, like the adm group's
-        return (
-            'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/shadow && '
-            'mount --bind "$5" /var/log && '
-            '{ [ ! -d /run/systemd/journal ] || mount --bind "$5/empty" /run/systemd/journal; } && '
-            '{ "$3" -D -e -f "$4" 2>&1 | "$6" -u -c "$7"; }'
-        )
+    def _namespace_command(self, sshd: str, config: Path) -> list[str]:
+        """sshd in a private mount namespace with the sim user's passwd/shadow and
+        ``hostroot`` at ``remote_root`` (and, with ``auth_log``, a private /var/log)."""
+        mounts = [
+            'mount --bind "$1" /etc/passwd',
+            'mount --bind "$2" /etc/shadow',
+            'mount --bind "$3" "$4"',
+        ]
+        args = [
+            str(self.workdir / "passwd"), str(self.workdir / "shadow"),
+            str(self.hostroot), str(self.remote_root), sshd, str(config),
+        ]  # fmt: skip
+        run = 'exec "$5" -D -e -f "$6"'
+        if self.auth_log:
+            varlog = self.auth_log_path.parent
+            varlog.mkdir(mode=0o755, exist_ok=True)
+            (varlog / "empty").mkdir(mode=0o755, exist_ok=True)
+            self.auth_log_path.touch(mode=0o644)
+            self.auth_log_path.chmod(0o644)  # readable by the sim user, like the adm group's
+            mounts += [
+                'mount --bind "$7" /var/log',
+                "{ [ ! -d /run/systemd/journal ] || "
+                'mount --bind "$7/empty" /run/systemd/journal; }',
+            ]
+            run = '{ "$5" -D -e -f "$6" 2>&1 | "$8" -u -c "$9"; }'
+            args += [str(varlog), sys.executable, _SYSLOG_WRITER]
+        script = " && ".join([*mounts, run])
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sim", *args]
 
     # -- lifecycle -----------------------------------------------------------
     def __enter__(self) -> SimFleet:
@@ -191,42 +255,42 @@ class SimFleet:
 
     def start(self) -> SimFleet:
         sshd = find_sshd()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir.chmod(0o755)
         for bad in set(self.behaviours.values()) - set(BEHAVIOURS):
             raise SimFleetError(f"unknown behaviour {bad!r}; use one of {BEHAVIOURS}")
-        self.hostroot = Path(tempfile.mkdtemp(prefix="fleetstat-sim-"))
-        self.hostroot.chmod(0o755)
-        self.port = self.port or free_port()
-        self.uid = self.uid or SIM_UID + self.port % 20000
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir.chmod(0o700)
         self.password = self.password or secrets.token_urlsafe(12)
+        self._uid_given = self._uid_given or self.uid != 0
+        port_given = self.port != 0
         self._keys()
-        self._hosts()
-        self._fake_bins()
-        config = self._write_config()
-        if self.as_root:
-            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
-            self._write_accounts()
-            cmd = [
-                "unshare", "--mount", "--propagation", "private", "sh", "-c",
-                'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/shadow && '
-                'exec "$3" -D -e -f "$4"',
-                "sim", str(self.workdir / "passwd"), str(self.workdir / "shadow"),
-                sshd, str(config),
-            ]  # fmt: skip
-            if self.auth_log:
-                cmd[6] = self._auth_log_script()
-                cmd += [str(self.auth_log_path.parent), sys.executable, _SYSLOG_WRITER]
-        else:
-            cmd = [sshd, "-D", "-e", "-f", str(config)]
-        log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-        log.close()
-        self._wait_listening()
-        return self
+        for attempt in range(1, START_TRIES + 1):
+            if not port_given:
+                self.port = free_port()
+            if not self._uid_given:
+                self.uid = SIM_UID_BASE + self.port
+            self._prepare_hostroot()
+            config = self._write_config()
+            if self.as_root:
+                Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
+                self._write_accounts()
+                cmd = self._namespace_command(sshd, config)
+            else:
+                cmd = [sshd, "-D", "-e", "-f", str(config)]
+            self.pid_path.unlink(missing_ok=True)
+            log = self.log_path.open("ab")
+            self._proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+            log.close()
+            try:
+                self._wait_listening()
+                return self
+            except SimFleetError as exc:
+                self._proc = None
+                if port_given or attempt == START_TRIES or "Address already in use" not in str(exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -243,6 +307,7 @@ class SimFleet:
             proc.wait(timeout=5)
         self._kill_user_processes()
         shutil.rmtree(self.hostroot, ignore_errors=True)
+        self.pid_path.unlink(missing_ok=True)
 
     def _kill_user_processes(self) -> None:
         if not self.as_root:
@@ -250,17 +315,29 @@ class SimFleet:
         subprocess.run(["pkill", "-KILL", "-U", str(self.uid)], check=False)
 
     def _wait_listening(self) -> None:
-        deadline = time.monotonic() + 10
+        """Until sshd wrote its PidFile, which it does once its socket is bound.
+
+        Not a connection to the port: that would also succeed when another process
+        holds it and our sshd is exiting with "Address already in use". Generous:
+        a loaded 2-core machine may take seconds to start a process.
+        """
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
-                raise SimFleetError(f"sshd exited at start: {self.log_path.read_text()[-2000:]}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
-            ):
-                return
+                raise SimFleetError(f"sshd exited at start: {self._log_tail()}")
+            with contextlib.suppress(OSError, ValueError):
+                if int(self.pid_path.read_text().strip()) > 0:
+                    return
             time.sleep(0.05)
-        raise SimFleetError(f"sshd did not listen on port {self.port} within 10s")
+        self.stop()
+        raise SimFleetError(
+            f"sshd did not listen on port {self.port} within 60s: {self._log_tail()}"
+        )
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-2000:]
+        return "(no log)"
 
     # -- setup pieces --------------------------------------------------------
     def _keys(self) -> None:
@@ -271,9 +348,20 @@ class SimFleet:
                      "-f", str(key)],
                     check=True,
                 )  # fmt: skip
+
+    def _prepare_hostroot(self) -> None:
+        """A fresh ``hostroot`` for this start (a killed run may have left one),
+        owned by the login user: home with authorized_keys, TMPDIRs, interpreters."""
+        shutil.rmtree(self.hostroot, ignore_errors=True)
+        self.hostroot.mkdir(mode=0o700)
         ssh_dir = self.home / ".ssh"
-        ssh_dir.mkdir(parents=True, exist_ok=True)
+        ssh_dir.mkdir(parents=True)
         shutil.copy(self.client_key.with_suffix(".pub"), ssh_dir / "authorized_keys")
+        self._hosts()
+        self._fake_bins()
+        if self.as_root:
+            for path in [self.hostroot, *self.hostroot.rglob("*")]:
+                os.chown(path, self.uid, self.uid)
 
     def _hosts(self) -> None:
         self.hosts = []
@@ -287,10 +375,6 @@ class SimFleet:
         self.known_hosts.write_text(
             "".join(f"[{h.address}]:{self.port} {pub[0]} {pub[1]}\n" for h in self.hosts)
         )
-        if self.as_root:
-            for path in [self.home, *(self.hostroot / "hosttmp").rglob("*"),
-                         self.hostroot / "hosttmp", *self.home.rglob("*")]:  # fmt: skip
-                os.chown(path, self.uid, self.uid)
 
     def _fake_bins(self) -> None:
         host_python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
@@ -298,6 +382,7 @@ class SimFleet:
             bindir = self.hostroot / "bin" / behaviour
             bindir.mkdir(parents=True, exist_ok=True)
             target = bindir / "python3"
+            script = script.replace("__ALARM__", str(int(self.hang_alarm)))
             target.write_text(script.replace("__PYTHON__", host_python or "/usr/bin/python3"))
             target.chmod(0o755)
         # A PATH with nothing on it: the remote script needs only the shell's
@@ -312,7 +397,8 @@ class SimFleet:
         ).stdout.decode().strip()  # fmt: skip
         passwd = Path("/etc/passwd").read_text()
         shadow = Path("/etc/shadow").read_text()
-        passwd += f"{SIM_USER}:x:{self.uid}:{self.uid}:fleetstat sim:{self.home}:/bin/sh\n"
+        home = self.remote(self.home)
+        passwd += f"{SIM_USER}:x:{self.uid}:{self.uid}:fleetstat sim:{home}:/bin/sh\n"
         shadow += f"{SIM_USER}:{hashed}:19000:0:99999:7:::\n"
         (self.workdir / "passwd").write_text(passwd)
         shadow_path = self.workdir / "shadow"
@@ -325,15 +411,15 @@ class SimFleet:
             if host.behaviour == "ok":
                 continue
             path = "/usr/bin:/bin"
+            bindir = self.remote(self.hostroot / "bin" / host.behaviour)
             if host.behaviour in _FAKE_PYTHONS:
-                path = f"{self.hostroot / 'bin' / host.behaviour}:/usr/local/bin:/usr/bin:/bin"
+                path = f"{bindir}:/usr/local/bin:/usr/bin:/bin"
             elif host.behaviour == "no_python":
-                path = str(self.hostroot / "bin" / "no_python")
-            blocks.append(
-                f"Match LocalAddress {host.address}\n  SetEnv TMPDIR={host.tmpdir} PATH={path}\n"
-            )
+                path = str(bindir)
+            tmp = self.remote(host.tmpdir)
+            blocks.append(f"Match LocalAddress {host.address}\n  SetEnv TMPDIR={tmp} PATH={path}\n")
         # sshd keeps the first value it obtains, so specific blocks come first.
-        ok_tmp = self.hostroot / "hosttmp" / "ok"
+        ok_tmp = self.remote(self.hostroot / "hosttmp" / "ok")
         blocks.append(f"Match all\n  SetEnv TMPDIR={ok_tmp}\n")
         user_pattern = f"{self.user}@127.0.0.0/8"
         kex = f"KexAlgorithms {self.kex_algorithms}\n" if self.kex_algorithms else ""
@@ -341,8 +427,8 @@ class SimFleet:
 ListenAddress 0.0.0.0:{self.port}
 HostKey {self.host_key}
 HostKeyAlgorithms ssh-ed25519
-{kex}PidFile {self.workdir / "sshd.pid"}
-AuthorizedKeysFile {self.home / ".ssh" / "authorized_keys"}
+{kex}PidFile {self.pid_path}
+AuthorizedKeysFile {self.remote(self.home / ".ssh" / "authorized_keys")}
 StrictModes no
 UsePAM no
 PasswordAuthentication {"yes" if self.as_root else "no"}
