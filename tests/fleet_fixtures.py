@@ -18,17 +18,18 @@ from fleetstat.config import Config, load_config
 from fleetstat.simfleet import SimFleet, SimFleetError
 
 OK_HOSTS = 22
-HANG, NO_PYTHON, GARBAGE, FAIL, STUCK = range(OK_HOSTS, OK_HOSTS + 5)
+HANG, NO_PYTHON, GARBAGE, FAIL, STUCK, HANG_LONG = range(OK_HOSTS, OK_HOSTS + 6)
 BEHAVIOURS = {
-    HANG: "hang",
+    HANG: "hang",  # its probe's alarm ends it after HANG_ALARM seconds
     NO_PYTHON: "no_python",
     GARBAGE: "garbage",
     FAIL: "fail",
     STUCK: "stuck",
+    HANG_LONG: "hang",  # its probe's alarm ends it at the run timeout it was sent
 }
 # Deadlines a loaded 2-core machine (two copies of the suite side by side) never
-# reaches on a healthy host; the "hang" hosts' probes end by their own alarm after
-# HANG_ALARM seconds (SimFleet.hang_alarm), so they still time out quickly.
+# reaches on a healthy host; the HANG host's probe ends by its own alarm after
+# HANG_ALARM seconds (SimFleet.hang_alarms), so it still times out quickly.
 CONNECT_TIMEOUT = 30
 RUN_TIMEOUT = 30
 HANG_ALARM = 2
@@ -63,7 +64,7 @@ def sim_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet]:
         tmp_path_factory.mktemp("fleet"),
         count=OK_HOSTS + len(BEHAVIOURS),
         behaviours=BEHAVIOURS,
-        hang_alarm=HANG_ALARM,
+        hang_alarms={HANG: HANG_ALARM},
     )
     try:
         fleet.start()

@@ -28,7 +28,7 @@ HOSTS = 200
 HANGING = {i for i in range(HOSTS) if i % 20 == 7}  # 10 hosts, spread over the fleet
 # Generous: 100 probes at once share two cores with whatever else the machine runs
 # (another copy of the suite). The hanging hosts' probes end by their own alarm
-# after HANG_ALARM seconds (SimFleet.hang_alarm), so the round does not wait this out.
+# after HANG_ALARM seconds (SimFleet.hang_alarms), so the round does not wait this out.
 RUN_TIMEOUT = 60
 HANG_ALARM = 5
 
@@ -54,7 +54,7 @@ def hanging_fleet(tmp_path: Path) -> Iterator[SimFleet]:
         tmp_path / "fleet",
         count=HOSTS,
         behaviours={i: "hang" for i in HANGING},
-        hang_alarm=HANG_ALARM,
+        hang_alarms=dict.fromkeys(HANGING, HANG_ALARM),
     )
     yield fleet
     fleet.stop()

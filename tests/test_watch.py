@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from alert_helpers import client, failed, ok, round_of
-from fleet_fixtures import CONNECT_TIMEOUT, HANG, RUN_TIMEOUT, fleet_config
+from fleet_fixtures import CONNECT_TIMEOUT, HANG, HANG_LONG, RUN_TIMEOUT, fleet_config
 from smtp_fixtures import SmtpServer
 
 from fleetstat.app import CollectOutcome
@@ -372,15 +372,15 @@ def test_watch_process_sigterm_while_waiting(tmp_path: Path, sim_fleet: SimFleet
 
 @pytest.mark.sshd
 def test_watch_process_second_signal_aborts(tmp_path: Path, sim_fleet: SimFleet) -> None:
-    """The first SIGTERM waits for the round (held 2 s by a hanging host); the second
+    """The first SIGTERM waits for the round (held 30 s by a hanging host); the second
     ends the process at once by the signal's default action, nothing half-stored."""
-    hang = sim_fleet.hosts[HANG]
+    hang = sim_fleet.hosts[HANG_LONG]
     extra_clients = (
         f'<client ip="{hang.address}" port="{sim_fleet.port}" username="{sim_fleet.user}" '
         f'key="{sim_fleet.client_key}" name="hangs"/>'
     )
     defaults = (
-        '<defaults concurrency="10" connect-timeout="5s" run-timeout="30s" '
+        f'<defaults concurrency="10" connect-timeout="{CONNECT_TIMEOUT}s" run-timeout="30s" '
         f'host-keys="strict" known-hosts="{sim_fleet.known_hosts}"/>'
     )
     config = fleet_config(tmp_path, sim_fleet, [0], defaults=defaults,

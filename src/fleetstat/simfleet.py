@@ -52,8 +52,9 @@ START_TRIES = 5
 
 # A host whose probe hangs mid-run (as on a dead NFS mount): the host's real
 # python3 runs the real bootstrap, which arms its deadline and takes the upload,
-# and then sleeps where the probe's main() would run. __PYTHON__ is that python3;
-# __ALARM__ (SimFleet.hang_alarm), when not 0, shortens the deadline it arms.
+# and then sleeps where the probe's main() would run. __PYTHON__ is that python3.
+# FLEETSTAT_SIM_HANG_ALARM (set per host from SimFleet.hang_alarms), when not 0,
+# shortens the deadline the bootstrap arms.
 _HANGING_PYTHON = """#!__PYTHON__ -IS
 import os, re, sys
 args = sys.argv[1:]
@@ -61,10 +62,11 @@ code = args.index("-c") + 1
 if "code = main()" not in args[code] or "signal.alarm(" not in args[code]:
     sys.exit("simfleet: the bootstrap no longer calls main() or alarm(); update _HANGING_PYTHON")
 args[code] = args[code].replace("code = main()", "import time; time.sleep(3600); code = 0")
-if __ALARM__:
+alarm = int(os.environ.get("FLEETSTAT_SIM_HANG_ALARM") or 0)
+if alarm:
     args[code] = re.sub(
         r"signal\\.alarm\\((\\d+)\\)",
-        lambda m: "signal.alarm(%d)" % min(int(m.group(1)), __ALARM__),
+        lambda m: "signal.alarm(%d)" % min(int(m.group(1)), alarm),
         args[code],
     )
 os.execv("__PYTHON__", ["__PYTHON__"] + args)
@@ -140,11 +142,11 @@ class SimFleet:
     # /var/log/auth.log inside its namespace (``auth_log_path`` from outside), and
     # the namespace has no journald, so the probe reads events from that file.
     auth_log: bool = False
-    # Seconds after which a "hang" host's probe is ended by its own alarm, when
-    # shorter than the run timeout it was sent (0: that run timeout). Tests give
-    # healthy hosts a deadline a loaded machine never reaches and still see the
-    # hanging ones time out quickly.
-    hang_alarm: int = 0
+    # Host index -> seconds after which that "hang" host's probe is ended by its
+    # own alarm, when shorter than the run timeout it was sent (unlisted: that run
+    # timeout). Tests give healthy hosts a deadline a loaded machine never reaches
+    # and still see hanging ones time out quickly.
+    hang_alarms: dict[int, int] = field(default_factory=dict)
     hosts: list[SimHost] = field(default_factory=list)
     password: str = ""
     # Each fleet's login user has a uid of its own (from the port), so stopping one
@@ -382,7 +384,6 @@ class SimFleet:
             bindir = self.hostroot / "bin" / behaviour
             bindir.mkdir(parents=True, exist_ok=True)
             target = bindir / "python3"
-            script = script.replace("__ALARM__", str(int(self.hang_alarm)))
             target.write_text(script.replace("__PYTHON__", host_python or "/usr/bin/python3"))
             target.chmod(0o755)
         # A PATH with nothing on it: the remote script needs only the shell's
@@ -407,7 +408,7 @@ class SimFleet:
 
     def _write_config(self) -> Path:
         blocks = []
-        for host in self.hosts:
+        for i, host in enumerate(self.hosts):
             if host.behaviour == "ok":
                 continue
             path = "/usr/bin:/bin"
@@ -417,7 +418,12 @@ class SimFleet:
             elif host.behaviour == "no_python":
                 path = str(bindir)
             tmp = self.remote(host.tmpdir)
-            blocks.append(f"Match LocalAddress {host.address}\n  SetEnv TMPDIR={tmp} PATH={path}\n")
+            alarm = (
+                f" FLEETSTAT_SIM_HANG_ALARM={self.hang_alarms[i]}" if i in self.hang_alarms else ""
+            )
+            blocks.append(
+                f"Match LocalAddress {host.address}\n  SetEnv TMPDIR={tmp} PATH={path}{alarm}\n"
+            )
         # sshd keeps the first value it obtains, so specific blocks come first.
         ok_tmp = self.remote(self.hostroot / "hosttmp" / "ok")
         blocks.append(f"Match all\n  SetEnv TMPDIR={ok_tmp}\n")
