@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from fleetstat.config import Config, load_config
@@ -48,6 +49,17 @@ def assert_nothing_left(fleet: SimFleet, seconds: float = 60) -> None:
         time.sleep(0.2)
     assert fleet.leftover_temp_dirs() == [], "a temp dir survived"
     assert fleet.user_processes() == [], "a process survived"
+
+
+def key_login_options(fleet: SimFleet) -> asyncssh.SSHClientConnectionOptions:
+    """asyncssh options for a key login to the fleet's hosts, nothing from ~/.ssh."""
+    return asyncssh.SSHClientConnectionOptions(
+        username=fleet.user,
+        client_keys=[asyncssh.read_private_key(str(fleet.client_key))],
+        known_hosts=asyncssh.read_known_hosts(str(fleet.known_hosts)),
+        agent_path=None,
+        config=(),
+    )
 
 
 def _unavailable(reason: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import asyncssh
 import pytest
 from asyncssh import auth as asyncssh_auth
-from fleet_fixtures import fleet_config
+from fleet_fixtures import fleet_config, key_login_options
 
 from fleetstat.app import collect_once
 from fleetstat.model import Status
@@ -52,13 +52,7 @@ def _logins_asked(sim_fleet: SimFleet, monkeypatch: pytest.MonkeyPatch) -> int:
         return original(self, *args)
 
     monkeypatch.setitem(base._packet_handlers, pk_ok, counted)
-    options = asyncssh.SSHClientConnectionOptions(
-        username=sim_fleet.user,
-        client_keys=[asyncssh.read_private_key(str(sim_fleet.client_key))],
-        known_hosts=asyncssh.read_known_hosts(str(sim_fleet.known_hosts)),
-        agent_path=None,
-        config=(),
-    )
+    options = key_login_options(sim_fleet)
 
     async def login() -> None:
         host = sim_fleet.hosts[0].address

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from fleet_fixtures import _unavailable, fleet_config
+from fleet_fixtures import _unavailable, fleet_config, key_login_options
 
 from fleetstat import simfleet
 from fleetstat.app import collect_once
@@ -105,13 +105,7 @@ def test_stopping_one_fleet_leaves_another_fleets_sessions(
     assert 65534 not in (sim_fleet.uid, neighbour_fleet.uid)  # nobody
 
     async def stop_the_other_during_a_session() -> str:
-        options = asyncssh.SSHClientConnectionOptions(
-            username=sim_fleet.user,
-            client_keys=[asyncssh.read_private_key(str(sim_fleet.client_key))],
-            known_hosts=asyncssh.read_known_hosts(str(sim_fleet.known_hosts)),
-            agent_path=None,
-            config=(),
-        )
+        options = key_login_options(sim_fleet)
         host = sim_fleet.hosts[0].address
         async with asyncssh.connect(host, sim_fleet.port, options=options) as conn:
             process = await conn.create_process("read line; echo got $line")
