@@ -460,7 +460,7 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
         )
         with (
             pytest.raises(StoreError, match="FOREIGN KEY"),
-            store._errors("insert"),
+            store.errors("insert"),
             store.engine.begin() as conn,
         ):
             conn.execute(orphan)

@@ -12,7 +12,8 @@ The tree::
     └── MailError              the SMTP server refused or is unreachable
 
 Third-party exceptions stop at one boundary each: asyncssh errors in
-``transport``, SQLAlchemy errors in ``store``, smtplib errors in ``mail``. The CLI
+``transport``, SQLAlchemy, driver and Alembic errors in ``store`` (``store/errors.py``,
+through ``Store.errors``), smtplib errors in ``mail`` (``mail/smtp.py``). The CLI
 turns a ``FleetstatError`` into a message and an exit code (``exit_code``: 2 for
 usage and config errors, 1 otherwise), in one place (``fleetstat.cli``).
 """

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from fleetstat.store.headline import parse_timestamp
+from fleetstat.units import parse_timestamp
 
 if TYPE_CHECKING:
     from fleetstat.model import RoundResult

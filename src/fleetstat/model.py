@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from fleetstat.config import Client
@@ -22,6 +22,11 @@ class Status(StrEnum):
     TIMEOUT = "timeout"  # connect or run deadline passed
     PROBE_ERROR = "probe_error"  # the probe ran and failed (non-zero exit, no line)
     BAD_PAYLOAD = "bad_payload"  # output present but not a valid sealed envelope
+
+
+# What happened to an alert, said by alerts (the state machine) and rendered by mail:
+# it started firing, it is still firing and its repeat interval passed, it resolved.
+NoticeKind = Literal["firing", "repeat", "resolved"]
 
 
 @dataclass(frozen=True)

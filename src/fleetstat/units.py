@@ -1,17 +1,19 @@
-"""Human-friendly units shared by the config file and the command line.
+"""Units shared by the config file, the command line and the probe's documents.
 
 Durations are written the way operators say them: ``"10s"``, ``"5m"``, ``"4h"``,
 ``"7d"``, ``"2w"``, a bare number of seconds (``"90"``, ``"1.5"``), or a
 sequence such as ``"1h30m"``. :func:`parse_duration` turns them into seconds
 (a ``float``); :func:`format_duration` goes the other way for messages.
+:func:`parse_timestamp` reads the ISO 8601 instants a probe writes.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
 
-__all__ = ["DURATION_UNITS", "format_duration", "parse_duration"]
+__all__ = ["DURATION_UNITS", "format_duration", "parse_duration", "parse_timestamp"]
 
 #: Seconds per unit. Months and years are left out on purpose: their length varies.
 DURATION_UNITS: dict[str, float] = {
@@ -68,3 +70,16 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """An ISO 8601 string from the probe as aware UTC; naive means UTC; junk is None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)  # 3.11+: accepts the trailing "Z"
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)

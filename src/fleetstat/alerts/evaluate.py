@@ -24,7 +24,6 @@ from fleetstat.alerts.machine import AlertState, Limits, step
 from fleetstat.alerts.metrics import measure
 from fleetstat.config import AlertRule, Defaults
 from fleetstat.mail import Message, Notice, enqueue, render_message
-from fleetstat.mail.outbox import sql_errors
 from fleetstat.model import HostResult, RoundResult
 from fleetstat.store import Store
 from fleetstat.store.schema import alert_states
@@ -72,7 +71,7 @@ def evaluate_round(
     """Evaluate every host of ``round`` against its client's rules; queue the mail."""
     defaults = defaults or Defaults()
     now = now or datetime.now(UTC)
-    with sql_errors(store, "evaluate alerts"), store.engine.begin() as conn:
+    with store.errors("evaluate alerts"), store.engine.begin() as conn:
         known = _load(conn, round.results)
         plan = _Plan()
         for result in round.results:

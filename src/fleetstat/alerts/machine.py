@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from fleetstat.mail.render import NoticeKind
+from fleetstat.model import NoticeKind
 
 State = Literal["ok", "pending", "firing"]
 

@@ -9,7 +9,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from fleetstat.config import Config
-from fleetstat.mail.outbox import sql_errors
 from fleetstat.store import Store
 from fleetstat.store.schema import alert_states
 
@@ -62,7 +61,7 @@ def active_alerts(
         .where(alert_states.c.state.in_(states))
         .order_by(alert_states.c.first_breached_at, alert_states.c.id)
     )
-    with sql_errors(store, "read the alert states"), store.engine.connect() as conn:
+    with store.errors("read the alert states"), store.engine.connect() as conn:
         rows = conn.execute(query).all()
     names: dict[tuple[str, int], str] = {}
     rules: dict[tuple[str, int], set[str]] = {}

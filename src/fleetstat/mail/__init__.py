@@ -1,7 +1,7 @@
 """Alert mail: render plain-text messages, keep them in an outbox, deliver over SMTP.
 
-Modules: ``render`` (notices -> subject and body, pure), ``outbox`` (the
-``mail_outbox`` rows: enqueue in the caller's transaction, flush with retries),
+Modules: ``render`` (notices -> subject and body, pure), ``outbox`` (queue in the
+caller's transaction, flush with retries; the rows' SQL is ``fleetstat.store.outbox``),
 ``smtp`` (one SMTP session; smtplib, ssl and socket errors become
 :class:`~fleetstat.errors.MailError` there and nowhere else).
 """

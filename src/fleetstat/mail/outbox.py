@@ -1,6 +1,8 @@
 """The outbox: every message is a row in ``mail_outbox`` before it is sent, and stays.
 
-A row is *sent* once ``sent_at`` is set, which happens only after the SMTP server
+The rows are read and written by ``fleetstat.store.outbox`` (SQL stays in the store);
+this module decides what to send, talks to the SMTP server and applies the retry
+policy. A row is *sent* once ``sent_at`` is set, which happens only after the SMTP server
 accepted the message (``sendmail`` returned without refusing anyone), in its own
 transaction right after, so a crash mid-flush re-sends at most that one message.
 Rows are never deleted here (retention is issue 5's).
@@ -24,25 +26,23 @@ Retry policy:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING
 
 from fleetstat.config import Smtp
-from fleetstat.errors import MailError, StoreError
+from fleetstat.errors import MailError
 from fleetstat.mail.render import Message
 from fleetstat.mail.smtp import MessageRefused, SmtpSession
-from fleetstat.store import Store
-from fleetstat.store.schema import mail_outbox
+from fleetstat.store import Store, outbox
+from fleetstat.store.outbox import NewMail, OutboxEntry
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
 
@@ -57,23 +57,6 @@ FLUSH_BATCH = 500  # rows per flush; the rest wait for the next one
 # continuation line, which some clients show with a leading space; the subjects
 # here stay far below 998, so they are left on one line.
 _POLICY = SMTP_POLICY.clone(max_line_length=998)
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    """One ``mail_outbox`` row, as reports show it."""
-
-    id: int
-    created_at: datetime
-    kind: str
-    client_ip: str | None
-    client_port: int | None
-    recipients: tuple[str, ...]
-    subject: str
-    attempts: int
-    last_error: str | None
-    next_attempt_at: datetime | None
-    sent_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -108,24 +91,12 @@ def enqueue(
     now: datetime,
     kind: str = "alert",
 ) -> None:
-    """Insert ``(message, client_ip, client_port)`` rows, due now, in the caller's transaction."""
-    rows = [
-        {
-            "created_at": now,
-            "kind": kind,
-            "client_ip": ip,
-            "client_port": port,
-            "recipients": ", ".join(message.recipients),
-            "subject": message.subject,
-            "body": message.body,
-            "attempts": 0,
-            "next_attempt_at": now,
-        }
+    """Queue ``(message, client_ip, client_port)``, due now, in the caller's transaction."""
+    mails = [
+        NewMail(message.recipients, message.subject, message.body, ip, port)
         for message, ip, port in messages
-        if message.recipients
     ]
-    if rows:
-        conn.execute(sa.insert(mail_outbox), rows)
+    outbox.enqueue(conn, mails, now=now, kind=kind)
 
 
 # -- flushing -----------------------------------------------------------------------
@@ -141,7 +112,7 @@ def flush_outbox(
     stay queued. Database trouble raises :class:`StoreError`.
     """
     now = now or datetime.now(UTC)
-    due = _due(store, now, everything)
+    due = outbox.due(store, now, everything=everything, limit=FLUSH_BATCH)
     sent: list[OutboxEntry] = []
     failed: list[OutboxEntry] = []
     error: MailError | None = None
@@ -181,6 +152,10 @@ def outbox_backlog(
     return _backlog(store, now or datetime.now(UTC))
 
 
+def _backlog(store: Store, now: datetime) -> tuple[int, tuple[OutboxEntry, ...]]:
+    return outbox.backlog(store, created_before=now - FAILING_AFTER)
+
+
 def build_email(entry: OutboxEntry, body: str, sender: str) -> EmailMessage:
     """The RFC 5322 message for a row. The Message-ID derives from the row, so every
     retry of one row carries the same ID and a receiving system can spot a duplicate."""
@@ -202,7 +177,7 @@ def build_email(entry: OutboxEntry, body: str, sender: str) -> EmailMessage:
 def _send_one(
     store: Store, session: SmtpSession, smtp: Smtp, entry: OutboxEntry, now: datetime
 ) -> OutboxEntry:
-    body = _body(store, entry.id)
+    body = outbox.body(store, entry.id)
     data = build_email(entry, body, smtp.sender).as_bytes()
     try:
         refused = session.send(smtp.sender, list(entry.recipients), data)
@@ -213,17 +188,7 @@ def _send_one(
         answers = "; ".join(f"{rcpt}: {answer}" for rcpt, answer in refused.items())
         note = f"sent to {', '.join(accepted)}; refused {answers}"
         return _refused(store, entry, note, tuple(refused), now)
-    with sql_errors(store, "mark a mail as sent"), store.engine.begin() as conn:
-        conn.execute(
-            sa.update(mail_outbox)
-            .where(mail_outbox.c.id == entry.id)
-            .values(
-                sent_at=now,
-                attempts=mail_outbox.c.attempts + 1,
-                last_attempt_at=now,
-                last_error=None,
-            )
-        )
+    outbox.mark_sent(store, entry.id, now)
     return replace(entry, attempts=entry.attempts + 1, sent_at=now, last_error=None)
 
 
@@ -232,18 +197,10 @@ def _refused(
 ) -> OutboxEntry:
     attempts = entry.attempts + 1
     retry_at = now + backoff(attempts)
-    with sql_errors(store, "record a refused mail"), store.engine.begin() as conn:
-        conn.execute(
-            sa.update(mail_outbox)
-            .where(mail_outbox.c.id == entry.id)
-            .values(
-                attempts=attempts,
-                last_attempt_at=now,
-                last_error=error[:4000],
-                next_attempt_at=retry_at,
-                recipients=", ".join(recipients),
-            )
-        )
+    outbox.mark_refused(
+        store, entry.id, attempts=attempts, error=error, retry_at=retry_at,
+        recipients=recipients, now=now,
+    )  # fmt: skip
     log.warning(
         "mail %d refused (attempt %d, retry at %s): %s", entry.id, attempts, retry_at, error
     )
@@ -255,92 +212,16 @@ def _refused(
 def _session_failed(
     store: Store, entries: Sequence[OutboxEntry], error: str, now: datetime
 ) -> list[OutboxEntry]:
-    ids = [entry.id for entry in entries]
-    with sql_errors(store, "record a failed mail delivery"), store.engine.begin() as conn:
-        conn.execute(
-            sa.update(mail_outbox)
-            .where(mail_outbox.c.id.in_(ids))
-            .values(
-                attempts=mail_outbox.c.attempts + 1,
-                last_attempt_at=now,
-                last_error=error[:4000],
-            )
-        )
+    outbox.mark_failed(store, [entry.id for entry in entries], error, now)
     return [replace(entry, attempts=entry.attempts + 1, last_error=error) for entry in entries]
 
 
-# -- reading ------------------------------------------------------------------------
-
-_ENTRY_COLUMNS = (
-    mail_outbox.c.id,
-    mail_outbox.c.created_at,
-    mail_outbox.c.kind,
-    mail_outbox.c.client_ip,
-    mail_outbox.c.client_port,
-    mail_outbox.c.recipients,
-    mail_outbox.c.subject,
-    mail_outbox.c.attempts,
-    mail_outbox.c.last_error,
-    mail_outbox.c.next_attempt_at,
-    mail_outbox.c.sent_at,
-)
-
-
-def _due(store: Store, now: datetime, everything: bool) -> list[OutboxEntry]:
-    query = sa.select(*_ENTRY_COLUMNS).where(mail_outbox.c.sent_at.is_(None))
-    if not everything:
-        query = query.where(
-            sa.or_(mail_outbox.c.next_attempt_at.is_(None), mail_outbox.c.next_attempt_at <= now)
-        )
-    query = query.order_by(mail_outbox.c.id).limit(FLUSH_BATCH)
-    with sql_errors(store, "read the mail outbox"), store.engine.connect() as conn:
-        return [_entry(row) for row in conn.execute(query)]
-
-
-def _body(store: Store, entry_id: int) -> str:
-    # Read one body at a time: a backlog of a few hundred messages stays small in memory.
-    query = sa.select(mail_outbox.c.body).where(mail_outbox.c.id == entry_id)
-    with sql_errors(store, "read a mail body"), store.engine.connect() as conn:
-        return str(conn.execute(query).scalar_one())
-
-
-def _backlog(store: Store, now: datetime) -> tuple[int, tuple[OutboxEntry, ...]]:
-    unsent = mail_outbox.c.sent_at.is_(None)
-    count = sa.select(sa.func.count()).select_from(mail_outbox).where(unsent)
-    old = (
-        sa.select(*_ENTRY_COLUMNS)
-        .where(unsent, mail_outbox.c.created_at <= now - FAILING_AFTER)
-        .order_by(mail_outbox.c.id)
-        .limit(100)
-    )
-    with sql_errors(store, "read the mail outbox"), store.engine.connect() as conn:
-        pending = int(conn.execute(count).scalar_one())
-        failing = tuple(_entry(row) for row in conn.execute(old)) if pending else ()
-    return pending, failing
-
-
-def _entry(row: Any) -> OutboxEntry:
-    recipients = tuple(part.strip() for part in (row.recipients or "").split(",") if part.strip())
-    return OutboxEntry(
-        id=int(row.id),
-        created_at=row.created_at,
-        kind=row.kind,
-        client_ip=row.client_ip,
-        client_port=row.client_port,
-        recipients=recipients,
-        subject=row.subject,
-        attempts=int(row.attempts),
-        last_error=row.last_error,
-        next_attempt_at=row.next_attempt_at,
-        sent_at=row.sent_at,
-    )
-
-
-@contextmanager
-def sql_errors(store: Store, doing: str) -> Iterator[None]:
-    """SQLAlchemy errors become StoreError here, as ``Store`` does for its own methods."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:500]
-        raise StoreError(f"database {store.display_url}: cannot {doing}: {reason}") from exc
+__all__ = [
+    "FlushReport",
+    "OutboxEntry",
+    "backoff",
+    "build_email",
+    "enqueue",
+    "flush_outbox",
+    "outbox_backlog",
+]

@@ -13,13 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from fleetstat.config import AlertRule, Client
-from fleetstat.model import HostResult
+from fleetstat.model import HostResult, NoticeKind
 from fleetstat.units import format_duration
-
-NoticeKind = Literal["firing", "repeat", "resolved"]
 
 SUBJECT_PREFIX = "[fleetstat]"
 _PERCENT_TYPES = ("memory", "cpu", "swap", "disk")

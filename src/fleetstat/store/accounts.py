@@ -44,7 +44,7 @@ class TokenRow:
 
 def add_user(store: Store, name: str, password_hash: str, now: datetime) -> int:
     """A new user; :class:`StoreError` when the name is taken."""
-    with store._errors("add the user"), store.engine.begin() as conn:
+    with store.errors("add the user"), store.engine.begin() as conn:
         taken = conn.execute(sa.select(users.c.id).where(users.c.name == name)).first()
         if taken is not None:
             raise StoreError(f"user {name!r} exists already (fleetstat user remove {name} first)")
@@ -57,7 +57,7 @@ def add_user(store: Store, name: str, password_hash: str, now: datetime) -> int:
 
 def set_password(store: Store, name: str, password_hash: str) -> bool:
     """Replace a user's password hash and revoke their sessions; False when no such user."""
-    with store._errors("change the password"), store.engine.begin() as conn:
+    with store.errors("change the password"), store.engine.begin() as conn:
         user_id = conn.execute(sa.select(users.c.id).where(users.c.name == name)).scalar()
         if user_id is None:
             return False
@@ -70,7 +70,7 @@ def set_password(store: Store, name: str, password_hash: str) -> bool:
 
 def remove_user(store: Store, name: str) -> bool:
     """Delete a user and their session tokens; False when there was no such user."""
-    with store._errors("remove the user"), store.engine.begin() as conn:
+    with store.errors("remove the user"), store.engine.begin() as conn:
         user_id = conn.execute(sa.select(users.c.id).where(users.c.name == name)).scalar()
         if user_id is None:
             return False
@@ -82,13 +82,13 @@ def remove_user(store: Store, name: str) -> bool:
 
 
 def list_users(store: Store) -> list[UserRow]:
-    with store._errors("list the users"), store.engine.connect() as conn:
+    with store.errors("list the users"), store.engine.connect() as conn:
         rows = conn.execute(sa.select(users).order_by(users.c.name)).all()
     return [UserRow(**row._mapping) for row in rows]
 
 
 def find_user(store: Store, name: str) -> UserRow | None:
-    with store._errors("read the user"), store.engine.connect() as conn:
+    with store.errors("read the user"), store.engine.connect() as conn:
         row = conn.execute(sa.select(users).where(users.c.name == name)).first()
     return None if row is None else UserRow(**row._mapping)
 
@@ -107,7 +107,7 @@ def add_token(
     user_id: int | None = None,
 ) -> int:
     """Store a new token's hash; for a session, also the user's last login time."""
-    with store._errors("store the token"), store.engine.begin() as conn:
+    with store.errors("store the token"), store.engine.begin() as conn:
         inserted = conn.execute(
             sa.insert(api_tokens).values(
                 token_hash=token_hash,
@@ -126,7 +126,7 @@ def add_token(
 
 def find_token(store: Store, token_hash: str) -> TokenRow | None:
     """The token with this hash, revoked and expired ones included (the caller decides)."""
-    with store._errors("check the token"), store.engine.connect() as conn:
+    with store.errors("check the token"), store.engine.connect() as conn:
         row = conn.execute(
             sa.select(api_tokens).where(api_tokens.c.token_hash == token_hash)
         ).first()
@@ -135,14 +135,14 @@ def find_token(store: Store, token_hash: str) -> TokenRow | None:
 
 def touch_token(store: Store, token_id: int, now: datetime) -> None:
     """Record a use (``last_used_at``), for ``fleetstat token list``."""
-    with store._errors("record the token's use"), store.engine.begin() as conn:
+    with store.errors("record the token's use"), store.engine.begin() as conn:
         conn.execute(
             sa.update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=now)
         )
 
 
 def revoke_token(store: Store, token_id: int, now: datetime) -> None:
-    with store._errors("revoke the token"), store.engine.begin() as conn:
+    with store.errors("revoke the token"), store.engine.begin() as conn:
         conn.execute(
             sa.update(api_tokens)
             .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
@@ -152,7 +152,7 @@ def revoke_token(store: Store, token_id: int, now: datetime) -> None:
 
 def revoke_tokens_named(store: Store, name: str, now: datetime) -> int:
     """Revoke every live program token called ``name``; how many there were."""
-    with store._errors("revoke the token"), store.engine.begin() as conn:
+    with store.errors("revoke the token"), store.engine.begin() as conn:
         done = conn.execute(
             sa.update(api_tokens)
             .where(
@@ -169,14 +169,14 @@ def list_tokens(store: Store, *, kind: str | None = None) -> list[TokenRow]:
     query = sa.select(api_tokens).order_by(api_tokens.c.created_at, api_tokens.c.id)
     if kind is not None:
         query = query.where(api_tokens.c.kind == kind)
-    with store._errors("list the tokens"), store.engine.connect() as conn:
+    with store.errors("list the tokens"), store.engine.connect() as conn:
         rows = conn.execute(query).all()
     return [TokenRow(**row._mapping) for row in rows]
 
 
 def delete_dead_tokens(store: Store, before: datetime) -> int:
     """Drop tokens that expired or were revoked before ``before``: sessions pile up."""
-    with store._errors("prune the tokens"), store.engine.begin() as conn:
+    with store.errors("prune the tokens"), store.engine.begin() as conn:
         done = conn.execute(
             sa.delete(api_tokens).where(
                 sa.or_(api_tokens.c.expires_at < before, api_tokens.c.revoked_at < before)
@@ -189,7 +189,7 @@ def delete_dead_tokens(store: Store, before: datetime) -> int:
 
 
 def read_state(store: Store, name: str) -> str | None:
-    with store._errors("read the server state"), store.engine.connect() as conn:
+    with store.errors("read the server state"), store.engine.connect() as conn:
         return conn.execute(
             sa.select(server_state.c.value).where(server_state.c.name == name)
         ).scalar()
@@ -197,7 +197,7 @@ def read_state(store: Store, name: str) -> str | None:
 
 def write_state(store: Store, name: str, value: str, now: datetime, by: str | None) -> None:
     """Set a named value (insert or update in one transaction)."""
-    with store._errors("write the server state"), store.engine.begin() as conn:
+    with store.errors("write the server state"), store.engine.begin() as conn:
         done = conn.execute(
             sa.update(server_state)
             .where(server_state.c.name == name)

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import sys
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, Row
-from sqlalchemy.exc import SQLAlchemyError
 
 from fleetstat.errors import StoreError
+from fleetstat.metrics import CpuCounters
 from fleetstat.model import HostResult, RoundResult
 from fleetstat.store import migrate
+from fleetstat.store.errors import parse_url, sql_errors
 from fleetstat.store.events import insert_events
 from fleetstat.store.headline import headline
-
-if TYPE_CHECKING:
-    from fleetstat.metrics import CpuCounters
 from fleetstat.store.schema import (
     TABLE_NAMES,
     attempts,
@@ -58,17 +54,10 @@ class Store:
     """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
-        try:
-            self._url = sa.make_url(url)
-        except SQLAlchemyError:
-            # SQLAlchemy's message repeats the string, password and all.
-            raise StoreError(
-                "invalid database URL (expected e.g. sqlite:///fleetstat.db or "
-                "postgresql+psycopg://user@host/dbname)"
-            ) from None
+        self._url = parse_url(url)
         # For messages and summaries: the URL with its password masked as ***.
         self.display_url = self._url.render_as_string(hide_password=True)
-        with self._errors("open"):
+        with self.errors("open"):
             self.engine = _create_engine(self._url, echo=echo)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -89,7 +78,7 @@ class Store:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest revision shipped with this fleetstat."""
-        with self._errors("upgrade the schema"), self.engine.begin() as conn:
+        with self.errors("upgrade the schema"), self.engine.begin() as conn:
             self._check_known(conn)
             from alembic import command  # only when a migration runs: see migrate.py
 
@@ -97,12 +86,12 @@ class Store:
 
     def current_revision(self) -> str | None:
         """The database's Alembic revision; ``None`` for an empty database."""
-        with self._errors("read the schema revision"), self.engine.connect() as conn:
+        with self.errors("read the schema revision"), self.engine.connect() as conn:
             return migrate.current_revision(conn)
 
     def ensure_schema(self) -> bool:
         """Upgrade when the database is empty or behind; True when it did."""
-        with self._errors("upgrade the schema"), self.engine.begin() as conn:
+        with self.errors("upgrade the schema"), self.engine.begin() as conn:
             if migrate.current_revision(conn) == migrate.head_revision():
                 return False
             self._check_known(conn)
@@ -138,7 +127,7 @@ class Store:
         executemany does not return portably, keyed by (client_ip, client_port).
         """
         results = round.results
-        with self._errors("record the round"), self.engine.begin() as conn:
+        with self.errors("record the round"), self.engine.begin() as conn:
             inserted = conn.execute(
                 sa.insert(rounds).values(
                     started_at=round.started_at,
@@ -182,8 +171,6 @@ class Store:
 
     def previous_cpu(self) -> dict[tuple[str, int], CpuCounters]:
         """Every host's CPU counters at its last good sample, in one query on host_latest."""
-        from fleetstat.metrics import CpuCounters
-
         query = sa.select(
             host_latest.c.client_ip,
             host_latest.c.client_port,
@@ -191,7 +178,7 @@ class Store:
             host_latest.c.cpu_busy_seconds,
             host_latest.c.boot_time,
         ).where(host_latest.c.sample_id.is_not(None))
-        with self._errors("read the previous CPU counters"), self.engine.connect() as conn:
+        with self.errors("read the previous CPU counters"), self.engine.connect() as conn:
             return {
                 (row.client_ip, row.client_port): CpuCounters(
                     row.cpu_total_seconds, row.cpu_busy_seconds, row.boot_time
@@ -226,7 +213,7 @@ class Store:
             )
             .order_by(samples.c.client_ip, samples.c.client_port, samples.c.id.desc())
         )
-        with self._errors("read the latest samples"), self.engine.connect() as conn:
+        with self.errors("read the latest samples"), self.engine.connect() as conn:
             rows = conn.execute(query).all()
         latest: dict[tuple[str, int], Row] = {}
         for row in rows:  # two samples with the same received_at: keep the later id
@@ -259,7 +246,7 @@ class Store:
             .where(attempts.c.round_id == round_id)
             .order_by(attempts.c.id)
         )
-        with self._errors("read the round"), self.engine.connect() as conn:
+        with self.errors("read the round"), self.engine.connect() as conn:
             head = conn.execute(sa.select(rounds).where(rounds.c.id == round_id)).first()
             if head is None:
                 raise StoreError(f"database {self.display_url} has no round {round_id}")
@@ -270,31 +257,21 @@ class Store:
         if table_name not in TABLE_NAMES:
             raise ValueError(f"unknown table {table_name!r}; one of {', '.join(TABLE_NAMES)}")
         table = metadata.tables[table_name]
-        with self._errors(f"count {table_name}"), self.engine.connect() as conn:
+        with self.errors(f"count {table_name}"), self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
     # -- errors ------------------------------------------------------------------
 
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        """The one boundary where SQLAlchemy and Alembic errors become StoreError."""
-        try:
-            yield
-        except Exception as exc:
-            if not isinstance(exc, SQLAlchemyError) and not _is_alembic_error(exc):
-                raise
-            reason = self._reason(exc)
-            raise StoreError(f"database {self.display_url}: cannot {doing}: {reason}") from exc
+    def errors(self, doing: str) -> AbstractContextManager[None]:
+        """The store's error boundary, for every caller that runs SQL on this store::
 
-    def _reason(self, exc: Exception) -> str:
-        # The driver's own message, not SQLAlchemy's, which appends the statement and
-        # its parameters: for a round that is every document.
-        orig = getattr(exc, "orig", None)
-        text = str(orig if orig is not None else exc)
-        text = re.sub(r"\s+", " ", text).strip() or type(exc).__name__
-        if self._url.password:
-            text = text.replace(str(self._url.password), "***")
-        return text[:500]
+            with store.errors("read the alert states"), store.engine.connect() as conn:
+                ...
+
+        SQLAlchemy, driver and Alembic errors raised inside become :class:`StoreError`
+        naming the database (password masked) and ``doing`` (see store/errors.py).
+        """
+        return sql_errors(self._url, doing)
 
 
 # -- engine -----------------------------------------------------------------------
@@ -319,7 +296,13 @@ def _make_parent(url: URL) -> None:
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(database).expanduser().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"database {url}: cannot create the folder {folder}: {exc.strerror or exc}"
+        ) from None
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -434,8 +417,6 @@ def _latest_row(attempt_id: int, result: HostResult) -> dict[str, Any]:
         "has_sample": _has_sample(result),
     }
     if _has_sample(result):
-        from fleetstat.metrics import CpuCounters
-
         counters = CpuCounters.from_document(result.document)
         row["sample_id"] = row["sample_received_at"] = None  # set by _link_samples
         row["cpu_total_seconds"] = counters.total_seconds if counters else None
@@ -504,9 +485,3 @@ def _without(key: str, row: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__: Sequence[str] = ("RoundSummary", "Store")
-
-
-def _is_alembic_error(exc: Exception) -> bool:
-    """Alembic's CommandError, without importing Alembic when no migration ran."""
-    util = sys.modules.get("alembic.util")
-    return util is not None and isinstance(exc, util.CommandError)

@@ -18,14 +18,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from fleetstat.errors import StoreError
 from fleetstat.model import HostResult
@@ -169,7 +167,7 @@ def read_bookmarks(store: Store, hosts: Sequence[Host]) -> dict[Host, str]:
         newest, t.c.id == newest.c.id
     )
     found: dict[Host, str] = {}
-    with _errors(store, "read the event bookmarks"), store.engine.connect() as conn:
+    with store.errors("read the event bookmarks"), store.engine.connect() as conn:
         for row in conn.execute(query):
             mark = bookmark_of(row.source, row.record_id, row.data)
             if mark is not None:
@@ -181,7 +179,7 @@ def round_events(
     store: Store, round_id: int, results: Sequence[HostResult]
 ) -> dict[Host, list[Any]]:
     """The events this round stored, per host, oldest first (looked up by their unique keys)."""
-    with _errors(store, "read the round's events"), store.engine.connect() as conn:
+    with store.errors("read the round's events"), store.engine.connect() as conn:
         return round_events_in(conn, round_id, results)
 
 
@@ -208,12 +206,3 @@ def round_events_in(
         for row in conn.execute(query):
             found.setdefault((row.client_ip, row.client_port), []).append(row)
     return found
-
-
-@contextmanager
-def _errors(store: Store, doing: str) -> Iterator[None]:
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:500]
-        raise StoreError(f"database {store.display_url}: cannot {doing}: {reason}") from exc

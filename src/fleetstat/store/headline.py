@@ -9,10 +9,10 @@ not cost the round its write.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 from fleetstat.store.schema import MOUNT_LEN, NAME_LEN
+from fleetstat.units import parse_timestamp
 
 _BIGINT_LIMIT = 2**63  # a signed 64-bit column; a larger count is junk, not data
 
@@ -71,19 +71,6 @@ def headline(document: dict[str, Any]) -> dict[str, Any]:
         "disk_max_percent": disk_percent,
         "disk_max_mount": disk_mount,
     }
-
-
-def parse_timestamp(value: object) -> datetime | None:
-    """An ISO 8601 string from the probe as aware UTC; naive means UTC; junk is None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)  # 3.11+: accepts the trailing "Z"
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _family(document: dict[str, Any], key: str) -> dict[str, Any]:

@@ -192,7 +192,7 @@ def host_states(
         .where(alert_states.c.state == "firing")
         .order_by(alert_states.c.rule_key)
     )
-    with store._errors("read the latest host states"), store.engine.connect() as conn:
+    with store.errors("read the latest host states"), store.engine.connect() as conn:
         rows = {(r.client_ip, r.client_port): r for r in conn.execute(latest_query)}
         firing: dict[tuple[str, int], list[str]] = {}
         for ip, port, rule in conn.execute(firing_query):
@@ -283,7 +283,7 @@ def host_history(
         attempts.c.started_at >= since,
         attempts.c.started_at < until,
     )
-    with store._errors("read the host history"), store.engine.connect() as conn:
+    with store.errors("read the host history"), store.engine.connect() as conn:
         summary = conn.execute(summary_query).one()
         tried = conn.execute(attempts_query).one()
         bucket = _bucket(conn, samples.c.received_at, since, width).label("bucket")

@@ -87,7 +87,7 @@ def prune(
     now = now or datetime.now(UTC)
     started = time.monotonic()
     run = _Run(store, batch_size, should_stop)
-    with store._errors("prune old rows"):
+    with store.errors("prune old rows"):
         windows = _alert_windows(store)
         if retention.samples is not None:
             cutoff = now - timedelta(seconds=retention.samples)

@@ -1,0 +1,69 @@
+"""The one boundary where SQLAlchemy, driver and Alembic errors become ``StoreError``.
+
+Every piece of code that runs SQL does it inside ``store.errors("what it does")``
+(:meth:`fleetstat.store.Store.errors`, which calls :func:`sql_errors`), so a
+database failure reaches the rest of fleetstat as a :class:`StoreError` that says
+which database, what fleetstat was doing and the driver's reason, with the URL's
+password masked. Nothing else in fleetstat catches a SQLAlchemy exception (a test
+checks).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+
+from fleetstat.errors import StoreError
+
+REASON_LIMIT = 500  # characters of the driver's message kept in the error
+
+
+def parse_url(url: str) -> URL:
+    """``url`` as SQLAlchemy's URL; a ``StoreError`` (that does not repeat it) if it is none."""
+    try:
+        return sa.make_url(url)
+    except SQLAlchemyError:
+        # SQLAlchemy's message repeats the string, password and all.
+        raise StoreError(
+            "invalid database URL (expected e.g. sqlite:///fleetstat.db or "
+            "postgresql+psycopg://user@host/dbname)"
+        ) from None
+
+
+@contextmanager
+def sql_errors(url: URL, doing: str) -> Iterator[None]:
+    """Turn SQLAlchemy's (and the driver's, which it wraps) and Alembic's errors raised
+    inside the block into ``StoreError("database URL: cannot DOING: reason")``."""
+    try:
+        yield
+    except Exception as exc:
+        if not isinstance(exc, SQLAlchemyError) and not _is_alembic_error(exc):
+            raise
+        shown = url.render_as_string(hide_password=True)
+        raise StoreError(f"database {shown}: cannot {doing}: {reason(exc, url)}") from exc
+
+
+def reason(exc: BaseException, url: URL) -> str:
+    """The driver's own message on one line, without the password, at most REASON_LIMIT.
+
+    Not SQLAlchemy's message, which appends the statement and its parameters: for a
+    round that is every document.
+    """
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc)
+    text = re.sub(r"\s+", " ", text).strip() or type(exc).__name__
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    return text[:REASON_LIMIT]
+
+
+def _is_alembic_error(exc: Exception) -> bool:
+    """Alembic's CommandError, without importing Alembic when no migration ran."""
+    util = sys.modules.get("alembic.util")
+    return util is not None and isinstance(exc, util.CommandError)

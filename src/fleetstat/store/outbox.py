@@ -1,0 +1,203 @@
+"""The ``mail_outbox`` rows: what is queued, what was sent, what waits and why.
+
+SQL only. What to send, when to retry and how to talk to the SMTP server are the
+mail part's (``fleetstat.mail.outbox``); it calls these functions, which know
+nothing of messages beyond their recipients, subject and body. A row is *sent*
+once ``sent_at`` is set; rows are never deleted here (``store/retention.py``
+prunes sent mail).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from fleetstat.store.schema import mail_outbox
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from fleetstat.store.core import Store
+
+ERROR_LIMIT = 4000  # characters of an SMTP answer kept in last_error
+
+
+@dataclass(frozen=True)
+class NewMail:
+    """A message to queue for one host (``client_ip`` None: not about one host)."""
+
+    recipients: tuple[str, ...]
+    subject: str
+    body: str
+    client_ip: str | None = None
+    client_port: int | None = None
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One ``mail_outbox`` row without its body, as flushes and reports use it."""
+
+    id: int
+    created_at: datetime
+    kind: str
+    client_ip: str | None
+    client_port: int | None
+    recipients: tuple[str, ...]
+    subject: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+
+
+# -- writing ------------------------------------------------------------------------
+
+
+def enqueue(conn: Connection, mails: Sequence[NewMail], *, now: datetime, kind: str) -> None:
+    """Insert ``mails`` (those with recipients), due now, in the caller's transaction."""
+    rows = [
+        {
+            "created_at": now,
+            "kind": kind,
+            "client_ip": mail.client_ip,
+            "client_port": mail.client_port,
+            "recipients": ", ".join(mail.recipients),
+            "subject": mail.subject,
+            "body": mail.body,
+            "attempts": 0,
+            "next_attempt_at": now,
+        }
+        for mail in mails
+        if mail.recipients
+    ]
+    if rows:
+        conn.execute(sa.insert(mail_outbox), rows)
+
+
+def mark_sent(store: Store, entry_id: int, now: datetime) -> None:
+    """The SMTP server accepted the message: it leaves the queue."""
+    with store.errors("mark a mail as sent"), store.engine.begin() as conn:
+        conn.execute(
+            sa.update(mail_outbox)
+            .where(mail_outbox.c.id == entry_id)
+            .values(
+                sent_at=now,
+                attempts=mail_outbox.c.attempts + 1,
+                last_attempt_at=now,
+                last_error=None,
+            )
+        )
+
+
+def mark_refused(
+    store: Store,
+    entry_id: int,
+    *,
+    attempts: int,
+    error: str,
+    retry_at: datetime,
+    recipients: Sequence[str],
+    now: datetime,
+) -> None:
+    """The server refused the message (or some recipients, who are kept): retry later."""
+    with store.errors("record a refused mail"), store.engine.begin() as conn:
+        conn.execute(
+            sa.update(mail_outbox)
+            .where(mail_outbox.c.id == entry_id)
+            .values(
+                attempts=attempts,
+                last_attempt_at=now,
+                last_error=error[:ERROR_LIMIT],
+                next_attempt_at=retry_at,
+                recipients=", ".join(recipients),
+            )
+        )
+
+
+def mark_failed(store: Store, entry_ids: Sequence[int], error: str, now: datetime) -> None:
+    """The session failed before these were tried: one more attempt each, still due."""
+    with store.errors("record a failed mail delivery"), store.engine.begin() as conn:
+        conn.execute(
+            sa.update(mail_outbox)
+            .where(mail_outbox.c.id.in_(list(entry_ids)))
+            .values(
+                attempts=mail_outbox.c.attempts + 1,
+                last_attempt_at=now,
+                last_error=error[:ERROR_LIMIT],
+            )
+        )
+
+
+# -- reading ------------------------------------------------------------------------
+
+_ENTRY_COLUMNS = (
+    mail_outbox.c.id,
+    mail_outbox.c.created_at,
+    mail_outbox.c.kind,
+    mail_outbox.c.client_ip,
+    mail_outbox.c.client_port,
+    mail_outbox.c.recipients,
+    mail_outbox.c.subject,
+    mail_outbox.c.attempts,
+    mail_outbox.c.last_error,
+    mail_outbox.c.next_attempt_at,
+    mail_outbox.c.sent_at,
+)
+
+
+def due(store: Store, now: datetime, *, everything: bool, limit: int) -> list[OutboxEntry]:
+    """Unsent rows whose retry time has come (``everything``: all unsent), oldest first."""
+    query = sa.select(*_ENTRY_COLUMNS).where(mail_outbox.c.sent_at.is_(None))
+    if not everything:
+        query = query.where(
+            sa.or_(mail_outbox.c.next_attempt_at.is_(None), mail_outbox.c.next_attempt_at <= now)
+        )
+    query = query.order_by(mail_outbox.c.id).limit(limit)
+    with store.errors("read the mail outbox"), store.engine.connect() as conn:
+        return [_entry(row) for row in conn.execute(query)]
+
+
+def body(store: Store, entry_id: int) -> str:
+    """One message's body. Read one at a time: a backlog of a few hundred stays small."""
+    query = sa.select(mail_outbox.c.body).where(mail_outbox.c.id == entry_id)
+    with store.errors("read a mail body"), store.engine.connect() as conn:
+        return str(conn.execute(query).scalar_one())
+
+
+def backlog(
+    store: Store, *, created_before: datetime, limit: int = 100
+) -> tuple[int, tuple[OutboxEntry, ...]]:
+    """``(unsent rows, the oldest ``limit`` of them created before created_before)``."""
+    unsent = mail_outbox.c.sent_at.is_(None)
+    count = sa.select(sa.func.count()).select_from(mail_outbox).where(unsent)
+    old = (
+        sa.select(*_ENTRY_COLUMNS)
+        .where(unsent, mail_outbox.c.created_at <= created_before)
+        .order_by(mail_outbox.c.id)
+        .limit(limit)
+    )
+    with store.errors("read the mail outbox"), store.engine.connect() as conn:
+        pending = int(conn.execute(count).scalar_one())
+        failing = tuple(_entry(row) for row in conn.execute(old)) if pending else ()
+    return pending, failing
+
+
+def _entry(row: Any) -> OutboxEntry:
+    recipients = tuple(part.strip() for part in (row.recipients or "").split(",") if part.strip())
+    return OutboxEntry(
+        id=int(row.id),
+        created_at=row.created_at,
+        kind=row.kind,
+        client_ip=row.client_ip,
+        client_port=row.client_port,
+        recipients=recipients,
+        subject=row.subject,
+        attempts=int(row.attempts),
+        last_error=row.last_error,
+        next_attempt_at=row.next_attempt_at,
+        sent_at=row.sent_at,
+    )
