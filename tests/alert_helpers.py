@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from fleetstat.config import AlertRule, Client
+from fleetstat.document import Document, Limits, check
 from fleetstat.model import HostResult, RoundResult, Status
 
 DOCUMENT = json.loads((Path(__file__).parent / "fixtures" / "documents" / "linux.json").read_text())
@@ -41,8 +43,19 @@ def document(**families: Any) -> dict[str, Any]:
     return doc
 
 
+def checked(raw: dict[str, Any], events: int = 100_000) -> Document:
+    """A raw document through the boundary, as the collector does (fleetstat.document)."""
+    return check(raw, Limits(events=events), now=datetime.now(UTC))
+
+
 def ok(host: Client, at: datetime = T0, **families: Any) -> HostResult:
-    return HostResult(host, Status.OK, at, 1.0, document=document(**families))
+    """An ok result; ``cpu={"interval_percent": 61}`` stands in for what the server computes."""
+    raw = document(**families)
+    interval = raw["cpu"].pop("interval_percent", None) if isinstance(raw["cpu"], dict) else None
+    doc = checked(raw)
+    if interval is not None and doc.cpu is not None:
+        doc = replace(doc, cpu=replace(doc.cpu, interval_percent=interval))
+    return HostResult(host, Status.OK, at, 1.0, document=doc)
 
 
 def failed(host: Client, at: datetime = T0, status: Status = Status.TIMEOUT) -> HostResult:

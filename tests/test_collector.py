@@ -79,7 +79,9 @@ async def test_every_host_gets_one_result_in_config_order(tmp_path: Path) -> Non
         Status.PROBE_ERROR,
         Status.OK,
     ]
-    assert result.results[0].document == DOC
+    document = result.results[0].document
+    assert document is not None and document.memory is not None and document.cpu is not None
+    assert (document.memory.used_percent, document.cpu.used_percent) == (41.0, 3.0)
     assert "bug in a library" in (result.results[4].error or "")
     assert result.retries == 1
     assert result.ok_count == 2

@@ -94,12 +94,13 @@ def test_failed_logins_are_stored_once_and_mailed(
     first = collect_once(config)
     (result,) = first.round.results
     assert result.status is Status.OK, result.error
-    family = result.document["security_events"]  # type: ignore[index]
-    assert family["source"] == "authlog", result.document["errors"]  # type: ignore[index]
-    failed = [e for e in family["events"] if e["data"]["kind"] == "ssh_failed"]
+    assert result.document is not None
+    family = result.document.security_events
+    assert family is not None and family.source == "authlog", result.document.errors
+    failed = [e for e in family.events if e.data and e.data["kind"] == "ssh_failed"]
     assert len(failed) == 3
-    assert {e["account"] for e in failed} == {fleet.user}
-    assert {e["source_address"] for e in failed} == {"127.0.0.1"}
+    assert {e.account for e in failed} == {fleet.user}
+    assert {e.source_address for e in failed} == {"127.0.0.1"}
 
     second = collect_once(config)  # the same events are not stored again
     assert second.round.results[0].status is Status.OK
@@ -115,8 +116,9 @@ def test_failed_logins_are_stored_once_and_mailed(
     assert [row.round_id for row in accepted] == [first.round_id, second.round_id]
 
     # the second round asked for what came after the newest stored event: only its own login
-    events = second.round.results[0].document["security_events"]["events"]  # type: ignore[index]
-    assert [e["data"]["kind"] for e in events] == ["ssh_accepted"]
+    document = second.round.results[0].document
+    assert document is not None and document.security_events is not None
+    assert [(e.data or {})["kind"] for e in document.security_events.events] == ["ssh_accepted"]
 
     mails = [m for m in smtp_server.messages if "security event" in m.subject]
     assert len(mails) == 2, [m.subject for m in smtp_server.messages]

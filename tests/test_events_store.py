@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alert_helpers import checked
 
 from fleetstat import app, collector, envelope
 from fleetstat.config import Client, load_config
@@ -182,10 +183,10 @@ def test_events_and_their_mail_commit_together_or_not_at_all(
 def test_a_round_stored_twice_keeps_one_row_per_event(tmp_path: Path, db_url: str) -> None:
     doc = FakeWindowsHost(LOG).document([])
     client = Client(ip="192.0.2.10", username="u", password="p", os="windows")
-    result = HostResult(client, Status.OK, NOW, 1.0, document=doc)
+    result = HostResult(client, Status.OK, NOW, 1.0, document=checked(doc))
     doc_again = json.loads(json.dumps(doc))
     doc_again["security_events"]["events"].append(doc_again["security_events"]["events"][0])
-    again = HostResult(client, Status.OK, NOW, 1.0, document=doc_again)
+    again = HostResult(client, Status.OK, NOW, 1.0, document=checked(doc_again))
     with Store(db_url) as store:
         store.ensure_schema()
         first = store.record_round(RoundResult(NOW, NOW, (result,)))
@@ -218,11 +219,15 @@ def test_rows_keep_non_ascii_nulls_and_linux_positions(tmp_path: Path, db_url: s
         "summary": "SSH login failed",
         "data": {"kind": "ssh_failed", "position": position},
     }
-    odd = {"event_key": "x" * 300, "account": "a" * 400, "record_id": "nan", "occurred_at": "bad"}
-    family = {"source": "authlog", "events": [linux_event, odd, {"no": "key"}, "not an event"]}
+    odd = {"event_key": "authlog:42:1900", "account": "a" * 400, "record_id": "nan",
+           "occurred_at": "bad"}  # fmt: skip
+    long_key = {"event_key": "x" * 300}  # cut, it would no longer be unique: dropped
+    family = {"source": "authlog", "events": [linux_event, odd, {"no": "key"}, long_key]}
     doc = {"schema": 1, "platform": "linux", "security_events": family}
     client = Client(ip="2001:db8::5", port=2222, username="u", password="p", events=True)
-    result = HostResult(client, Status.OK, NOW, 1.0, document=doc)
+    checked_doc = checked(doc)
+    assert sum(note.endswith("event dropped") for note in checked_doc.notes) == 2
+    result = HostResult(client, Status.OK, NOW, 1.0, document=checked_doc)
     with Store(db_url) as store:
         store.ensure_schema()
         store.record_round(RoundResult(NOW, NOW, (result,)))
@@ -232,7 +237,7 @@ def test_rows_keep_non_ascii_nulls_and_linux_positions(tmp_path: Path, db_url: s
     assert len(rows) == 2
     assert rows[0].account == "jürgen" and rows[0].event_id is None
     assert rows[0].occurred_at == datetime(2024, 5, 14, 9, 12, 33, tzinfo=UTC)
-    assert len(rows[1].event_key) == 255 and len(rows[1].account) == 255
+    assert len(rows[1].account) == 255 and rows[1].account.endswith("…")
     assert rows[1].record_id is None and rows[1].occurred_at is None
     # the newest row here is the odd one, which has no position: no bookmark
     assert marks == {}
@@ -246,7 +251,8 @@ def test_events_mail_names_a_reading_problem() -> None:
     denied = "PermissionError: " + windows_events.ACCESS_DENIED
     doc = {"schema": 1, "platform": "windows", "security_events": None,
            "errors": {"security_events": denied}}  # fmt: skip
-    message = render_events_message(HostResult(client, Status.OK, NOW, 1.0, document=doc), [], NOW)
+    result = HostResult(client, Status.OK, NOW, 1.0, document=checked(doc))
+    message = render_events_message(result, [], NOW)
     assert message.recipients == ("a@example.com",)
     assert message.subject == "[fleetstat] no new security events on dc01 (192.0.2.10)"
     assert "could not be read: PermissionError: cannot read the Security event log" in message.body

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alert_helpers import client, failed, ok, round_of, rule
+from alert_helpers import checked, client, failed, ok, round_of, rule
 
 from fleetstat.alerts import evaluate_round
 from fleetstat.metrics import (
@@ -89,10 +89,10 @@ def test_boot_time_compared_with_tolerance_and_as_datetime() -> None:
 
 
 def test_counters_from_a_document() -> None:
-    doc = {"cpu": cpu(600, 60), "boot_time": BOOT}
+    doc = checked({"schema": 1, "cpu": cpu(600, 60), "boot_time": BOOT})
     counters = CpuCounters.from_document(doc)
     assert counters == CpuCounters(600.0, 60.0, datetime(2026, 11, 19, 23, 1, 54, tzinfo=UTC))
-    assert CpuCounters.from_document({"cpu": None}) is None
+    assert CpuCounters.from_document(checked({"schema": 1, "cpu": None})) is None
     assert interval_between(CpuCounters(0, 0, None), counters) == pytest.approx(10.0)
     assert interval_between(None, counters) is None
 
@@ -107,10 +107,11 @@ def store(db_url: str) -> Iterator[Store]:
         yield opened
 
 
-def collect(store: Store, round: RoundResult) -> int:
-    """What collect_once does between the round and the alerts."""
-    fill_interval_cpu(round, store.previous_cpu())
-    return store.record_round(round)
+def collect(store: Store, round: RoundResult) -> RoundResult:
+    """What collect_once does between the round and the alerts: the round as stored."""
+    round = fill_interval_cpu(round, store.previous_cpu())
+    store.record_round(round)
+    return round
 
 
 def test_interval_cpu_across_rounds_stored_and_alerted(store: Store) -> None:
@@ -135,11 +136,11 @@ def test_interval_cpu_across_rounds_stored_and_alerted(store: Store) -> None:
         host_round(6, 960.0, 150.0, REBOOT),  # 10 %
     ]
     for index, one in enumerate(rounds):
-        collect(store, one)
+        one = collect(store, one)
         result = one.results[0]
         if result.ok:
-            assert result.document is not None
-            stored.append(result.document["cpu"]["interval_percent"])
+            assert result.document is not None and result.document.cpu is not None
+            stored.append(result.document.cpu.interval_percent)
         evaluation = evaluate_round(store, one, now=t0 + index * step + timedelta(seconds=7))
         firing.append(evaluation.firing)
 
@@ -174,4 +175,7 @@ def test_previous_counters_are_one_query_for_the_whole_fleet(store: Store) -> No
     assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
     assert len(previous) == 300
     later = round_of(*(ok(h, at + timedelta(minutes=5), cpu=cpu(700.0, 70.0)) for h in hosts))
-    assert fill_interval_cpu(later, previous) == 300
+    filled = fill_interval_cpu(later, previous).results
+    assert [r.document.cpu.interval_percent for r in filled if r.document and r.document.cpu] == [
+        10.0
+    ] * 300

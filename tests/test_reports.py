@@ -54,7 +54,7 @@ def web(at: datetime, short: float, total: float, busy: float, memory: float, n:
 
 def write(store: Store, rounds: list[RoundResult]) -> None:
     for one in rounds:
-        fill_interval_cpu(one, store.previous_cpu())
+        one = fill_interval_cpu(one, store.previous_cpu())
         store.record_round(one)
         evaluate_round(store, one, now=one.finished_at)
 

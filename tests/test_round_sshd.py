@@ -27,6 +27,7 @@ from fleet_fixtures import (
 from fleetstat import envelope
 from fleetstat.app import collect_once, load_or_create_key
 from fleetstat.collector import plan_round, probe_argv
+from fleetstat.document import Processes
 from fleetstat.model import Status
 from fleetstat.probe_bundle import build_probe
 from fleetstat.simfleet import SimFleet, free_port
@@ -148,10 +149,12 @@ def test_the_process_table_is_read_only_at_an_alert_limit(
     config = fleet_config(tmp_path, sim_fleet, [], extra_clients=clients)
     outcome = collect_once(config)
     docs = {r.client.label: r.document for r in outcome.round.results}
-    at_limit, below = docs["at-limit"]["processes"], docs["below"]["processes"]
-    assert at_limit["reason"].startswith("memory ") and at_limit["reason"].endswith(" >= 0")
-    assert at_limit["top_memory"] and at_limit["top_memory"][0]["rss_bytes"] > 0
-    assert below == {"top_cpu": None, "top_memory": None, "reason": "below memory 100"}
+    at_limit = docs["at-limit"].processes  # type: ignore[union-attr]
+    below = docs["below"].processes  # type: ignore[union-attr]
+    assert at_limit is not None and at_limit.reason is not None and at_limit.top_memory
+    assert at_limit.reason.startswith("memory ") and at_limit.reason.endswith(" >= 0")
+    assert at_limit.top_memory[0].rss_bytes and at_limit.top_memory[0].rss_bytes > 0
+    assert below == Processes(top_cpu=None, top_memory=None, reason="below memory 100")
 
 
 def test_plaintext_never_crosses_the_channel(tmp_path: Path, sim_fleet: SimFleet) -> None:

@@ -190,7 +190,7 @@ def _store_round(
     from fleetstat.metrics import fill_interval_cpu
 
     # Before the round is stored and alerts run: both read cpu.interval_percent.
-    fill_interval_cpu(result, previous_cpu)
+    result = fill_interval_cpu(result, previous_cpu)
     round_id = store.record_round(
         result, then=lambda conn, rid: queue_event_mail(conn, result, rid, now=now)
     )

@@ -16,12 +16,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fleetstat import envelope
 from fleetstat.comb import recipient_comb
+from fleetstat.document import Document, Limits, parse
 from fleetstat.errors import EnvelopeError, TransportError
 from fleetstat.model import HostResult, RoundResult, Status
+from fleetstat.text import clean
 from fleetstat.transport import KnownHosts, ProbeRun, TransportSettings, run_probe
 from fleetstat.transport.hostkeys import default_known_hosts
 
@@ -128,6 +130,26 @@ def events_wanted(client: Client) -> int | None:
     return None
 
 
+def limits_for(client: Client, top: int) -> Limits:
+    """What ``client``'s document may hold: events only when its config asks for them.
+
+    ``<events>`` or ``os="windows"``: up to ``<events max>`` per round; ``os="auto"``:
+    the same, but only when the document turns out to be a Windows host's (whose
+    probe reads its Security log by default, see :func:`events_wanted`); other
+    clients: none. The inflated size and value count follow (document.Limits).
+    """
+    if client.events or client.os == "windows":
+        return Limits(events=client.events_max, top=top)
+    if client.os == "auto":
+        return Limits(events=client.events_max, events_if_windows=True, top=top)
+    return Limits(top=top)
+
+
+# What a probe's stderr and our messages about a host keep (attempts.stderr, .error).
+STDERR_CHARS = 4096
+ERROR_CHARS = 2000
+
+
 def find_envelope_line(stdout: bytes) -> str:
     """The FLEETSTAT line, even when a chatty shell rc printed something before it."""
     text = stdout.decode("ascii", "replace")
@@ -199,9 +221,10 @@ async def _collect_host(
             status=status,
             started_at=started,
             duration_seconds=time.monotonic() - t0,
-            error=error,
+            # Both may quote what the host printed: made inert here, once.
+            error=clean(error, ERROR_CHARS)[0],
             retries=retries,
-            stderr=stderr,
+            stderr=_clean_stderr(stderr),
         )
 
     try:
@@ -220,12 +243,18 @@ async def _collect_host(
         log.exception("unexpected error collecting from %s", client.ip)
         return failed(Status.PROBE_ERROR, f"internal error: {type(exc).__name__}: {exc}")
     retries = run.retries
-    stderr = run.stderr.decode("utf-8", "replace")[-4096:].strip() or None
+    stderr = _clean_stderr(run.stderr.decode("utf-8", "replace")[-STDERR_CHARS:])
     try:
         line = find_envelope_line(run.stdout)
-        document = _open(line, plan.private_key, challenge)
-    except EnvelopeError as exc:
+        limits = limits_for(client, plan.top_processes)
+        document = open_document(line, plan.private_key, challenge, limits)
+    except EnvelopeError as exc:  # DocumentError too: it names the field
         return failed(Status.BAD_PAYLOAD, f"{client.ip}:{client.port}: {exc}", stderr)
+    if document.notes:
+        log.info(
+            "%s:%d: document checked with %d change(s): %s",
+            client.ip, client.port, len(document.notes), "; ".join(document.notes[:3]),
+        )  # fmt: skip
     return HostResult(
         client=client,
         status=Status.OK,
@@ -237,5 +266,19 @@ async def _collect_host(
     )
 
 
-def _open(line: str, key: X25519PrivateKey, challenge: bytes) -> dict[str, Any]:
-    return envelope.decode_document(envelope.open_line(line, key, challenge))
+def open_document(line: str, key: X25519PrivateKey, challenge: bytes, limits: Limits) -> Document:
+    """The boundary: open the envelope, inflate within ``limits``, check the document.
+
+    Raises :class:`EnvelopeError` (or its :class:`DocumentError`) for anything
+    that is not a sane document for this client; nothing downstream sees the raw JSON.
+    """
+    # A sealed line holds the compressed document base64url-encoded; zlib makes
+    # incompressible data a little larger, never by half.
+    most = (limits.max_bytes * 3 // 2 + 1024) * 4 // 3 + len(MAGIC_PREFIX)
+    plaintext = envelope.open_line(line, key, challenge, max_line_bytes=most)
+    return parse(envelope.inflate(plaintext, limits.max_bytes), limits)
+
+
+def _clean_stderr(text: str | None) -> str | None:
+    text = (text or "").strip()
+    return clean(text, STDERR_CHARS, newlines=True)[0] if text else None

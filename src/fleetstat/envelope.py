@@ -47,6 +47,7 @@ __all__ = [
     "check_key_permissions",
     "decode_document",
     "generate_keypair",
+    "inflate",
     "load_private_key",
     "open_line",
     "public_key_b64",
@@ -64,7 +65,9 @@ _TAG_SIZE = 16
 _OVERHEAD = _KEY_SIZE + _NONCE_SIZE + _TAG_SIZE
 
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+# decode_document's default (tests and tools); the server's limit is per client.
 DEFAULT_MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+INFLATE_STEP = 64 * 1024
 # A PKCS8 PEM X25519 key is 119 bytes; anything far bigger is not our key file.
 _MAX_KEY_FILE_BYTES = 64 * 1024
 
@@ -196,27 +199,51 @@ def open_line(
         raise EnvelopeError(_AUTH_FAILED) from None
 
 
-def decode_document(
-    plaintext: bytes, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
-) -> dict[str, Any]:
-    """Decompress and parse an opened payload into the probe's document.
+def inflate(plaintext: bytes, max_bytes: int) -> bytes:
+    """Decompress an opened payload, stopping after ``max_bytes`` of output.
 
-    Decompression stops after ``max_bytes`` of output, so a zlib bomb costs at
-    most that much memory. The result must be a JSON object with an integer
-    ``schema``. Raises :class:`EnvelopeError` otherwise.
+    The output is produced in steps of at most ``INFLATE_STEP`` bytes, each
+    bounded, so a zlib bomb (a few KB that would expand a thousandfold) costs at
+    most ``max_bytes`` of memory and the CPU to produce them, never the whole
+    expansion. ``max_bytes`` comes from the client's limits
+    (``fleetstat.document.Limits``). Raises :class:`EnvelopeError` for a larger,
+    truncated or trailing-garbage stream.
     """
     decompressor = zlib.decompressobj()
+    out = bytearray()
+    pending = plaintext
     try:
-        # One byte over the limit tells "too big" apart from "exactly the limit".
-        data = decompressor.decompress(plaintext, max_bytes + 1)
+        while not decompressor.eof:
+            # One byte over the limit tells "too big" apart from "exactly the limit".
+            room = max_bytes + 1 - len(out)
+            chunk = decompressor.decompress(pending, min(room, INFLATE_STEP))
+            out += chunk
+            if len(out) > max_bytes:
+                raise EnvelopeError(f"payload expands beyond the limit of {max_bytes} bytes")
+            tail = decompressor.unconsumed_tail
+            if not chunk and len(tail) == len(pending):
+                break  # no input left to make output from: truncated
+            pending = tail
     except zlib.error as exc:
         raise EnvelopeError(f"payload is not zlib data ({exc})") from None
-    if len(data) > max_bytes:
-        raise EnvelopeError(f"payload expands beyond the limit of {max_bytes} bytes")
     if not decompressor.eof:
         raise EnvelopeError("payload is a truncated zlib stream")
     if decompressor.unused_data:
         raise EnvelopeError("payload has trailing bytes after the zlib stream")
+    return bytes(out)
+
+
+def decode_document(
+    plaintext: bytes, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+) -> dict[str, Any]:
+    """Decompress and parse an opened payload into the probe's raw document.
+
+    For tests and tools that want the probe's JSON as it was sent. The server does
+    not use it: the collector inflates with the client's limits and checks the
+    JSON into a typed document at ``fleetstat.document.parse``. The result must be
+    a JSON object with an integer ``schema``. Raises :class:`EnvelopeError` otherwise.
+    """
+    data = inflate(plaintext, max_bytes)
     try:
         document = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:

@@ -7,6 +7,7 @@ The tree::
     ├── ConfigError            the XML config is unusable; carries every issue found
     ├── KeyFileError           the server key pair is missing, unreadable or malformed
     ├── EnvelopeError          a probe's output line cannot be opened (status bad_payload)
+    │   └── DocumentError      its document cannot be made sane; ``field`` names where
     ├── TransportError         one host's SSH session failed; ``status`` classifies it
     ├── StoreError             the database refused or is unreachable
     └── MailError              the SMTP server refused or is unreachable
@@ -71,6 +72,17 @@ class EnvelopeError(FleetstatError):
     """A probe's output cannot be opened: tampered, replayed, truncated or not ours."""
 
     status = Status.BAD_PAYLOAD
+
+
+class DocumentError(EnvelopeError):
+    """A probe document that cannot be made sane (``fleetstat.document``); ``field``
+    names where (``None``: the document as a whole)."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        where = f"document field {field}" if field else "document"
+        super().__init__(f"{where}: {reason}")
 
 
 class TransportError(FleetstatError):

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fleetstat.units import parse_timestamp
 
 if TYPE_CHECKING:
+    from fleetstat.document import Document
     from fleetstat.model import RoundResult
 
 # The probe derives boot_time from the wall clock minus the uptime and rounds it to
@@ -41,18 +42,12 @@ class CpuCounters:
     boot_time: datetime | None = None
 
     @classmethod
-    def from_document(cls, document: Mapping[str, Any] | None) -> CpuCounters | None:
-        """The counters of a probe document, or None when its cpu family is missing."""
-        if not isinstance(document, Mapping):
+    def from_document(cls, document: Document | None) -> CpuCounters | None:
+        """The counters of a checked document, or None when its cpu family is missing."""
+        if document is None or document.cpu is None:
             return None
-        cpu = document.get("cpu")
-        if not isinstance(cpu, Mapping):
-            return None
-        return cls(
-            _number(cpu.get("total_seconds")),
-            _number(cpu.get("busy_seconds")),
-            parse_timestamp(document.get("boot_time")),
-        )
+        cpu = document.cpu
+        return cls(cpu.total_seconds, cpu.busy_seconds, document.boot_time)
 
 
 def interval_cpu_percent(
@@ -103,26 +98,27 @@ def interval_between(previous: CpuCounters | None, current: CpuCounters | None) 
     )
 
 
-def fill_interval_cpu(round: RoundResult, previous: Mapping[tuple[str, int], CpuCounters]) -> int:
-    """Set ``document["cpu"]["interval_percent"]`` on every ok host of ``round``.
+def fill_interval_cpu(
+    round: RoundResult, previous: Mapping[tuple[str, int], CpuCounters]
+) -> RoundResult:
+    """``round`` with ``cpu.interval_percent`` set in every ok host's document.
 
     ``previous`` maps ``(client_ip, client_port)`` to the counters of that host's
-    previous successful collection. The value is null when it cannot be known
-    (first collection, reboot, no cpu family); the key is present whenever the
-    document has a cpu family. Returns how many hosts got a number.
+    previous successful collection. The value is None when it cannot be known
+    (first collection, reboot, no cpu family). The documents are frozen: the
+    hosts that have a cpu family get new ones.
     """
-    filled = 0
+    results = []
     for result in round.results:
-        if not result.ok or not isinstance(result.document, dict):
-            continue
-        cpu = result.document.get("cpu")
-        if not isinstance(cpu, dict):
-            continue
-        key = (result.client.ip, result.client.port)
-        value = interval_between(previous.get(key), CpuCounters.from_document(result.document))
-        cpu["interval_percent"] = None if value is None else round_percent(value)
-        filled += value is not None
-    return filled
+        document = result.document
+        if result.ok and document is not None and document.cpu is not None:
+            key = (result.client.ip, result.client.port)
+            value = interval_between(previous.get(key), CpuCounters.from_document(document))
+            percent = None if value is None else round_percent(value)
+            cpu = replace(document.cpu, interval_percent=percent)
+            result = replace(result, document=replace(document, cpu=cpu))
+        results.append(result)
+    return replace(round, results=tuple(results))
 
 
 def round_percent(value: float) -> float:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from fleetstat.config import Client
+    from fleetstat.document import Document
 
 
 class Status(StrEnum):
@@ -38,7 +39,7 @@ class HostResult:
     started_at: datetime  # UTC, timezone-aware
     duration_seconds: float
     error: str | None = None  # a sentence a person can act on; None when ok
-    document: dict[str, Any] | None = None  # the decoded probe JSON when ok
+    document: Document | None = None  # the checked probe document when ok (fleetstat.document)
     retries: int = 0  # transient connection failures retried inside the deadline
     stderr: str | None = None  # bounded excerpt of the probe's stderr, for diagnosis
 

@@ -142,15 +142,15 @@ def summary_table(result: RoundResult) -> Table:
         ("memory %", "right"), ("uptime", "right"), ("error", "left"),
     ])  # fmt: skip
     for r in result.results:
-        doc = r.document or {}
+        doc = r.document
         style = "green" if r.ok else "red"
         table.add_row(
             r.client.label,
             r.client.address,
             f"[{style}]{r.status.value}[/]",
-            pct((doc.get("cpu") or {}).get("used_percent")),
-            pct((doc.get("memory") or {}).get("used_percent")),
-            human_duration(doc.get("uptime_seconds")),
+            pct(doc.cpu.used_percent if doc and doc.cpu else None),
+            pct(doc.memory.used_percent if doc and doc.memory else None),
+            human_duration(doc.uptime_seconds if doc else None),
             r.error or "",
         )
     return table

@@ -4,8 +4,9 @@ Used by the demo, the tests and the benchmarks. Every address in 127.0.0.0/8 is
 local on Linux, so one sshd bound to 0.0.0.0 and restricted to loopback clients
 (``AllowUsers *@127.0.0.0/8``) answers on all of them; ``Match LocalAddress``
 blocks give chosen addresses a behaviour (a python3 that hangs, none at all, one
-that prints garbage) through ``SetEnv PATH=...``, and a TMPDIR of their own so a
-test can see that nothing was left behind.
+that prints garbage, one that seals a hostile document: ``hostile:<class>``, see
+``simhostile``) through ``SetEnv PATH=...``, and a TMPDIR of their own so a test
+can see that nothing was left behind.
 
 As root, the sshd runs in a private mount namespace (``unshare --mount``) where a
 copy of /etc/passwd and /etc/shadow with one extra user is bind-mounted: password
@@ -37,9 +38,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fleetstat import simhostile
 from fleetstat.errors import FleetstatError
 
 BEHAVIOURS = ("ok", "hang", "no_python", "garbage", "fail", "stuck")
+# "hostile:<class>": a python3 that seals a hostile document (see simhostile.py).
+HOSTILE = tuple(f"hostile:{name}" for name in simhostile.CLASSES)
 SIM_USER = "fleetsim"
 # Above every uid a Debian system hands out (and 65534, nobody), below 2**31.
 SIM_UID_BASE = 4_000_000
@@ -257,8 +261,8 @@ class SimFleet:
 
     def start(self) -> SimFleet:
         sshd = find_sshd()
-        for bad in set(self.behaviours.values()) - set(BEHAVIOURS):
-            raise SimFleetError(f"unknown behaviour {bad!r}; use one of {BEHAVIOURS}")
+        for bad in set(self.behaviours.values()) - set(BEHAVIOURS) - set(HOSTILE):
+            raise SimFleetError(f"unknown behaviour {bad!r}; use one of {BEHAVIOURS + HOSTILE}")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o700)
         self.password = self.password or secrets.token_urlsafe(12)
@@ -389,6 +393,18 @@ class SimFleet:
         # A PATH with nothing on it: the remote script needs only the shell's
         # built-ins to find that there is no Python.
         (self.hostroot / "bin" / "no_python").mkdir(parents=True, exist_ok=True)
+        # Hostile hosts: the host's python3 runs simhostile.py instead of the bootstrap.
+        hostile = self.hostroot / "bin" / "simhostile.py"
+        shutil.copy(simhostile.__file__, hostile)
+        hostile.chmod(0o644)
+        python = host_python or "/usr/bin/python3"
+        for behaviour in set(self.behaviours.values()) & set(HOSTILE):
+            target = self.hostroot / "bin" / _bin_dir(behaviour) / "python3"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            name = behaviour.partition(":")[2]
+            script = self.remote(hostile)
+            target.write_text(f'#!/bin/sh\nexec {python} -I -S {script} {name} "$@"\n')
+            target.chmod(0o755)
 
     def _write_accounts(self) -> None:
         """A passwd/shadow pair with the sim user, bind-mounted only inside sshd's namespace."""
@@ -412,8 +428,8 @@ class SimFleet:
             if host.behaviour == "ok":
                 continue
             path = "/usr/bin:/bin"
-            bindir = self.remote(self.hostroot / "bin" / host.behaviour)
-            if host.behaviour in _FAKE_PYTHONS:
+            bindir = self.remote(self.hostroot / "bin" / _bin_dir(host.behaviour))
+            if host.behaviour in _FAKE_PYTHONS or host.behaviour in HOSTILE:
                 path = f"{bindir}:/usr/local/bin:/usr/bin:/bin"
             elif host.behaviour == "no_python":
                 path = str(bindir)
@@ -483,6 +499,11 @@ Subsystem sftp internal-sftp
                 f'{cred} mail="{mail}" name="sim-{i:03d}"/>'
             )
         return "\n".join(lines)
+
+
+def _bin_dir(behaviour: str) -> str:
+    """A behaviour's folder of fake interpreters: no ":" (it would split PATH)."""
+    return behaviour.replace(":", "-")
 
 
 def _current_user() -> str:

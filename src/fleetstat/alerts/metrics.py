@@ -1,4 +1,4 @@
-"""What a rule measures in one host's result: pure functions over the probe document.
+"""What a rule measures in one host's result: pure functions over the checked document.
 
 Every function here answers "no data" with ``None`` rather than guessing: a family
 the probe could not read (``null`` plus an entry in ``errors``) must leave the
@@ -7,11 +7,10 @@ alert where it was, not resolve it (node_exporter's habit: no data is not "ok").
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
 from fleetstat.config import AlertRule
+from fleetstat.document import Document
 from fleetstat.model import HostResult
 
 
@@ -41,71 +40,52 @@ def measure(rule: AlertRule, result: HostResult) -> Measurement | None:
             return Measurement(0.0)
         return Measurement(1.0, detail=result.status.value)
     document = result.document if result.ok else None
-    if not isinstance(document, dict):
+    if document is None:
         return None  # a failed attempt says nothing about memory or disks
-    if rule.type in ("memory", "swap"):
-        return _percent(_family(document, rule.type).get("used_percent"))
+    if rule.type == "memory":
+        return _value(document.memory.used_percent if document.memory else None)
+    if rule.type == "swap":
+        return _value(document.swap.used_percent if document.swap else None)
     if rule.type == "cpu":
-        cpu = _family(document, "cpu")
-        if rule.window == "interval":
+        cpu = document.cpu
+        if cpu is None:
+            return None
+        if rule.window == "interval" and cpu.interval_percent is not None:
             # The average since the previous collection, once the server computes it
             # from the cumulative counters (issue 5); until then the short window.
-            interval = _percent(cpu.get("interval_percent"))
-            if interval is not None:
-                return Measurement(interval.value, detail="interval")
-        return _percent(cpu.get("used_percent"))
+            return Measurement(cpu.interval_percent, detail="interval")
+        return _value(cpu.used_percent)
     if rule.type == "load":
         return _load_per_core(document)
     if rule.type == "disk":
-        return _disk(document.get("disks"), rule.mount)
+        return _disk(document, rule.mount)
     raise ValueError(f"unknown alert type {rule.type!r}")  # pragma: no cover - config checks
 
 
-def _family(document: dict[str, Any], key: str) -> dict[str, Any]:
-    value = document.get(key)
-    return value if isinstance(value, dict) else {}
+def _value(value: float | None, detail: str | None = None) -> Measurement | None:
+    return None if value is None else Measurement(value, detail)
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _load_per_core(document: Document) -> Measurement | None:
+    load, cpu = document.load, document.cpu
+    if load is None:
         return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _percent(value: object, detail: str | None = None) -> Measurement | None:
-    number = _number(value)
-    return None if number is None else Measurement(number, detail)
-
-
-def _load_per_core(document: dict[str, Any]) -> Measurement | None:
-    load = _family(document, "load")
-    avg1 = _number(load.get("avg1"))
-    count = _number(_family(document, "cpu").get("count"))
-    if avg1 is not None and count is not None and count >= 1:
-        return Measurement(avg1 / count)
+    if load.avg1 is not None and cpu is not None and cpu.count:
+        return Measurement(load.avg1 / cpu.count)
     # No CPU count (the cpu family failed): the probe's own per-core figure, if any.
-    return _percent(load.get("per_core1"))
+    return _value(load.per_core1)
 
 
-def _disk(disks: object, mount: str | None) -> Measurement | None:
-    if not isinstance(disks, list):
-        return None
-    best: Measurement | None = None
-    for disk in disks:
-        if not isinstance(disk, dict):
-            continue
-        percent = _number(disk.get("used_percent"))
-        name = disk.get("mount")
-        if percent is None or not isinstance(name, str):
-            continue
-        if mount is not None:
-            if _same_mount(name, mount):
-                return Measurement(percent, detail=name)
-            continue
-        if best is None or percent > best.value:
-            best = Measurement(percent, detail=name)
-    return best
+def _disk(document: Document, mount: str | None) -> Measurement | None:
+    if mount is None:
+        fullest = document.fullest_disk()
+        if fullest is None or fullest.used_percent is None:
+            return None
+        return Measurement(fullest.used_percent, detail=fullest.mount)
+    for disk in document.disks or ():
+        if disk.used_percent is not None and disk.mount and _same_mount(disk.mount, mount):
+            return Measurement(disk.used_percent, detail=disk.mount)
+    return None
 
 
 def _same_mount(reported: str, wanted: str) -> bool:

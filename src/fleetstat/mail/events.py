@@ -35,7 +35,7 @@ def wants_event_mail(result: HostResult) -> bool:
     """A successful host that is Windows, or whose client enabled events."""
     if not result.ok or result.document is None:
         return False
-    return result.document.get("platform") == "windows" or result.client.events
+    return result.document.platform == "windows" or result.client.events
 
 
 def _when(value: datetime | None) -> str:
@@ -55,11 +55,9 @@ def _event_lines(row: Any) -> list[str]:
 
 def render_events_message(result: HostResult, rows: Sequence[Any], now: datetime) -> Message:
     """Subject and body for one host's events of this round (``rows``: stored events)."""
-    document = result.document or {}
+    document = result.document
     label = host_label(result.client, document)
-    family = document.get("security_events")
-    family = family if isinstance(family, dict) else {}
-    errors = document.get("errors") if isinstance(document.get("errors"), dict) else {}
+    family = document.security_events if document is not None else None
     count = len(rows)
     if count:
         noun = "event" if count == 1 else "events"
@@ -67,14 +65,13 @@ def render_events_message(result: HostResult, rows: Sequence[Any], now: datetime
     else:
         subject = f"{SUBJECT_PREFIX} no new security events on {label}"
     lines = [f"Security events on {label}, collected {_when(now)}."]
-    source = family.get("source")
-    if source:
-        lines.append(f"Source: {SOURCES.get(str(source), str(source))}.")
-    problem = (errors or {}).get("security_events")
+    if family is not None and family.source:
+        lines.append(f"Source: {SOURCES.get(family.source, family.source)}.")
+    problem = document.errors.get("security_events") if document is not None else None
     if problem:
         lines += ["", f"The events could not be read: {problem}"]
-    if family.get("warning"):
-        lines += ["", f"Note: {family['warning']}"]
+    if family is not None and family.warning:
+        lines += ["", f"Note: {family.warning}"]
     lines.append("")
     if count:
         noun = "event" if count == 1 else "events"
@@ -86,7 +83,7 @@ def render_events_message(result: HostResult, rows: Sequence[Any], now: datetime
             lines.append(f"... and {count - MAX_LISTED} more in the security_events table.")
     elif not problem:
         lines.append("There were no new security events since the last run.")
-    if family.get("truncated"):
+    if family is not None and family.truncated:
         lines += [
             "",
             "More events are waiting on the host than one run reads (<events max>); "

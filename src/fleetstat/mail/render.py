@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from fleetstat.config import AlertRule, Client
+from fleetstat.document import Document, Process
 from fleetstat.model import HostResult, NoticeKind
 from fleetstat.units import format_duration
 
@@ -54,11 +54,10 @@ class Message:
     body: str
 
 
-def host_label(client: Client, document: dict[str, Any] | None = None) -> str:
+def host_label(client: Client, document: Document | None = None) -> str:
     """``web-01 (10.0.0.5)``: the configured name, else the host's own, and the IP."""
-    host = (document or {}).get("host")
-    hostname = host.get("hostname") if isinstance(host, dict) else None
-    name = client.name or (hostname if isinstance(hostname, str) and hostname else None)
+    hostname = document.hostname if document is not None else None
+    name = client.name or hostname or None
     return f"{name} ({client.ip})" if name and name != client.ip else client.ip
 
 
@@ -172,35 +171,30 @@ def _notice_lines(notice: Notice) -> list[str]:
     return lines
 
 
-def _process_lines(document: dict[str, Any] | None, notices: Sequence[Notice]) -> list[str]:
+def _process_lines(document: Document | None, notices: Sequence[Notice]) -> list[str]:
     """The top consumers the probe reported, for the alerts they explain."""
-    processes = (document or {}).get("processes")
-    if not isinstance(processes, dict):
+    processes = document.processes if document is not None else None
+    if processes is None:
         return []
     types = {n.rule.type for n in notices if n.kind != "resolved"}
     lines: list[str] = []
-    for key, title, wanted in (
-        ("top_cpu", "Top CPU consumers", {"cpu", "load"}),
-        ("top_memory", "Top memory consumers", {"memory", "swap"}),
+    for rows, title, wanted in (
+        (processes.top_cpu, "Top CPU consumers", {"cpu", "load"}),
+        (processes.top_memory, "Top memory consumers", {"memory", "swap"}),
     ):
-        rows = processes.get(key)
-        if not (types & wanted) or not isinstance(rows, list) or not rows:
+        if not (types & wanted) or not rows:
             continue
         lines += ["", f"{title}:", f"  {'PID':>7}  {'USER':<12} {'CPU%':>6} {'RSS':>10}  COMMAND"]
-        for row in rows:
-            if isinstance(row, dict):
-                lines.append(_process_row(row))
+        lines += [_process_row(row) for row in rows]
     return lines
 
 
-def _process_row(row: dict[str, Any]) -> str:
-    pid = row.get("pid")
-    user = str(row.get("user") or "-")[:12]
-    cpu = row.get("cpu_percent")
-    cpu_text = f"{cpu:.1f}" if isinstance(cpu, int | float) else "-"
-    rss = row.get("rss_bytes")
-    rss_text = _bytes(rss) if isinstance(rss, int | float) else "-"
-    return f"  {pid!s:>7}  {user:<12} {cpu_text:>6} {rss_text:>10}  {row.get('name') or '?'}"
+def _process_row(row: Process) -> str:
+    pid = "-" if row.pid is None else str(row.pid)
+    user = (row.user or "-")[:12]
+    cpu_text = "-" if row.cpu_percent is None else f"{row.cpu_percent:.1f}"
+    rss_text = "-" if row.rss_bytes is None else _bytes(row.rss_bytes)
+    return f"  {pid:>7}  {user:<12} {cpu_text:>6} {rss_text:>10}  {row.name or '?'}"
 
 
 def _bytes(count: float) -> str:
@@ -212,14 +206,14 @@ def _bytes(count: float) -> str:
     return f"{value:.1f} TiB"  # pragma: no cover - the loop returns at GiB
 
 
-def _system_line(document: dict[str, Any] | None) -> str:
-    host = (document or {}).get("host")
-    if not isinstance(host, dict):
+def _system_line(document: Document | None) -> str:
+    host = document.host if document is not None else None
+    if host is None:
         return ""
     parts = [
-        f"hostname {host['hostname']}" if host.get("hostname") else "",
-        str(host.get("os") or ""),
-        f"kernel {host['kernel']}" if host.get("kernel") else "",
+        f"hostname {host.hostname}" if host.hostname else "",
+        host.os or "",
+        f"kernel {host.kernel}" if host.kernel else "",
     ]
     return ", ".join(part for part in parts if part)
 

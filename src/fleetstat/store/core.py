@@ -383,7 +383,8 @@ def _attempt_ids(conn: Connection, round_id: int) -> defaultdict[tuple[str, int]
 
 
 def _sample_row(round_id: int, attempt_id: int, result: HostResult) -> dict[str, Any]:
-    document = result.document or {}
+    document = result.document
+    assert document is not None  # _has_sample
     return {
         "round_id": round_id,
         "attempt_id": attempt_id,
@@ -391,7 +392,7 @@ def _sample_row(round_id: int, attempt_id: int, result: HostResult) -> dict[str,
         "client_port": result.client.port,
         # Ours: when the document reached us, as opposed to the probe's clock.
         "received_at": result.started_at + timedelta(seconds=result.duration_seconds),
-        "document": document,
+        "document": document.as_json(),
         **headline(document),
     }
 

@@ -19,23 +19,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from fleetstat.document import Event
 from fleetstat.errors import StoreError
 from fleetstat.model import HostResult
-from fleetstat.store.schema import HOST_LEN, NAME_LEN, security_events
+from fleetstat.store.schema import security_events
 
 if TYPE_CHECKING:
     from fleetstat.store.core import Store
 
 BATCH = 500
 _KEY_COLUMNS = ("client_ip", "client_port", "event_key")
-_INT_MAX = 2**31 - 1
-_BIGINT_MAX = 2**63 - 1
 Host = tuple[str, int]
 
 
@@ -46,15 +44,14 @@ def event_rows(round_id: int, results: Sequence[HostResult]) -> list[dict[str, A
     """Rows for every event in the round's documents, one per (host, event_key)."""
     rows: list[dict[str, Any]] = []
     for result in results:
-        family = (result.document or {}).get("security_events") if result.ok else None
-        if not isinstance(family, dict) or not isinstance(family.get("events"), list):
+        document = result.document if result.ok else None
+        if document is None or document.security_events is None:
             continue
         seen: set[str] = set()
-        for event in family["events"]:
-            row = _row(round_id, result, event)
-            if row is not None and row["event_key"] not in seen:
-                seen.add(row["event_key"])
-                rows.append(row)
+        for event in document.security_events.events:
+            if event.event_key not in seen:
+                seen.add(event.event_key)
+                rows.append(_row(round_id, result, event))
     return rows
 
 
@@ -86,56 +83,26 @@ def _insert_ignoring_duplicates(dialect: str) -> Any:
     raise StoreError(f"security events: no duplicate-ignoring INSERT for {dialect!r}")
 
 
-def _row(round_id: int, result: HostResult, event: Any) -> dict[str, Any] | None:
-    if not isinstance(event, dict):
-        return None
-    key = event.get("event_key")
-    if not isinstance(key, str) or not key:
-        return None
-    data = event.get("data")
+def _row(round_id: int, result: HostResult, event: Event) -> dict[str, Any]:
+    # The document boundary made every value fit its column (fleetstat.document).
     return {
         "client_ip": result.client.ip,
         "client_port": result.client.port,
-        "event_key": key[:255],
-        "source": _text(event.get("source"), 16) or "unknown",
-        "record_id": _int(event.get("record_id"), _BIGINT_MAX),
-        "occurred_at": parse_time(event.get("occurred_at")),
-        "event_id": _int(event.get("event_id"), _INT_MAX),
-        "level": _text(event.get("level"), 32),
-        "provider": _text(event.get("provider"), NAME_LEN),
-        "computer": _text(event.get("computer"), NAME_LEN),
-        "account": _text(event.get("account"), NAME_LEN),
-        "source_address": _text(event.get("source_address"), HOST_LEN),
-        "logon_type": _int(event.get("logon_type"), _INT_MAX),
-        "summary": _text(event.get("summary"), 4000),
-        "data": data if isinstance(data, dict) else None,
+        "event_key": event.event_key,
+        "source": event.source or "unknown",
+        "record_id": event.record_id,
+        "occurred_at": event.occurred_at,
+        "event_id": event.event_id,
+        "level": event.level,
+        "provider": event.provider,
+        "computer": event.computer,
+        "account": event.account,
+        "source_address": event.source_address,
+        "logon_type": event.logon_type,
+        "summary": event.summary,
+        "data": dict(event.data) if event.data is not None else None,
         "round_id": round_id,
     }
-
-
-def _text(value: Any, length: int) -> str | None:
-    # Strict SQL modes reject the whole statement (the whole round) for one value
-    # that is too long, so every string is cut to its column here.
-    return value[:length] if isinstance(value, str) and value else None
-
-
-def _int(value: Any, limit: int) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value if -limit <= value <= limit else None
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An event's ``occurred_at`` (ISO 8601, ``Z`` or an offset) as aware UTC; None if not."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 # -- reading --------------------------------------------------------------------------
