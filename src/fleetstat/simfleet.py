@@ -402,8 +402,8 @@ class SimFleet:
             target = self.hostroot / "bin" / _bin_dir(behaviour) / "python3"
             target.parent.mkdir(parents=True, exist_ok=True)
             name = behaviour.partition(":")[2]
-            script = self.remote(hostile)
-            target.write_text(f'#!/bin/sh\nexec {python} -I -S {script} {name} "$@"\n')
+            remote = self.remote(hostile)
+            target.write_text(f'#!/bin/sh\nexec {python} -I -S {remote} {name} "$@"\n')
             target.chmod(0o755)
 
     def _write_accounts(self) -> None:
