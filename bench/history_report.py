@@ -39,12 +39,12 @@ from fleetstat.store.reports import HostRef, host_history, host_states
 RESULTS = Path(__file__).resolve().parent / "results"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_DB = "fleetstat_bench_reports"
-# Secondary indexes dropped during the fill and rebuilt after it, as 0002 defines them.
+# Secondary indexes dropped during the fill and rebuilt after it, as 0002/0004 define them.
 INDEXES = {
     "samples": {
-        "ix_samples_host_received_covering": (
+        "ix_samples_host_history": (
             "client_ip, client_port, received_at, cpu_percent, cpu_interval_percent, "
-            "memory_percent, swap_percent, disk_max_percent"
+            "memory_percent, swap_percent, disk_max_percent, load1"
         ),
         "ix_samples_round_id": "round_id",
         "ix_samples_attempt_id": "attempt_id",

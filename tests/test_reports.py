@@ -181,6 +181,7 @@ def test_history_json(fleet: tuple[Path, datetime]) -> None:
         "memory": {"min": 40.0, "avg": 50.0, "max": 60.0},
         "swap": {"min": 1.0, "avg": 2.0, "max": 3.0},
         "disk": {"min": 70.0, "avg": 71.0, "max": 72.0},
+        "load": {"min": 0.5, "avg": 1.0, "max": 1.5},
     }
     assert series["bucket_seconds"] == 7 * 86400 // 48
     assert len(series["cpu"]) == 48

@@ -213,6 +213,10 @@ def print_history(found: History) -> None:
                   highlight=False)  # fmt: skip
     table = _table([("figure", "left"), ("min", "right"), ("avg", "right"), ("max", "right")])
     for name, stat in found.stats.items():
+        if name == "load":  # a load average, not a percentage
+            table.add_row("load1", *(f"{v:.2f}" if v is not None else "-"
+                                     for v in (stat.min, stat.avg, stat.max)))  # fmt: skip
+            continue
         table.add_row(f"{name} %", pct(stat.min), pct(stat.avg), pct(stat.max))
     console.print(table)
     step = human_duration(found.bucket_seconds) if found.bucket_seconds >= 60 else (

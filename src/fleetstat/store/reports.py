@@ -35,6 +35,7 @@ HISTORY_METRICS = {
     "memory": samples.c.memory_percent,
     "swap": samples.c.swap_percent,
     "disk": samples.c.disk_max_percent,
+    "load": samples.c.load1,  # the 1-minute load average (not per core), not a percentage
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -46,9 +46,10 @@ HISTORY_COLUMNS = (
     "memory_percent",
     "swap_percent",
     "disk_max_percent",
+    "load1",  # revision 0004: the API's /stats gives min/avg/max of the load too
 )
 # Named by hand: the convention's name would pass PostgreSQL's 63-character limit.
-SAMPLES_HISTORY_INDEX = "ix_samples_host_received_covering"
+SAMPLES_HISTORY_INDEX = "ix_samples_host_history"
 ATTEMPTS_HISTORY_INDEX = "ix_attempts_host_started_covering"
 
 
@@ -131,6 +132,8 @@ samples = sa.Table(
     # Revision 0002 widened the (client_ip, client_port, received_at) index into a
     # covering one: `fleetstat history` reads a host's window from the index alone
     # (an index-only scan on PostgreSQL), never the wide rows. See docs/reports.md.
+    # Revision 0004 added load1 (and renamed it: the new one is built before the
+    # old one is dropped).
     sa.Index(SAMPLES_HISTORY_INDEX, "client_ip", "client_port", "received_at", *HISTORY_COLUMNS),
     sa.Index(None, "round_id"),
     sa.Index(None, "attempt_id"),  # PostgreSQL does not index FKs; deleting attempts needs it
