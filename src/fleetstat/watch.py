@@ -63,7 +63,11 @@ def logfmt(**fields: object) -> str:
             text = value.isoformat()
         else:
             text = str(value)
-        if not text or any(c in text for c in ' "=\n\t\\'):
+        if not text.isprintable():
+            # Escapes, not raw control characters: a host name or a URL path sent
+            # by someone else must not drive the terminal that reads the log.
+            text = json.dumps(text, ensure_ascii=True).replace("\x7f", "\\u007f")
+        elif not text or any(c in text for c in ' "=\\'):
             text = json.dumps(text, ensure_ascii=False)
         parts.append(f"{key}={text}")
     return " ".join(parts)

@@ -157,7 +157,9 @@ class HostFigures:
     document: dict[str, Any] | None
 
 
-def host_figures(store: Store, *, changed_since: int | None = None) -> tuple[int, list[HostFigures]]:
+def host_figures(
+    store: Store, *, changed_since: int | None = None
+) -> tuple[int, list[HostFigures]]:
     """Every host's latest state with its document, and a version number for caching.
 
     The version is the newest ``last_attempt_id``: it moves on every round. With
@@ -191,3 +193,14 @@ def host_figures(store: Store, *, changed_since: int | None = None) -> tuple[int
         )
         for row in rows
     ]
+
+
+def unsent_mail(store: Store) -> int:
+    """Messages in the outbox that no SMTP server has accepted yet."""
+    from fleetstat.store.schema import mail_outbox
+
+    query = (
+        sa.select(sa.func.count()).select_from(mail_outbox).where(mail_outbox.c.sent_at.is_(None))
+    )
+    with store._errors("count the unsent mail"), store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())

@@ -1,0 +1,170 @@
+"""``fleetstat serve``: the HTTP API and the rounds in one process, one event loop.
+
+- uvicorn runs inside the loop (``Server.serve()``) on a socket bound here, so
+  a port in use is a clear error before anything starts and ``--listen :0``
+  gets a free port (the log line ``event=serve_start`` names the URL).
+- Unless ``--no-watch``, the :class:`~fleetstat.watch.Watcher` runs beside it,
+  paused or not as ``/api/v1/monitoring`` last left it (stored in the database).
+- The loop owns SIGTERM/SIGINT (uvicorn's own handlers are switched off): the
+  first finishes the round in flight, flushes the outbox, then stops the
+  server (open requests get ``GRACE_SECONDS``); exit 0. A second aborts.
+- Requests that read the database run in worker threads, so a request never
+  waits for a round and a round never waits for a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fleetstat.errors import FleetstatError
+from fleetstat.watch import _emit, install_stop_signals, watcher_for
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from fleetstat.config import Config
+    from fleetstat.watch import Watcher
+
+GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """The command line over ``<http>``: each None takes the config's value."""
+
+    host: str | None = None
+    port: int | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    watch: bool | None = None
+    every: float = 300.0
+    database_url: str | None = None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; :class:`FleetstatError` naming the address when it fails."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise FleetstatError(
+            f"cannot listen on {shown}: {exc.strerror or exc} "
+            "(another server there? choose another with --listen HOST:PORT)"
+        ) from None
+
+
+def tls_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise FleetstatError(
+            f"cannot use the TLS certificate {certfile} with key {keyfile}: {exc} "
+            "(both PEM files; the key must belong to the certificate)"
+        ) from None
+    return context
+
+
+def run_serve(config: Config, options: ServeOptions) -> int:
+    """Serve until SIGTERM/SIGINT; the exit code (0)."""
+    return asyncio.run(serve(config, options))
+
+
+async def serve(config: Config, options: ServeOptions) -> int:
+    import uvicorn
+
+    from fleetstat.api import ServerContext, create_app
+    from fleetstat.api.routes_monitoring import stored_running
+    from fleetstat.app import open_store
+
+    http = config.http
+    host = options.host or http.host
+    port = options.port if options.port is not None else http.port
+    certfile = options.certfile or http.certfile
+    keyfile = options.keyfile or http.keyfile
+    if (certfile is None) != (keyfile is None):
+        raise FleetstatError("TLS needs both --certfile and --keyfile (or both in <http>)")
+    tls = tls_context(certfile, keyfile) if certfile and keyfile else None
+    watching = http.watch if options.watch is None else options.watch
+    sock = bind(host, port)
+    with contextlib.closing(sock):
+        store = await asyncio.to_thread(open_store, config, options.database_url)
+        with store:
+            context = ServerContext(
+                config,
+                store,
+                session_lifetime=timedelta(seconds=http.session_lifetime),
+                metrics_public=http.metrics_public,
+            )
+            if watching:
+                running = await asyncio.to_thread(stored_running, context)
+                context.watcher = watcher_for(
+                    config, options.every, database_url=options.database_url, running=running
+                )
+            server = _server(
+                uvicorn.Config(
+                    create_app(context),
+                    log_config=None,
+                    access_log=False,  # the app logs requests itself, without query strings
+                    lifespan="off",
+                    proxy_headers=False,  # the client address is the peer's, for the throttle
+                    server_header=False,
+                    timeout_graceful_shutdown=int(GRACE_SECONDS),
+                )
+            )
+            server.config.load()
+            server.config.ssl = tls  # checked above, with a message that names the files
+            name, bound_port = sock.getsockname()[:2]
+            url = f"{'https' if tls else 'http'}://{_url_host(name)}:{bound_port}"
+            _emit(logging.INFO, event="serve_start", url=url, watch=watching, pid=os.getpid(),
+                  database=store.display_url)  # fmt: skip
+            return await _run(server, sock, context.watcher)
+
+
+async def _run(server: uvicorn.Server, sock: socket.socket, watcher: Watcher | None) -> int:
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    watching = asyncio.ensure_future(watcher.run()) if watcher is not None else None
+
+    def stop(name: str) -> None:
+        if watcher is not None:
+            watcher.request_stop(name)  # the server stops once the rounds have
+        else:
+            server.should_exit = True
+
+    install_stop_signals(stop)
+    if watcher is not None and watching is not None:
+        await asyncio.wait({serving, watching}, return_when=asyncio.FIRST_COMPLETED)
+        if not watching.done():  # the server ended first (it failed): stop the rounds
+            watcher.request_stop("server stopped")
+        await watching
+        server.should_exit = True
+    await serving
+    _emit(logging.INFO, event="serve_stop")
+    return 0
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn's Server without its signal handling: the loop owns the signals."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server(config)
