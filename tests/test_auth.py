@@ -198,7 +198,7 @@ def test_listen_addresses(text: str, expected: tuple[str, int]) -> None:
     assert parse_listen(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "[::1", "[::1]x", "a b:80", "host:0", "host:http"])
+@pytest.mark.parametrize("text", ["", "[::1", "[::1]x", "a b:80", "host:65536", "host:http"])
 def test_bad_listen_addresses(text: str) -> None:
     with pytest.raises(Invalid):
         parse_listen(text)

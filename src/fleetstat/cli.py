@@ -19,7 +19,19 @@ import click
 from click.exceptions import Exit
 
 from fleetstat import __version__
-from fleetstat.commands import alerts, check_config, collect, db, demo, keys, mail, reports, watch
+from fleetstat.commands import (
+    alerts,
+    check_config,
+    collect,
+    db,
+    demo,
+    keys,
+    mail,
+    reports,
+    serve,
+    users,
+    watch,
+)
 from fleetstat.commands.common import Group
 from fleetstat.errors import FleetstatError
 from fleetstat.present import error_line, show_error
@@ -77,6 +89,7 @@ app.add_command(keys.keygen)
 app.add_command(keys.probe)
 app.add_command(alerts.alerts)
 app.add_command(watch.watch)
+app.add_command(serve.serve)
 app.add_command(reports.report)
 app.add_command(reports.history)
 app.add_command(reports.prune)
@@ -84,6 +97,8 @@ app.add_command(demo.demo)
 # Sub-groups last: the help lists them after the commands.
 app.add_command(db.db)
 app.add_command(mail.mail)
+app.add_command(users.user)
+app.add_command(users.token)
 
 
 def run() -> int:

@@ -113,7 +113,10 @@ def configure_logging(stream: Any = None) -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    log.setLevel(logging.INFO)
+    # The rounds' lines, and serve's logins, refusals and failed requests (with
+    # -v every request): INFO, or DEBUG when the root logger is at DEBUG.
+    for name in (log.name, "fleetstat.api"):
+        logging.getLogger(name).setLevel(min(logging.INFO, root.level or logging.INFO))
 
 
 def _emit(level: int, **fields: object) -> None:
