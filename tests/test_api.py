@@ -231,7 +231,7 @@ def test_user_and_token_commands(tmp_path: Path) -> None:
     assert again.returncode == 1 and "exists already" in again.stderr
     short = run_cli("user", "add", "bob", "-c", config, "--password-env", "FS_PW",
                     env={"FS_PW": "short"})  # fmt: skip
-    assert short.returncode == 1 and "too short" in short.stderr
+    assert short.returncode == 2 and "too short" in short.stderr
     unset = run_cli("user", "add", "bob", "-c", config, "--password-env", "FS_UNSET_PW")
     assert unset.returncode == 2 and "FS_UNSET_PW" in unset.stderr
     assert "alice" in run_cli("user", "list", "-c", config).stdout

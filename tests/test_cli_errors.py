@@ -60,6 +60,13 @@ BAD: dict[str, tuple[list[str], str]] = {
     "demo": (["--hosts", "0"], "--hosts"),
     "db upgrade": ([], "--config"),
     "mail flush": (["-c", "{config}", "--due-only=1"], "--due-only"),
+    "serve": (["-c", "{config}", "--listen", "web:99999"], "--listen"),
+    "user add": (["two words", "-c", "{config}"], "bad user name"),
+    "user remove": ([], "NAME"),
+    "user list": (["-c", "{config}", "--db"], "--db"),
+    "token create": (["-c", "{config}"], "--name"),
+    "token list": (["-c", "{config}", "--db"], "--db"),
+    "token revoke": (["-c", "{config}"], "--name"),
 }
 
 

@@ -25,7 +25,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from fleetstat.errors import FleetstatError
+from fleetstat.errors import FleetstatError, UsageError
 from fleetstat.store import Store, accounts
 
 TOKEN_PREFIX = "fst_"
@@ -118,7 +118,7 @@ def _dummy_hash() -> str:
 def check_user_name(name: str) -> str:
     """A user name as stored: 1-64 printable characters without spaces."""
     if not name or len(name) > NAME_MAX or not name.isprintable() or any(c.isspace() for c in name):
-        raise FleetstatError(
+        raise UsageError(
             f"bad user name {name[:NAME_MAX]!r}: use 1-{NAME_MAX} characters without spaces"
         )
     return name
@@ -126,7 +126,7 @@ def check_user_name(name: str) -> str:
 
 def check_password(password: str) -> str:
     if len(password) < PASSWORD_MIN:
-        raise FleetstatError(f"the password is too short: at least {PASSWORD_MIN} characters")
+        raise UsageError(f"the password is too short: at least {PASSWORD_MIN} characters")
     return password
 
 
