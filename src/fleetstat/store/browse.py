@@ -52,7 +52,7 @@ def latest_sample(store: Store, client_ip: str, client_port: int) -> LatestSampl
         )
         .where(host_latest.c.client_ip == client_ip, host_latest.c.client_port == client_port)
     )
-    with store._errors("read the latest sample"), store.engine.connect() as conn:
+    with store.errors("read the latest sample"), store.engine.connect() as conn:
         row = conn.execute(query).first()
     if row is None:
         return None
@@ -73,7 +73,7 @@ def recent_rounds(store: Store, *, limit: int, before: int | None = None) -> lis
     query = sa.select(rounds).order_by(rounds.c.id.desc()).limit(limit)
     if before is not None:
         query = query.where(rounds.c.id < before)
-    with store._errors("read the rounds"), store.engine.connect() as conn:
+    with store.errors("read the rounds"), store.engine.connect() as conn:
         return list(conn.execute(query).all())
 
 
@@ -84,7 +84,7 @@ def last_round(store: Store) -> sa.Row[Any] | None:
 
 def ping(store: Store) -> None:
     """A trivial query: raises StoreError when the database does not answer."""
-    with store._errors("reach the database"), store.engine.connect() as conn:
+    with store.errors("reach the database"), store.engine.connect() as conn:
         conn.execute(sa.select(sa.literal(1))).scalar()
 
 
@@ -140,7 +140,7 @@ def security_event_page(
         query = query.where(security_events.c.occurred_at >= since)
     if after is not None:
         query = query.where(security_events.c.id > after)
-    with store._errors("read the security events"), store.engine.connect() as conn:
+    with store.errors("read the security events"), store.engine.connect() as conn:
         return list(conn.execute(query).all())
 
 
@@ -176,7 +176,7 @@ def host_figures(
         samples.c.received_at,
         samples.c.document,
     ).select_from(host_latest.outerjoin(samples, samples.c.id == host_latest.c.sample_id))
-    with store._errors("read the hosts' figures"), store.engine.connect() as conn:
+    with store.errors("read the hosts' figures"), store.engine.connect() as conn:
         version = int(conn.execute(version_query).scalar() or 0)
         if changed_since is not None and version == changed_since:
             return version, []
@@ -202,5 +202,5 @@ def unsent_mail(store: Store) -> int:
     query = (
         sa.select(sa.func.count()).select_from(mail_outbox).where(mail_outbox.c.sent_at.is_(None))
     )
-    with store._errors("count the unsent mail"), store.engine.connect() as conn:
+    with store.errors("count the unsent mail"), store.engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
