@@ -22,8 +22,9 @@ from fleetstat.alerts import evaluate_round
 from fleetstat.cli import app
 from fleetstat.metrics import fill_interval_cpu
 from fleetstat.model import RoundResult, Status
+from fleetstat.present import sparkline
 from fleetstat.store import Store
-from fleetstat.store.reports import HostRef, host_history, sparkline
+from fleetstat.store.reports import HostRef, host_history
 
 BOOT = "2026-11-01T00:00:00Z"
 WEB = client(rule("memory", 55), ip="10.0.0.5", name="web-01")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -200,10 +201,24 @@ def alerts_table(views: list[AlertView]) -> Table:
     return table
 
 
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | None], low: float = 0.0, high: float = 100.0) -> str:
+    """One character per value on a fixed scale (percentages: 0-100); a space for None."""
+    span = high - low
+    chars = []
+    for value in values:
+        if value is None:
+            chars.append(" ")
+            continue
+        ratio = 0.0 if span <= 0 else (min(max(value, low), high) - low) / span
+        chars.append(SPARK[min(len(SPARK) - 1, int(ratio * len(SPARK)))])
+    return "".join(chars)
+
+
 def print_history(found: History) -> None:
     """``fleetstat history``: the heading, the min/avg/max table and two sparklines."""
-    from fleetstat.store.reports import sparkline
-
     console = out()
     console.print(f"{found.name} ({found.client_ip}:{found.client_port}) since "
                   f"{when(found.since)}: {found.samples} sample(s), {found.failed_attempts} "

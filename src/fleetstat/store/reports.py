@@ -369,19 +369,3 @@ def _rounded(value: float | None, digits: int) -> float | None:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
-
-
-SPARK = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: Sequence[float | None], low: float = 0.0, high: float = 100.0) -> str:
-    """One character per value on a fixed scale (percentages: 0-100); a space for None."""
-    span = high - low
-    chars = []
-    for value in values:
-        if value is None:
-            chars.append(" ")
-            continue
-        ratio = 0.0 if span <= 0 else (min(max(value, low), high) - low) / span
-        chars.append(SPARK[min(len(SPARK) - 1, int(ratio * len(SPARK)))])
-    return "".join(chars)
