@@ -199,7 +199,7 @@ def main() -> None:
             "threads": args.threads,
             "connections": args.connections,
             "seconds_per_endpoint": args.duration,
-        },  # fmt: skip
+        },
         "started_at": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
