@@ -44,7 +44,11 @@ def serve_config(
     database_url: str | None = None,
     http: str = "",
 ) -> Path:
-    """A config for these simulated hosts; the first also has a memory rule it breaks."""
+    """A config for these simulated hosts; the first also has a memory rule it breaks.
+
+    Generous timeouts: on a loaded 2-core machine a probe run can take seconds,
+    and the tests assert that every host answered.
+    """
     db = database_url or f"sqlite:///{tmp_path / 'fleetstat.db'}"
     clients = []
     for n, i in enumerate(indices):
@@ -59,7 +63,7 @@ def serve_config(
         f"""<fleetstat>
   <database url="{db}"/>
   <key path="{tmp_path / "server.key"}"/>
-  <defaults concurrency="10" connect-timeout="5s" run-timeout="5s" host-keys="strict"
+  <defaults concurrency="10" connect-timeout="20s" run-timeout="30s" host-keys="strict"
             known-hosts="{fleet.known_hosts}" top-processes-when="always"/>
   {http}
   {"".join(clients)}

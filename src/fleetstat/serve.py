@@ -52,16 +52,27 @@ class ServeOptions:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; :class:`FleetstatError` naming the address when it fails."""
+    """A listening TCP socket; :class:`FleetstatError` naming the address when it fails.
+
+    Made with ``IPPROTO_TCP`` spelled out: asyncio sets TCP_NODELAY only on
+    sockets whose ``proto`` says TCP, and ``socket.create_server`` leaves it 0.
+    Without it a keep-alive client waits out the 40 ms delayed ACK on every
+    response that goes out in two writes (measured: p50 44 ms instead of 1 ms).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
     except OSError as exc:
+        sock.close()
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         raise FleetstatError(
             f"cannot listen on {shown}: {exc.strerror or exc} "
             "(another server there? choose another with --listen HOST:PORT)"
         ) from None
+    return sock
 
 
 def tls_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:

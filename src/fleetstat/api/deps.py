@@ -35,9 +35,15 @@ class ServerContext:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def get_context(request: Request) -> ServerContext:
+def context_of(request: Request) -> ServerContext:
     context: ServerContext = request.app.state.fleetstat
     return context
+
+
+async def get_context(request: Request) -> ServerContext:
+    # async: FastAPI runs a plain-def dependency in a worker thread, a hop that
+    # costs more than this attribute lookup.
+    return context_of(request)
 
 
 Context = Annotated[ServerContext, Depends(get_context)]

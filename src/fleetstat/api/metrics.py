@@ -29,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from fleetstat.api import models
-from fleetstat.api.deps import ServerContext, current_user, get_context
+from fleetstat.api.deps import ServerContext, context_of, current_user
 from fleetstat.store.browse import HostFigures, host_figures, last_round, unsent_mail
 
 MAX_FILESYSTEMS = 64
@@ -255,7 +255,7 @@ router = APIRouter(tags=["metrics"])
 def metrics(request: Request) -> Response:
     """The fleet in Prometheus' text format; needs a token unless ``<http
     metrics-public="true">``."""
-    context = get_context(request)
+    context = context_of(request)
     if not context.metrics_public:
         from fastapi.security.utils import get_authorization_scheme_param
 
