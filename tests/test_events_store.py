@@ -120,7 +120,7 @@ def test_bookmark_moves_only_after_the_events_are_stored(
         raise StoreError("database went away")
 
     with monkeypatch.context() as m:
-        m.setattr(Store, "record_round", broken)
+        m.setattr(Store, "write_round", broken)
         with pytest.raises(StoreError):
             app.collect_once(config, now=NOW)
     assert host.calls[0] == {"since": None, "events": 6}

@@ -17,11 +17,18 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alert_helpers import checked
 
-from fleetstat.document import Document
+from fleetstat.document import Document, HostInfo
 from fleetstat.errors import StoreError
 from fleetstat.model import HostResult, RoundResult, Status
 from fleetstat.store import Store, headline
-from fleetstat.store.schema import TABLE_NAMES, attempts, metadata, rounds, samples
+from fleetstat.store.schema import (
+    TABLE_NAMES,
+    attempts,
+    host_latest,
+    metadata,
+    rounds,
+    samples,
+)
 
 DOCUMENTS = Path(__file__).parent / "fixtures" / "documents"
 T0 = datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=UTC)
@@ -34,6 +41,14 @@ class Client:
     ip: str
     port: int = 22
     name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.ip
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
 
 
 def linux_document(**changes: Any) -> dict[str, Any]:
@@ -474,16 +489,73 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "b" / "x.db").exists()
 
 
-def test_a_failed_round_leaves_nothing(tmp_path: Path) -> None:
-    # One transaction: a failure in the samples INSERT rolls back round and attempts.
+def test_a_round_the_database_cannot_take_leaves_nothing(tmp_path: Path) -> None:
+    # One transaction: when the database refuses even a host's failed attempt, it is
+    # the database that fails, and nothing of the round is kept.
     with Store(f"sqlite:///{tmp_path / 'x.db'}") as store:
         store.ensure_schema()
-        bad = replace(  # past the boundary, not JSON: the samples INSERT fails
-            ok("10.0.0.1", linux_document()), document=Document(schema=1, extra={"x": object()})
-        )
-        with pytest.raises(StoreError, match="not JSON serializable"):
-            store.record_round(a_round(ok("10.0.0.2", linux_document()), bad))
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER full BEFORE INSERT ON attempts BEGIN "
+                "SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        with pytest.raises(StoreError, match="disk is full"):
+            store.record_round(
+                a_round(ok("10.0.0.2", linux_document()), failed("10.0.0.1", Status.TIMEOUT, "t"))
+            )
         assert [store.count(t) for t in ("rounds", "attempts", "samples")] == [0, 0, 0]
+
+
+def past_the_boundary(ip: str, document: Document) -> HostResult:
+    """An ok result whose document did not come through fleetstat.document (a bug's)."""
+    return replace(ok(ip, linux_document()), document=document)
+
+
+def test_a_host_whose_rows_cannot_be_built_fails_alone(store: Store) -> None:
+    bad = past_the_boundary("10.0.0.1", Document(schema=1, extra={"x": object()}))
+    written = store.write_round(a_round(ok("10.0.0.2", linux_document()), bad))
+    assert [store.count(t) for t in ("rounds", "attempts", "samples")] == [1, 2, 1]
+    (stored,) = store.latest_samples()
+    assert stored.client_ip == "10.0.0.2"
+    failed_host = written.round.results[1]
+    assert failed_host.status is Status.BAD_PAYLOAD and failed_host.document is None
+    attempt = one(store, sa.select(attempts).where(attempts.c.client_ip == "10.0.0.1"))
+    assert attempt.status == "bad_payload"
+    assert attempt.error == (
+        "10.0.0.1:22: storing failed: TypeError: Object of type object is not JSON serializable"
+    )
+    head = one(store, sa.select(rounds))
+    assert (head.hosts_ok, head.hosts_failed) == (1, 1)
+
+
+@pytest.mark.parametrize("hostname", ["nul\x00here", "lone\ud800surrogate"])
+def test_a_value_the_database_refuses_costs_only_its_host(
+    store: Store, db_backend: str, hostname: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The batch is refused; each host is then written alone, and only the one fails."""
+    if db_backend != "postgresql" and "\x00" in hostname:
+        pytest.skip("SQLite and MariaDB store a NUL; only PostgreSQL refuses it")
+    bad = past_the_boundary(
+        "10.0.0.2", replace(checked(linux_document()), host=HostInfo(hostname=hostname))
+    )
+    round_id = store.record_round(
+        a_round(ok("10.0.0.1", linux_document()), bad, ok("10.0.0.3", linux_document()))
+    )
+    assert sorted(row.client_ip for row in store.latest_samples()) == ["10.0.0.1", "10.0.0.3"]
+    hosts = {row.client_ip: row for row in store.round_summary(round_id).hosts}
+    assert [hosts[ip].status for ip in sorted(hosts)] == ["ok", "bad_payload", "ok"]
+    assert hosts["10.0.0.2"].error.startswith(
+        "10.0.0.2:22: storing failed: the database refused this host's rows: "
+    )
+    with store.engine.connect() as conn:
+        latest = {r.client_ip: r for r in conn.execute(sa.select(host_latest))}
+        head = conn.execute(sa.select(rounds)).one()
+    assert latest["10.0.0.2"].last_status == "bad_payload"
+    assert latest["10.0.0.2"].sample_id is None
+    assert latest["10.0.0.1"].sample_id is not None
+    assert (head.hosts_ok, head.hosts_failed) == (2, 1)
+    assert "writing host by host" in caplog.text
+    assert "host 10.0.0.2 (10.0.0.2:22): storing failed" in caplog.text
 
 
 # -- headline (pure) ----------------------------------------------------------------

@@ -186,15 +186,23 @@ def _store_round(
     now: datetime | None,
 ) -> CollectOutcome:
     from fleetstat.alerts import evaluate_round
+    from fleetstat.hostfail import with_failures
     from fleetstat.mail.events import queue_event_mail
     from fleetstat.metrics import fill_interval_cpu
 
+    # One host's failure in any step below is that host's (fleetstat.hostfail): it
+    # is marked bad_payload, logged, and the others are stored, alerted and mailed.
     # Before the round is stored and alerts run: both read cpu.interval_percent.
     result = fill_interval_cpu(result, previous_cpu)
-    round_id = store.record_round(
-        result, then=lambda conn, rid: queue_event_mail(conn, result, rid, now=now)
+    written = store.write_round(
+        result,
+        then=lambda conn, rid, stored: queue_event_mail(conn, stored, rid, url=store.url, now=now),
     )
+    result, round_id = written.round, written.round_id
     evaluation = evaluate_round(store, result, defaults=config.defaults, now=now)
+    if evaluation.failures:
+        result = with_failures(result, "alerts", evaluation.failures)
+        store.mark_failed(round_id, result, evaluation.failures)
     for address in evaluation.unaddressed:
         log.warning("alert for %s not mailed: the client has no mail address", address)
     outcome = CollectOutcome(

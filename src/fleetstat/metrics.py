@@ -24,7 +24,7 @@ from fleetstat.units import parse_timestamp
 
 if TYPE_CHECKING:
     from fleetstat.document import Document
-    from fleetstat.model import RoundResult
+    from fleetstat.model import HostResult, RoundResult
 
 # The probe derives boot_time from the wall clock minus the uptime and rounds it to
 # the second, so two collections of a host that did not reboot can disagree by a
@@ -106,19 +106,26 @@ def fill_interval_cpu(
     ``previous`` maps ``(client_ip, client_port)`` to the counters of that host's
     previous successful collection. The value is None when it cannot be known
     (first collection, reboot, no cpu family). The documents are frozen: the
-    hosts that have a cpu family get new ones.
+    hosts that have a cpu family get new ones; a host for which this fails is
+    demoted (fleetstat.hostfail), the others go on.
     """
-    results = []
-    for result in round.results:
-        document = result.document
-        if result.ok and document is not None and document.cpu is not None:
-            key = (result.client.ip, result.client.port)
-            value = interval_between(previous.get(key), CpuCounters.from_document(document))
-            percent = None if value is None else round_percent(value)
-            cpu = replace(document.cpu, interval_percent=percent)
-            result = replace(result, document=replace(document, cpu=cpu))
-        results.append(result)
-    return replace(round, results=tuple(results))
+    from fleetstat.hostfail import each_host
+
+    return each_host(round, "interval CPU", lambda result: with_interval(result, previous))
+
+
+def with_interval(
+    result: HostResult, previous: Mapping[tuple[str, int], CpuCounters]
+) -> HostResult:
+    """One host's result with its interval CPU (unchanged without a cpu family)."""
+    document = result.document
+    if not result.ok or document is None or document.cpu is None:
+        return result
+    key = (result.client.ip, result.client.port)
+    value = interval_between(previous.get(key), CpuCounters.from_document(document))
+    percent = None if value is None else round_percent(value)
+    cpu = replace(document.cpu, interval_percent=percent)
+    return replace(result, document=replace(document, cpu=cpu))
 
 
 def round_percent(value: float) -> float:

@@ -1,5 +1,9 @@
 """A round against the rules: alert states and outbox rows, in one transaction.
 
+One host's failure is its own (fleetstat.hostfail): its rules are evaluated in a
+plan of its own, and the plans are written together in a savepoint that falls
+back to one host at a time when the database refuses the batch.
+
 Reading the states, writing the new ones and inserting the messages happen in a
 single database transaction, so a crash either loses the whole evaluation (the
 next round evaluates again, from the old states) or keeps all of it: a message
@@ -12,8 +16,8 @@ while it is pending or firing, and once more when it returns to ok.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,9 +27,11 @@ from sqlalchemy.engine import Connection
 from fleetstat.alerts.machine import AlertState, Limits, step
 from fleetstat.alerts.metrics import measure
 from fleetstat.config import AlertRule, Defaults
+from fleetstat.hostfail import describe
 from fleetstat.mail import Message, Notice, enqueue, render_message
 from fleetstat.model import HostResult, RoundResult
 from fleetstat.store import Store
+from fleetstat.store.errors import each_in_savepoint
 from fleetstat.store.schema import alert_states
 
 _STATE_FIELDS = (
@@ -49,6 +55,8 @@ class Evaluation:
     messages: int  # outbox rows written (one per host with something to say)
     firing: int  # alerts firing after this round, among the hosts of the round
     unaddressed: tuple[str, ...] = ()  # hosts with something to say and no mail address
+    # Hosts left out because their evaluation failed, and why (fleetstat.hostfail).
+    failures: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
 def limits_for(rule: AlertRule, defaults: Defaults) -> Limits:
@@ -68,21 +76,44 @@ def evaluate_round(
     defaults: Defaults | None = None,
     now: datetime | None = None,
 ) -> Evaluation:
-    """Evaluate every host of ``round`` against its client's rules; queue the mail."""
+    """Evaluate every host of ``round`` against its client's rules; queue the mail.
+
+    Per host (fleetstat.hostfail): a host whose rules cannot be evaluated or whose
+    message cannot be rendered is left out, as is one whose rows the database
+    refuses when the round's rows are written together (then each host is written
+    in a savepoint of its own); they are in ``Evaluation.failures`` with the
+    reason, for the caller to mark, and the other hosts are evaluated and mailed.
+    """
     defaults = defaults or Defaults()
     now = now or datetime.now(UTC)
+    failures: dict[tuple[str, int], str] = {}
     with store.errors("evaluate alerts"), store.engine.begin() as conn:
         known = _load(conn, round.results)
-        plan = _Plan()
+        plans: list[tuple[tuple[str, int], _Plan]] = []
         for result in round.results:
-            plan.host(result, known, defaults, now)
-        _write(conn, plan)
-        enqueue(conn, plan.messages, now=now)
+            key = (result.client.ip, result.client.port)
+            plan = _Plan()
+            try:
+                plan.host(result, known, defaults, now)
+            except Exception as exc:  # this host's alerts only
+                failures[key] = describe(exc)
+                continue
+            plans.append((key, plan))
+
+        def write(conn: Connection, batch: Sequence[tuple[tuple[str, int], _Plan]]) -> None:
+            merged = _Plan.merge(plan for _, plan in batch)
+            _write(conn, merged)
+            enqueue(conn, merged.messages, now=now)
+
+        for index, why in each_in_savepoint(conn, store.url, plans, write).items():
+            failures[plans[index][0]] = why
+    done = _Plan.merge(plan for key, plan in plans if key not in failures)
     return Evaluation(
-        notices=tuple(plan.notices),
-        messages=len(plan.messages),
-        firing=plan.firing,
-        unaddressed=tuple(plan.unaddressed),
+        notices=tuple(done.notices),
+        messages=len(done.messages),
+        firing=done.firing,
+        unaddressed=tuple(done.unaddressed),
+        failures=failures,
     )
 
 
@@ -100,6 +131,19 @@ class _Plan:
         self.notices: list[Notice] = []
         self.unaddressed: list[str] = []
         self.firing = 0
+
+    @classmethod
+    def merge(cls, plans: Iterable[_Plan]) -> _Plan:
+        merged = cls()
+        for plan in plans:
+            merged.inserts += plan.inserts
+            merged.updates += plan.updates
+            merged.deletes += plan.deletes
+            merged.messages += plan.messages
+            merged.notices += plan.notices
+            merged.unaddressed += plan.unaddressed
+            merged.firing += plan.firing
+        return merged
 
     def host(
         self,

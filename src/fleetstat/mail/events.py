@@ -16,10 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import URL
 
+from fleetstat.hostfail import describe
 from fleetstat.mail.outbox import enqueue
 from fleetstat.mail.render import SUBJECT_PREFIX, Message, host_label
 from fleetstat.model import HostResult, RoundResult
+from fleetstat.store.errors import each_in_savepoint
 from fleetstat.store.events import round_events_in
 
 # A message stays readable (and under mail servers' size limits) whatever the backlog.
@@ -96,26 +99,38 @@ def render_events_message(result: HostResult, rows: Sequence[Any], now: datetime
 
 
 def queue_event_mail(
-    conn: sa.Connection, round: RoundResult, round_id: int, *, now: datetime | None = None
-) -> int:
-    """Enqueue this round's events mail for every host that wants one; how many were queued.
+    conn: sa.Connection,
+    round: RoundResult,
+    round_id: int,
+    *,
+    url: URL,
+    now: datetime | None = None,
+) -> dict[tuple[str, int], str]:
+    """Enqueue this round's events mail for every host that wants one; the hosts it failed for.
 
-    Runs inside the transaction that stores the round (``Store.record_round(then=...)``):
+    Runs inside the transaction that stores the round (``Store.write_round(then=...)``):
     the events, the bookmark derived from them and their mail commit together, so a
-    crash can neither lose the mail of stored events nor mail events twice.
+    crash can neither lose the mail of stored events nor mail events twice. A host
+    whose message cannot be rendered or queued is returned with the reason (the
+    store marks it failed); the others' mail is queued all the same.
     """
     now = now or datetime.now(UTC)
     hosts = [r for r in round.results if wants_event_mail(r) and r.client.mail]
     if not hosts:
-        return 0
+        return {}
     stored = round_events_in(conn, round_id, hosts)
-    messages = [
-        (
-            render_events_message(r, stored.get((r.client.ip, r.client.port), []), now),
-            r.client.ip,
-            r.client.port,
-        )
-        for r in hosts
-    ]
-    enqueue(conn, messages, now=now, kind="events")
-    return len(messages)
+    failures: dict[tuple[str, int], str] = {}
+    messages: list[tuple[Message, str, int]] = []
+    for r in hosts:
+        key = (r.client.ip, r.client.port)
+        try:
+            messages.append((render_events_message(r, stored.get(key, []), now), *key))
+        except Exception as exc:  # this host's mail only
+            failures[key] = describe(exc)
+
+    def queue(conn: sa.Connection, batch: Sequence[tuple[Message, str, int]]) -> None:
+        enqueue(conn, batch, now=now, kind="events")
+
+    for index, why in each_in_savepoint(conn, url, messages, queue).items():
+        failures[messages[index][1], messages[index][2]] = why
+    return failures

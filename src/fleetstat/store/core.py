@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +15,10 @@ from sqlalchemy.engine import URL, Connection, Engine, Row
 
 from fleetstat.errors import StoreError
 from fleetstat.metrics import CpuCounters
-from fleetstat.model import HostResult, RoundResult
+from fleetstat.model import RoundResult
 from fleetstat.store import migrate
 from fleetstat.store.errors import parse_url, sql_errors
-from fleetstat.store.events import insert_events
-from fleetstat.store.headline import headline
+from fleetstat.store.roundwrite import Host, Then, WrittenRound, mark_failed, write_round
 from fleetstat.store.schema import (
     TABLE_NAMES,
     attempts,
@@ -100,62 +97,30 @@ class Store:
 
     # -- writes ------------------------------------------------------------------
 
-    def record_round(
-        self,
-        round: RoundResult,
-        *,
-        then: Callable[[sa.Connection, int], object] | None = None,
-    ) -> int:
+    def record_round(self, round: RoundResult, *, then: Then | None = None) -> int:
         """Store a round, its attempts and its samples in one transaction; its id.
 
-        ``then(conn, round_id)`` runs last inside the same transaction, for work that
-        must commit with the round or not at all (the events mail: the store itself
-        knows nothing of mail).
-
-        Three INSERTs whatever the number of hosts (attempts and samples each sent as
-        one executemany) plus one SELECT that reads back the attempt ids, which
-        executemany does not return portably, keyed by (client_ip, client_port).
+        See :meth:`write_round`, which also returns the round as stored.
         """
-        results = round.results
-        with self.errors("record the round"), self.engine.begin() as conn:
-            inserted = conn.execute(
-                sa.insert(rounds).values(
-                    started_at=round.started_at,
-                    finished_at=round.finished_at,
-                    hosts_total=len(results),
-                    hosts_ok=round.ok_count,
-                    hosts_failed=round.failed_count,
-                    retries=round.retries,
-                    duration_seconds=(round.finished_at - round.started_at).total_seconds(),
-                )
-            ).inserted_primary_key
-            assert inserted is not None  # a single-row INSERT always has its key
-            round_id = int(inserted[0])
-            if not results:
-                if then is not None:
-                    then(conn, round_id)
-                return round_id
-            conn.execute(sa.insert(attempts), [_attempt_row(round_id, r) for r in results])
-            attempt_ids = _attempt_ids(conn, round_id)
-            sample_rows = []
-            latest: dict[tuple[str, int], dict[str, Any]] = {}
-            for result in results:
-                # Popping in id order pairs a duplicated (ip, port), should one ever
-                # reach us, with its attempts in the order they were inserted.
-                attempt_id = attempt_ids[(result.client.ip, result.client.port)].popleft()
-                latest[(result.client.ip, result.client.port)] = _latest_row(attempt_id, result)
-                if _has_sample(result):
-                    sample_rows.append(_sample_row(round_id, attempt_id, result))
-            if sample_rows:
-                conn.execute(sa.insert(samples), sample_rows)
-                _link_samples(conn, round_id, latest)
-            _upsert_latest(conn, list(latest.values()))
-            # Same transaction: the bookmark (derived from these rows) only moves
-            # once the events are committed with the rest of the round.
-            insert_events(conn, round_id, results)
-            if then is not None:
-                then(conn, round_id)
-            return round_id
+        return self.write_round(round, then=then).round_id
+
+    def write_round(self, round: RoundResult, *, then: Then | None = None) -> WrittenRound:
+        """Store a round in one transaction; a host the database refuses fails alone.
+
+        ``then(conn, round_id, round)`` runs last inside the same transaction, for
+        work that must commit with the round or not at all (the events mail: the
+        store itself knows nothing of mail); it returns the hosts it failed for, and
+        why. The result's ``round`` is the round as stored: a host whose rows could
+        not be built or written is ``bad_payload`` there and in its attempt row
+        (store/roundwrite.py).
+        """
+        return write_round(self, round, then)
+
+    def mark_failed(self, round_id: int, round: RoundResult, hosts: Mapping[Host, object]) -> None:
+        """Record demoted ``hosts`` of a stored round (a later step failed for them)."""
+        if hosts:
+            with self.errors("mark hosts as failed"), self.engine.begin() as conn:
+                mark_failed(conn, round_id, round, hosts)
 
     # -- reads -------------------------------------------------------------------
 
@@ -252,6 +217,11 @@ class Store:
 
     # -- errors ------------------------------------------------------------------
 
+    @property
+    def url(self) -> URL:
+        """The database URL (with its password: for error messages use ``display_url``)."""
+        return self._url
+
     def errors(self, doing: str) -> AbstractContextManager[None]:
         """The store's error boundary, for every caller that runs SQL on this store::
 
@@ -335,144 +305,6 @@ def _finite(value: object) -> object:
     if isinstance(value, list | tuple):
         return [_finite(item) for item in value]
     return value
-
-
-# -- rows -------------------------------------------------------------------------
-
-
-def _has_sample(result: HostResult) -> bool:
-    return result.ok and result.document is not None
-
-
-def _attempt_row(round_id: int, result: HostResult) -> dict[str, Any]:
-    client = result.client
-    return {
-        "round_id": round_id,
-        "client_ip": client.ip,
-        "client_port": client.port,
-        "client_name": client.name,
-        "status": str(result.status),
-        "error": result.error,
-        "stderr": result.stderr,
-        "duration_seconds": result.duration_seconds,
-        "started_at": result.started_at,
-        "retries": result.retries,
-    }
-
-
-def _attempt_ids(conn: Connection, round_id: int) -> defaultdict[tuple[str, int], deque[int]]:
-    query = (
-        sa.select(attempts.c.id, attempts.c.client_ip, attempts.c.client_port)
-        .where(attempts.c.round_id == round_id)
-        .order_by(attempts.c.id)
-    )
-    ids: defaultdict[tuple[str, int], deque[int]] = defaultdict(deque)
-    for attempt_id, ip, port in conn.execute(query):
-        ids[(ip, port)].append(attempt_id)
-    return ids
-
-
-def _sample_row(round_id: int, attempt_id: int, result: HostResult) -> dict[str, Any]:
-    document = result.document
-    assert document is not None  # _has_sample
-    return {
-        "round_id": round_id,
-        "attempt_id": attempt_id,
-        "client_ip": result.client.ip,
-        "client_port": result.client.port,
-        # Ours: when the document reached us, as opposed to the probe's clock.
-        "received_at": result.started_at + timedelta(seconds=result.duration_seconds),
-        "document": document.as_json(),
-        **headline(document),
-    }
-
-
-# -- host_latest ----------------------------------------------------------------------
-
-_SAMPLE_FIELDS = (
-    "sample_id",
-    "sample_received_at",
-    "cpu_total_seconds",
-    "cpu_busy_seconds",
-    "boot_time",
-)
-
-
-def _latest_row(attempt_id: int, result: HostResult) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "client_ip": result.client.ip,
-        "client_port": result.client.port,
-        "last_attempt_id": attempt_id,
-        "last_attempt_at": result.started_at,
-        "last_status": str(result.status),
-        "has_sample": _has_sample(result),
-    }
-    if _has_sample(result):
-        counters = CpuCounters.from_document(result.document)
-        row["sample_id"] = row["sample_received_at"] = None  # set by _link_samples
-        row["cpu_total_seconds"] = counters.total_seconds if counters else None
-        row["cpu_busy_seconds"] = counters.busy_seconds if counters else None
-        row["boot_time"] = counters.boot_time if counters else None
-    return row
-
-
-def _link_samples(
-    conn: Connection, round_id: int, latest: dict[tuple[str, int], dict[str, Any]]
-) -> None:
-    """Add the new sample ids (read back by round, like the attempt ids) to ``latest``."""
-    query = sa.select(
-        samples.c.id, samples.c.client_ip, samples.c.client_port, samples.c.received_at
-    ).where(samples.c.round_id == round_id)
-    for sample_id, ip, port, received_at in conn.execute(query):
-        row = latest.get((ip, port))
-        if row is not None and row["has_sample"]:
-            previous = row.get("sample_id")
-            if previous is None or sample_id > previous:
-                row["sample_id"] = sample_id
-                row["sample_received_at"] = received_at
-
-
-def _upsert_latest(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert or update the host_latest rows: two statements (hosts with a sample, without).
-
-    A failed attempt moves only the attempt columns: the pointer to the last good
-    sample (and its counters) stays where it was.
-    """
-    with_sample = [_without("has_sample", r) for r in rows if r["has_sample"]]
-    without = [_without("has_sample", r) for r in rows if not r["has_sample"]]
-    attempt_fields = ("last_attempt_id", "last_attempt_at", "last_status")
-    if with_sample:
-        conn.execute(_upsert(conn, attempt_fields + _SAMPLE_FIELDS), with_sample)
-    if without:
-        for row in without:
-            row.update(dict.fromkeys(_SAMPLE_FIELDS))  # used only when the row is new
-        conn.execute(_upsert(conn, attempt_fields), without)
-
-
-def _upsert(conn: Connection, fields: tuple[str, ...]) -> Any:
-    dialect = conn.dialect.name
-    if dialect in ("mysql", "mariadb"):
-        from sqlalchemy.dialects import mysql
-
-        stmt = mysql.insert(host_latest)
-        return stmt.on_duplicate_key_update({f: stmt.inserted[f] for f in fields})
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        pg = postgresql.insert(host_latest)
-        return pg.on_conflict_do_update(
-            index_elements=["client_ip", "client_port"], set_={f: pg.excluded[f] for f in fields}
-        )
-    from sqlalchemy.dialects import sqlite
-
-    lite = sqlite.insert(host_latest)
-    return lite.on_conflict_do_update(
-        index_elements=["client_ip", "client_port"], set_={f: lite.excluded[f] for f in fields}
-    )
-
-
-def _without(key: str, row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k != key}
 
 
 __all__: Sequence[str] = ("RoundSummary", "Store")

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from fleetstat.errors import StoreError
 
+T = TypeVar("T")
 REASON_LIMIT = 500  # characters of the driver's message kept in the error
 
 
@@ -61,6 +63,36 @@ def reason(exc: BaseException, url: URL) -> str:
     if url.password:
         text = text.replace(str(url.password), "***")
     return text[:REASON_LIMIT]
+
+
+def each_in_savepoint(
+    conn: Connection,
+    url: URL,
+    items: Sequence[T],
+    write: Callable[[Connection, Sequence[T]], object],
+) -> dict[int, str]:
+    """``write(conn, items)`` in one savepoint; when the database refuses it, each item in
+    a savepoint of its own. ``{index: reason}`` of the items it still refuses.
+
+    For batches in which one host's row must not cost the others theirs
+    (fleetstat.hostfail): the batch is the fast path, one statement for all.
+    """
+    if not items:
+        return {}
+    try:
+        with conn.begin_nested():
+            write(conn, items)
+        return {}
+    except Exception:  # one of them was refused: find which, below
+        pass
+    refused = {}
+    for index, item in enumerate(items):
+        try:
+            with conn.begin_nested():
+                write(conn, [item])
+        except Exception as exc:
+            refused[index] = reason(exc, url)
+    return refused
 
 
 def _is_alembic_error(exc: Exception) -> bool:

@@ -44,20 +44,31 @@ def event_rows(round_id: int, results: Sequence[HostResult]) -> list[dict[str, A
     """Rows for every event in the round's documents, one per (host, event_key)."""
     rows: list[dict[str, Any]] = []
     for result in results:
-        document = result.document if result.ok else None
-        if document is None or document.security_events is None:
-            continue
-        seen: set[str] = set()
-        for event in document.security_events.events:
-            if event.event_key not in seen:
-                seen.add(event.event_key)
-                rows.append(_row(round_id, result, event))
+        rows += host_event_rows(round_id, result)
+    return rows
+
+
+def host_event_rows(round_id: int | None, result: HostResult) -> list[dict[str, Any]]:
+    """One host's event rows, one per event_key (``round_id`` may be set later)."""
+    document = result.document if result.ok else None
+    if document is None or document.security_events is None:
+        return []
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for event in document.security_events.events:
+        if event.event_key not in seen:
+            seen.add(event.event_key)
+            rows.append(_row(round_id, result, event))
     return rows
 
 
 def insert_events(conn: Connection, round_id: int, results: Sequence[HostResult]) -> int:
     """Insert the round's events, skipping those already stored; the rows offered."""
-    rows = event_rows(round_id, results)
+    return insert_event_rows(conn, event_rows(round_id, results))
+
+
+def insert_event_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert event rows (round_id set), 500 at a time, skipping those already stored."""
     statement = _insert_ignoring_duplicates(conn.dialect.name)
     for start in range(0, len(rows), BATCH):
         conn.execute(statement, rows[start : start + BATCH])
@@ -83,7 +94,7 @@ def _insert_ignoring_duplicates(dialect: str) -> Any:
     raise StoreError(f"security events: no duplicate-ignoring INSERT for {dialect!r}")
 
 
-def _row(round_id: int, result: HostResult, event: Event) -> dict[str, Any]:
+def _row(round_id: int | None, result: HostResult, event: Event) -> dict[str, Any]:
     # The document boundary made every value fit its column (fleetstat.document).
     return {
         "client_ip": result.client.ip,
