@@ -8,8 +8,20 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from fleetstat.config import AlertRule, Client, Config, Defaults, Retention, Timeouts, load_config
+from fleetstat.config import (
+    AlertRule,
+    Client,
+    Config,
+    Defaults,
+    Retention,
+    Timeouts,
+    load_config,
+    require_secrets,
+    secret_issues,
+)
+from fleetstat.config.dburl import mask_database_url, url_password
 from fleetstat.errors import ConfigError, ConfigIssue
 from fleetstat.units import format_duration, parse_duration
 
@@ -238,14 +250,52 @@ def test_password_env_is_resolved_at_load(tmp_path: Path, monkeypatch: pytest.Mo
         tmp_path, '<fleetstat><client ip="h" username="u" password-env="FS_TEST_PW"/></fleetstat>'
     )
     monkeypatch.setenv("FS_TEST_PW", "from-environ")
-    assert load_config(path).clients[0].password == "from-environ"
+    config = load_config(path)
+    assert config.clients[0].password == "from-environ"
+    assert config.unset_secrets == ()
+    require_secrets(config, "client", "smtp", "database")
     monkeypatch.delenv("FS_TEST_PW")
-    issue = only_issue(path, env={})
-    assert (issue.line, issue.fix) == (
-        1,
-        "export FS_TEST_PW=... in the environment that runs fleetstat",
+    # Unset: no error at load (reads need no SSH secret), one for the commands that log in.
+    config = load_config(path, env={})
+    assert config.clients[0].password is None
+    require_secrets(config, "database", "smtp")
+    with pytest.raises(ConfigError) as caught:
+        require_secrets(config, "client")
+    (issue,) = caught.value.issues
+    assert issue.line == 1
+    assert issue.fix is not None and issue.fix.startswith(
+        "export FS_TEST_PW=... in the environment"
     )
-    assert "FS_TEST_PW" in issue.message and "not set" in issue.message
+    assert "FS_TEST_PW is not set" in issue.message and "client h" in issue.message
+
+
+def test_one_unset_variable_is_one_issue_however_many_clients_name_it(tmp_path: Path) -> None:
+    clients = "".join(
+        f'<client ip="10.0.0.{i}" username="u" password-env="FLEET_PW" name="web-{i}"/>\n'
+        for i in range(1, 9)
+    )
+    path = write(
+        tmp_path,
+        f"""<fleetstat>
+          <database url="postgresql://fs@db/fleet" password-env="DB_PW"/>
+          <smtp host="m" username="u" password-env="SMTP_PW"/>
+        {clients}</fleetstat>""",
+    )
+    config = load_config(path, env={"SMTP_PW": ""})
+    issues = secret_issues(config, ["database", "smtp", "client"])
+    assert [i.message.split(":")[0] for i in issues] == [
+        "environment variable DB_PW is not set",
+        "environment variable SMTP_PW is empty",
+        "environment variable FLEET_PW is not set",
+    ]
+    assert [i.line for i in issues] == [2, 3, 4]
+    assert "8 client(s): web-1, web-2, web-3 and 5 more" in issues[2].message
+    assert secret_issues(config, ["database"]) == issues[:1]
+    assert config.database_url == "postgresql+psycopg://fs@db/fleet"
+    with_db = load_config(path, env={"DB_PW": "p@ss/w:rd", "SMTP_PW": "s", "FLEET_PW": "f"})
+    assert with_db.database_url == "postgresql+psycopg://fs:p%40ss%2Fw%3Ard@db/fleet"
+    assert sa.make_url(with_db.database_url).password == "p@ss/w:rd"
+    assert with_db.unset_secrets == ()
 
 
 def test_smtp_ports_follow_the_tls_mode(tmp_path: Path) -> None:
@@ -302,6 +352,69 @@ def test_mail_children_add_recipients_without_duplicates(tmp_path: Path) -> None
 
 
 # --- warnings ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql+psycopg://fs:s3cret@db:5432/fleet",
+            "postgresql+psycopg://fs:***@db:5432/fleet",
+        ),
+        ("mysql+pymysql://fs:p@ss@db/fleet", "mysql+pymysql://fs:***@db/fleet"),
+        (
+            "postgresql+psycopg://fs@db/fleet?password=s3cret&x=1",
+            "postgresql+psycopg://fs@db/fleet?password=***&x=1",
+        ),
+        ("postgresql+psycopg://db/fleet", "postgresql+psycopg://db/fleet"),
+        ("sqlite:////var/lib/fleetstat.db", "sqlite:////var/lib/fleetstat.db"),
+        ("s3cret", "(not a database URL; not shown)"),
+    ],
+)
+def test_database_urls_are_shown_without_their_password(url: str, shown: str) -> None:
+    assert mask_database_url(url) == shown
+    assert url_password(url) == (("s3cret" in url or "p@ss" in url) and "://" in url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://fs:s3cret@db:port/fleet",
+        "mysql+mysqldb://fs:s3cret@db/fleet",
+        "fs:s3cret@db/fleet",
+        "postgresql://fs:s3cret@/",
+    ],
+)
+def test_a_malformed_database_url_is_not_echoed(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path, f'<fleetstat><database url="{url}"/>{CLIENT}</fleetstat>')
+    issue = only_issue(path)
+    assert (issue.line == 1 and "database URL" in issue.message) or "scheme" in issue.message
+    assert "s3cret" not in str(issue)
+
+
+def test_a_database_password_in_a_readable_config_warns(tmp_path: Path) -> None:
+    xml = f'<fleetstat><database url="postgresql://fs:s3cret@db/fleet"/>{CLIENT}</fleetstat>'
+    readable = load_config(write(tmp_path, xml, mode=0o644), env={"P": "x"})
+    (warning,) = readable.warnings
+    assert "plaintext password" in warning and "chmod 600" in warning
+    assert load_config(write(tmp_path, xml, mode=0o600), env={"P": "x"}).warnings == ()
+    from_env = xml.replace('fs:s3cret@db/fleet"', 'fs@db/fleet" password-env="DB_PW"')
+    assert load_config(write(tmp_path, from_env, mode=0o644), env={"P": "x"}).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("database", "message"),
+    [
+        ('url="postgresql://db/fleet" password-env="DB_PW"', "needs a user name"),
+        ('url="postgresql://fs:x@db/fleet" password-env="DB_PW"', "also has password-env"),
+    ],
+)
+def test_database_password_env_needs_a_user_and_no_other_password(
+    tmp_path: Path, database: str, message: str
+) -> None:
+    path = write(tmp_path, f"<fleetstat><database {database}/>{CLIENT}</fleetstat>")
+    issue = only_issue(path, env={"P": "x", "DB_PW": "pw"})
+    assert message in issue.message and issue.line == 1
 
 
 def test_plaintext_password_in_readable_file_warns(tmp_path: Path) -> None:
@@ -404,7 +517,6 @@ ERROR_CASES = [
     ('<client ip="h" password-env="P"/>', 2, "username= is missing", 'username="monitor"'),
     ('<client username="u" password-env="P"/>', 2, "ip= is missing", 'ip="10.0.0.5"'),
     ('<client ip="h" username="u"/>', 2, "no credential", 'password-env="VAR"'),
-    ('<client ip="h" username="u" password-env="NOT_SET"/>', 2, "NOT_SET", "export NOT_SET="),
     (
         '<client ip="h" username="u" password-env="1X"/>',
         2,
@@ -438,7 +550,7 @@ ERROR_CASES = [
     (f'{CLIENT}\n<smtp host="m" password-env="P"/>', 3, "no username", "username="),
     (f'{CLIENT}\n<database url="oracle://db/x"/>', 3, "unsupported database scheme", "sqlite"),
     (f'{CLIENT}\n<database url="postgresql+psycopg2://db/x"/>', 3, "scheme", "postgresql+psycopg"),
-    (f'{CLIENT}\n<database url="fleetstat.db"/>', 3, "not a database URL", "sqlite:///"),
+    (f'{CLIENT}\n<database url="fleetstat.db"/>', 3, "not of the form scheme://", "sqlite:///"),
     (f'{CLIENT}\n<defaults concurrency="5001"/>', 3, "out of range", "1..5000"),
     (f'{CLIENT}\n<defaults connect-timeout="0"/>', 3, "is zero", "greater than zero"),
     (f'{CLIENT}\n<defaults run-timeout="soon"/>', 3, "not a duration", "5m"),
@@ -596,9 +708,10 @@ def test_many_errors_are_reported_at_once_in_line_order(tmp_path: Path) -> None:
         """,
     )
     issues = issues_of(path, env={})
-    assert [issue.line for issue in issues] == [2, 3, 3, 3, 4, 6, 6]
+    # MISSING is not set: no issue at load, only for the commands that log in.
+    assert [issue.line for issue in issues] == [2, 3, 3, 3, 4, 6]
     error = str(ConfigError(issues))
-    assert error.count(str(path)) == 7
+    assert error.count(str(path)) == 6
 
 
 # --- files that cannot be parsed at all ---------------------------------------------------

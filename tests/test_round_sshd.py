@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -188,6 +189,7 @@ def test_accept_new_records_the_host_key_once(tmp_path: Path, sim_fleet: SimFlee
     config = fleet_config(tmp_path, sim_fleet, [0, 1], defaults=defaults)
     assert collect_once(config).round.ok_count == 2
     assert len(known.read_text().splitlines()) == 2
+    assert stat.S_IMODE(known.stat().st_mode) == 0o600  # started by accept-new: private
     assert collect_once(config).round.ok_count == 2
     assert len(known.read_text().splitlines()) == 2
 

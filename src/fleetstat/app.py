@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fleetstat import envelope
 from fleetstat.collector import Progress, RoundPlan, Runner, collect_round, plan_round
+from fleetstat.config.secrets import require_secrets
 from fleetstat.errors import MailError
 from fleetstat.model import RoundResult
 from fleetstat.probe_bundle import build_probe
@@ -47,16 +48,32 @@ class CollectOutcome:
 
 
 def load_or_create_key(path: Path) -> X25519PrivateKey:
-    """The server's private key; created (0600) on first use so a first run just works."""
+    """The server's private key; created (0600) on first use so a first run just works.
+
+    A key that other users can read is used, with a warning: anyone who reads it
+    can open every payload.
+    """
     if not path.exists():
         envelope.generate_keypair(path)
         log.warning("created server key pair %s (+ .pub); keep the private key safe", path)
+    warning = envelope.check_key_permissions(path)
+    if warning:
+        log.warning("%s", warning)
     return envelope.load_private_key(path)
 
 
+def require_round_secrets(config: Config, database_url: str | None = None) -> None:
+    """A round logs in to the hosts, the SMTP server and the database: raise
+    ``ConfigError`` naming each of their ``password-env`` variables that is unset."""
+    require_secrets(config, "client", "smtp", *(() if database_url else ("database",)))
+
+
 def open_store(config: Config, url: str | None = None) -> Store:
+    """The store at ``url`` (``--db``), else the config's, schema brought up to date."""
     from fleetstat.store import Store
 
+    if url is None:
+        require_secrets(config, "database")
     store = Store(url or config.database_url)
     try:
         store.ensure_schema()
@@ -124,6 +141,7 @@ async def run_round(
     anything is sent: an SMTP server that is down costs neither data nor mail.
     ``now`` stands in for the clock of the alert and mail steps (tests).
     """
+    require_round_secrets(config, database_url)
     key = load_or_create_key(config.key_path)
     plan = plan_round(config, key, build_probe())
     loop = asyncio.get_running_loop()
@@ -242,6 +260,7 @@ def flush_mail(
             f"{config.path} has no <smtp>: add "
             '<smtp host="mail.example.com" from="fleetstat@example.com"/> to send mail'
         )
+    require_secrets(config, "smtp")
     with open_store(config, database_url) as store:
         return flush_outbox(store, config.smtp, everything=everything)
 

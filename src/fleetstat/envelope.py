@@ -292,6 +292,8 @@ def _write_new_file(path: Path, data: bytes, mode: int) -> None:
 def generate_keypair(path: Path, *, force: bool = False) -> X25519PublicKey:
     """Write a new server key pair: ``path`` (PKCS8 PEM, 0600) and ``path.pub``.
 
+    A missing folder is made, mode 0700 (missing parents above it as `mkdir -p` would).
+
     ``path.pub`` holds the raw public key in base64url and a newline. Refuses to
     replace an existing file unless ``force``: the old key would be gone for good.
     """
@@ -311,12 +313,10 @@ def generate_keypair(path: Path, *, force: bool = False) -> X25519PublicKey:
     )
     public_key = private_key.public_key()
     try:
+        # A folder made here holds only the key pair: private to its owner, as ~/.ssh.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _write_new_file(path, pem, 0o600)
         _write_new_file(pub_path, (public_key_b64(public_key) + "\n").encode("ascii"), 0o644)
-    except FileNotFoundError:
-        raise KeyFileError(
-            f"cannot write {path}: folder {path.parent} does not exist (create it first)"
-        ) from None
     except OSError as exc:
         raise KeyFileError(f"cannot write {path}: {exc.strerror or exc}") from None
     return public_key
@@ -330,7 +330,7 @@ def load_private_key(path: Path) -> X25519PrivateKey:
             data = fh.read(_MAX_KEY_FILE_BYTES + 1)
     except FileNotFoundError:
         raise KeyFileError(
-            f"{path}: key file not found (create one with `fleetstat keygen --key {path}`)"
+            f"{path}: key file not found (create one with `fleetstat keygen {path}`)"
         ) from None
     except PermissionError:
         raise KeyFileError(
@@ -343,7 +343,7 @@ def load_private_key(path: Path) -> X25519PrivateKey:
         raise KeyFileError(f"{path}: cannot read the key file: {exc.strerror or exc}") from None
     if len(data) > _MAX_KEY_FILE_BYTES:
         raise KeyFileError(f"{path}: too large to be a key file (is it the right file?)")
-    regenerate = f"regenerate with `fleetstat keygen --force --key {path}`"
+    regenerate = f"regenerate with `fleetstat keygen --force {path}`"
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:

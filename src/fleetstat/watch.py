@@ -382,9 +382,15 @@ def watcher_for(
     max_rounds: int | None = None,
     running: bool = True,
 ) -> Watcher:
-    """A :class:`Watcher` doing real rounds, retention and mail for ``config``."""
-    from fleetstat.app import deliver_mail, open_store, run_round
+    """A :class:`Watcher` doing real rounds, retention and mail for ``config``.
+
+    Raises ``ConfigError`` at once when a ``password-env`` the rounds log in with
+    is unset: not a failed round every interval.
+    """
+    from fleetstat.app import deliver_mail, open_store, require_round_secrets, run_round
     from fleetstat.store.retention import prune
+
+    require_round_secrets(config, database_url)
 
     async def one_round() -> CollectOutcome:
         return await run_round(config, database_url=database_url)

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from fleetstat.commands.common import PATH, command, load_config
+from fleetstat.config import secret_issues
+from fleetstat.config.dburl import mask_database_url
 from fleetstat.errors import UsageError
-from fleetstat.present import out
+from fleetstat.present import out, warn
 
 
 @command("check-config")
@@ -23,9 +25,13 @@ def check_config(file: Path | None, config: Path | None) -> None:
     if path is None:
         raise UsageError("give the config file: fleetstat check-config FILE")
     cfg = load_config(path)
+    # Not errors here: the commands that log in with them say so when they run.
+    for issue in secret_issues(cfg, ("database", "smtp", "client")):
+        warn(f"{issue} - collect and watch need it")
     alerts = sum(len(c.alerts) for c in cfg.clients)
     out().print(
         f"{path}: ok, {len(cfg.clients)} client(s), {alerts} alert rule(s), "
-        f"database {cfg.database_url}",
+        f"database {mask_database_url(cfg.database_url)}",
         highlight=False,
+        markup=False,
     )

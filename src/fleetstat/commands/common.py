@@ -74,7 +74,29 @@ config_option = click.option(
     "--config", "-c", type=PATH, default="fleetstat.xml", show_default=True,
     help="The XML config file.",
 )  # fmt: skip
-db_option = click.option("--db", help="Database URL; overrides <database> in the config.")
+
+
+class DatabaseUrl(click.ParamType):
+    """``--db``: normalised exactly as ``<database url=...>`` (one function for both);
+    a bad one is a usage error (exit 2) whose message does not repeat the URL."""
+
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from fleetstat.config.dburl import normalize_database_url
+        from fleetstat.config.validate import Invalid
+
+        try:
+            return normalize_database_url(str(value), Path.cwd())
+        except Invalid as exc:
+            self.fail(f"{exc.message} (fix: {exc.fix})" if exc.fix else exc.message, param, ctx)
+
+
+db_option = click.option(
+    "--db", type=DatabaseUrl(),
+    help="Database URL (sqlite:///file.db, postgresql://..., mysql://..., mariadb://...); "
+    "overrides <database> in the config.",
+)  # fmt: skip
 
 
 def load_config(path: Path) -> Config:

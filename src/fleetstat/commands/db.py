@@ -24,11 +24,16 @@ def upgrade(config: Path | None, db: str | None) -> None:
 
     Example: fleetstat db upgrade -c fleetstat.xml   (or --db postgresql://host/fleetstat)
     """
+    from fleetstat.config import require_secrets
     from fleetstat.store import Store
 
-    url = db or (load_config(config).database_url if config else None)
-    if url is None:
-        raise UsageError("give --config FILE or --db URL")
-    store = Store(url)
-    store.upgrade()
-    out().print(f"{store.display_url}: at revision {store.current_revision()}", highlight=False)
+    if db is None:
+        if config is None:
+            raise UsageError("give --config FILE or --db URL")
+        cfg = load_config(config)
+        require_secrets(cfg, "database")  # no SSH or SMTP secret: it logs in to no host
+        db = cfg.database_url
+    with Store(db) as store:
+        store.upgrade()
+        revision = store.current_revision()
+    out().print(f"{store.display_url}: at revision {revision}", highlight=False, markup=False)

@@ -28,14 +28,17 @@ a single bare ``<client>`` as the whole file, as the assignment shows it)::
 
 Durations are ``30s``, ``5m``, ``4h``, ``7d`` or plain seconds
 (:func:`fleetstat.units.parse_duration`). Credentials: ``password-env="VAR"``
-(read at load), ``key="path"``, or ``password="..."`` (a warning when the file
-is readable by group or others). Parsing goes through defusedxml: DTDs and
+(read at load; an unset one is an error only for the commands that log in with
+it, see ``secrets``), ``key="path"``, or ``password="..."`` (a warning when the
+file is readable by group or others). ``<database url="..." password-env="VAR"/>``
+puts the variable's value into the URL as its password. Parsing goes through defusedxml: DTDs and
 entities are refused.
 
 Modules: ``source`` (file -> element tree with lines, typographic quotes),
 ``reader`` (attribute access that records issues), ``validate`` (single
 values), ``parse`` (elements -> dataclasses, ``load_config``), ``rules``
-(``<alert>``), ``model`` (the dataclasses).
+(``<alert>``), ``model`` (the dataclasses), ``dburl`` (database URLs: normalise,
+mask), ``secrets`` (which command needs which ``password-env``).
 """
 
 from fleetstat.config.model import (
@@ -54,6 +57,7 @@ from fleetstat.config.model import (
     TopProcessesWhen,
 )
 from fleetstat.config.parse import load_config
+from fleetstat.config.secrets import require_secrets, secret_issues
 
 __all__ = [
     "AlertRule",
@@ -70,4 +74,6 @@ __all__ = [
     "Timeouts",
     "TopProcessesWhen",
     "load_config",
+    "require_secrets",
+    "secret_issues",
 ]

@@ -1,7 +1,8 @@
 """The frozen values ``load_config`` returns (see docs/contracts.md, "Config dataclasses").
 
 Fields beyond the contract: ``Smtp.password_env``, ``Smtp.cafile``, ``Client.events_max``,
-``Retention`` and ``Config.retention``, ``Http`` and ``Config.http``.
+``Retention`` and ``Config.retention``, ``Http`` and ``Config.http``, ``UnsetSecret`` and
+``Config.unset_secrets``.
 """
 
 from __future__ import annotations
@@ -138,6 +139,24 @@ class Client:
         return self.name or self.ip
 
 
+SecretUse = Literal["database", "smtp", "client"]
+
+
+@dataclass(frozen=True)
+class UnsetSecret:
+    """A ``password-env`` whose variable was unset or empty when the config loaded.
+
+    Not an error at load: only the commands that log in with it need it, and they
+    say so (:func:`fleetstat.config.require_secrets`), each variable once.
+    """
+
+    env: str  # the variable's name
+    use: SecretUse  # what logs in with it
+    owner: str  # "<database>", "<smtp>", or the client's label
+    line: int | None
+    empty: bool = False  # set but empty, rather than not set
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole config file, validated."""
@@ -151,3 +170,4 @@ class Config:
     warnings: tuple[str, ...] = ()  # e.g. plaintext password in a world-readable file
     retention: Retention = field(default_factory=Retention)
     http: Http = field(default_factory=Http)
+    unset_secrets: tuple[UnsetSecret, ...] = ()  # password-env variables missing at load

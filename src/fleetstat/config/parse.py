@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import cast, get_args
 
+from fleetstat.config.dburl import normalize_database_url, url_password, with_password
 from fleetstat.config.model import (
     Client,
     ClientOs,
@@ -33,7 +34,6 @@ from fleetstat.config.validate import (
     check_host,
     check_mail,
     check_port,
-    normalize_database_url,
     parse_bool,
     parse_int,
     parse_listen,
@@ -75,7 +75,11 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     _warn_plaintext_passwords(reader, file)
     if reader.issues:
         raise ConfigError(sorted(reader.issues, key=lambda issue: issue.line or 0))
-    return replace(config, warnings=tuple(str(warning) for warning in reader.warnings))
+    return replace(
+        config,
+        warnings=tuple(str(warning) for warning in reader.warnings),
+        unset_secrets=tuple(reader.unset_secrets),
+    )
 
 
 def _build(reader: Reader, root: Node, file: Path) -> Config:
@@ -157,9 +161,15 @@ def _database(reader: Reader, node: Node | None) -> str:
         return default
     if reader.require(node, "url", 'url="sqlite:///fleetstat.db"') is None:
         return default
-    return reader.get(
-        node, "url", lambda raw: normalize_database_url(raw, reader.base_dir), default
-    )
+    url = reader.get(node, "url", lambda raw: normalize_database_url(raw, reader.base_dir), default)
+    if url_password(url):
+        reader.plaintext_password_lines.append(node.attr_line("url"))
+    if "password-env" not in node.attrib:
+        return url
+    password, _ = reader.secret(node, "database", "<database>")
+    if password is None:
+        return url
+    return reader.get(node, "url", lambda _raw: with_password(url, password), url)
 
 
 def _smtp(reader: Reader, node: Node) -> Smtp | None:
@@ -176,7 +186,7 @@ def _smtp(reader: Reader, node: Node) -> Smtp | None:
     port = reader.get(node, "port", check_port, 465 if tls else 587 if starttls else 25)
     sender = reader.get(node, "from", check_mail, "fleetstat@localhost")
     username = node.attrib.get("username") or None
-    password, password_env = reader.secret(node)
+    password, password_env = reader.secret(node, "smtp", "<smtp>")
     has_secret = "password" in node.attrib or "password-env" in node.attrib
     if has_secret and not username:
         reader.issue(
@@ -298,7 +308,8 @@ def _client(reader: Reader, node: Node) -> Client | None:
     ip = reader.get(node, "ip", check_host, None) if ip else None
     port = reader.get(node, "port", check_port, 22)
     username = reader.require(node, "username", 'username="monitor"')
-    password, password_env = reader.secret(node)
+    owner = (node.attrib.get("name") or node.attrib.get("ip") or "").strip()
+    password, password_env = reader.secret(node, "client", owner or f"line {node.line}")
     key = reader.path(node, "key")
     if key is not None and not (key.is_file() and os.access(key, os.R_OK)):
         state = "is not a readable file" if key.exists() else "does not exist"
@@ -371,7 +382,8 @@ def _client(reader: Reader, node: Node) -> Client | None:
 
 
 def _warn_plaintext_passwords(reader: Reader, file: Path) -> None:
-    """One warning per file: a literal password= that group or others can read."""
+    """One warning per file: a password written in it (``password=``, or in the
+    database URL) that group or others can read."""
     if not reader.plaintext_password_lines:
         return
     try:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
+from fleetstat.config.model import SecretUse, UnsetSecret
 from fleetstat.config.source import Node
 from fleetstat.config.validate import Invalid, check_env_name, suggest
 from fleetstat.errors import ConfigIssue
@@ -21,7 +22,7 @@ T = TypeVar("T")
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "fleetstat": (),
     "clients": (),
-    "database": ("url",),
+    "database": ("url", "password-env"),
     "key": ("path",),
     "smtp": (
         "host",
@@ -64,6 +65,7 @@ class Reader:
         self.issues: list[ConfigIssue] = []
         self.warnings: list[ConfigIssue] = []
         self.plaintext_password_lines: list[int] = []
+        self.unset_secrets: list[UnsetSecret] = []
 
     def issue(self, line: int | None, message: str, fix: str | None = None) -> None:
         self.issues.append(ConfigIssue(self.shown, line, message, fix))
@@ -136,8 +138,12 @@ class Reader:
         path = Path(raw.strip()).expanduser()
         return path if path.is_absolute() else self.base_dir / path
 
-    def secret(self, node: Node, ok_without: bool = True) -> tuple[str | None, str | None]:
-        """``(password, env name)`` from ``password=`` or ``password-env=``."""
+    def secret(self, node: Node, use: SecretUse, owner: str) -> tuple[str | None, str | None]:
+        """``(password, env name)`` from ``password=`` or ``password-env=``.
+
+        A ``password-env`` variable that is unset or empty is no issue here: it is
+        remembered (``unset_secrets``) for the commands that log in with it.
+        """
         literal = node.attrib.get("password")
         env_name = self.get(node, "password-env", check_env_name, None)
         if literal is not None and "password-env" in node.attrib:
@@ -160,12 +166,8 @@ class Reader:
             return None, None
         value = self.env.get(env_name)
         if not value:
-            state = "is empty" if value == "" else "is not set"
-            self.issue(
-                node.attr_line("password-env"),
-                f"environment variable {env_name} (password-env of <{node.tag}>) {state}",
-                f"export {env_name}=... in the environment that runs fleetstat",
-            )
+            line = node.attr_line("password-env")
+            self.unset_secrets.append(UnsetSecret(env_name, use, owner, line, value == ""))
         return value or None, env_name
 
     def check_leaf(self, node: Node) -> None:

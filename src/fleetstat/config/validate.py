@@ -11,7 +11,6 @@ import ipaddress
 import math
 import re
 from collections.abc import Iterable
-from pathlib import Path
 
 from fleetstat.units import parse_duration
 
@@ -200,54 +199,3 @@ def check_env_name(name: str) -> str:
             'use letters, digits and _, such as password-env="WEB01_PASSWORD"',
         )
     return name
-
-
-# The drivers fleetstat ships (pyproject dependencies); a bare scheme gets ours.
-_DRIVERS = {
-    "sqlite": "sqlite",
-    "postgresql": "postgresql+psycopg",
-    "postgresql+psycopg": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-    "mysql+pymysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
-    "mariadb+pymysql": "mariadb+pymysql",
-}
-_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)", re.DOTALL)
-DATABASE_FIX = (
-    'write url="sqlite:///fleetstat.db", "postgresql://user@host/db" or "mysql://user@host/db"'
-)
-
-
-def normalize_database_url(url: str, base_dir: Path) -> str:
-    """Validate a SQLAlchemy URL, pick our driver, anchor a relative SQLite path at ``base_dir``."""
-    match = _URL.fullmatch(url.strip())
-    if not match:
-        raise Invalid(f"{url!r} is not a database URL", DATABASE_FIX)
-    scheme, rest = match.group("scheme").lower(), match.group("rest")
-    if scheme == "postgres":
-        scheme = "postgresql"  # Heroku-style spelling that SQLAlchemy 2 refuses
-    if scheme not in _DRIVERS:
-        dialect = scheme.split("+", 1)[0]
-        known = {"sqlite", "postgresql", "mysql", "mariadb"}
-        fix = (
-            f'fleetstat ships one driver per database: use "{_DRIVERS[dialect]}://"'
-            if dialect in known
-            else DATABASE_FIX
-        )
-        raise Invalid(f"unsupported database scheme {scheme!r}", fix)
-    if scheme != "sqlite":
-        if not rest.split("?", 1)[0].strip("/"):
-            raise Invalid(f"{url!r} names no host or database", DATABASE_FIX)
-        return f"{_DRIVERS[scheme]}://{rest}"
-    # sqlite://  (memory), sqlite:///relative.db, sqlite:////absolute.db
-    if not rest:
-        return "sqlite://"
-    if not rest.startswith("/"):
-        raise Invalid(f"{url!r}: a SQLite URL has three slashes", 'write "sqlite:///fleetstat.db"')
-    path_text, sep, query = rest[1:].partition("?")
-    if path_text in ("", ":memory:") or path_text.startswith("file:"):
-        return f"sqlite:///{rest[1:]}"
-    path = Path(path_text).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
-    return f"sqlite:///{path}{sep}{query}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -253,16 +255,22 @@ def _create_engine(url: URL, *, echo: bool) -> Engine:
 
 
 def _make_parent(url: URL) -> None:
+    """The SQLite file's folder, and the file itself, empty and mode 0600, when missing.
+
+    sqlite3 would create it with the umask's mode (0644 for most users): the rows
+    hold every host's figures and the outbox's mail. SQLite gives the -wal and
+    -shm files the database file's mode.
+    """
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return
-    folder = Path(database).expanduser().parent
+    path = Path(database).expanduser()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as exc:
-        raise StoreError(
-            f"database {url}: cannot create the folder {folder}: {exc.strerror or exc}"
-        ) from None
+        raise StoreError(f"database {url}: cannot create {path}: {exc.strerror or exc}") from None
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
