@@ -77,6 +77,7 @@ def sim_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet]:
         count=OK_HOSTS + len(BEHAVIOURS),
         behaviours=BEHAVIOURS,
         hang_alarms={HANG: HANG_ALARM},
+        log_level="VERBOSE",  # every login and why one failed, in fleet0/sshd.log
     )
     try:
         fleet.start()

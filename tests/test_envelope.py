@@ -661,9 +661,13 @@ def test_generate_keypair_refuses_when_only_pub_exists(tmp_path: Path) -> None:
     assert not (tmp_path / "k").exists()
 
 
-def test_generate_keypair_missing_folder(tmp_path: Path) -> None:
-    with pytest.raises(KeyFileError, match="does not exist"):
-        generate_keypair(tmp_path / "nope" / "fleetstat.key")
+def test_generate_keypair_makes_a_missing_folder_private(tmp_path: Path) -> None:
+    generate_keypair(tmp_path / "nope" / "fleetstat.key")
+    assert stat.S_IMODE((tmp_path / "nope").stat().st_mode) == 0o700
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the folder should be")
+    with pytest.raises(KeyFileError, match="cannot write"):
+        generate_keypair(blocker / "fleetstat.key")
 
 
 def test_keygen_output_works_end_to_end(tmp_path: Path) -> None:

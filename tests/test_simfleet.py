@@ -115,3 +115,19 @@ def test_stopping_one_fleet_leaves_another_fleets_sessions(
             return str(result.stdout)
 
     assert asyncio.run(stop_the_other_during_a_session()) == "got it\n"
+
+
+def test_the_fleets_user_survives_a_rewrite_of_the_real_passwd(sim_fleet: SimFleet) -> None:
+    """useradd (or an apt package adding a system user) renames a new /etc/passwd
+    over the old one, which detaches a mount on that file in every namespace: a
+    fleet whose user came from such a mount lost every login mid-run. The fleet's
+    namespace mounts its own /etc directory instead, and no system file."""
+    if not sim_fleet.as_root:
+        pytest.skip("no namespace without root")
+    namespace = Path(f"/proc/{sim_fleet.pid}")
+    mount_points = [line.split()[4] for line in (namespace / "mountinfo").read_text().splitlines()]
+    assert "/etc" in mount_points
+    assert not [m for m in mount_points if m.startswith("/etc/") and m != "/etc/.real"]
+    passwd = (namespace / "root" / "etc" / "passwd").read_text()
+    assert f"{simfleet.SIM_USER}:x:{sim_fleet.uid}:" in passwd
+    assert (namespace / "root" / "etc" / "hosts").read_text() == Path("/etc/hosts").read_text()

@@ -85,5 +85,5 @@ def test_only_the_boundary_catches_sqlalchemy_errors() -> None:
 def test_a_sqlite_folder_that_cannot_be_made_is_a_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where the folder should be")
-    with pytest.raises(StoreError, match="cannot create the folder"):
+    with pytest.raises(StoreError, match="cannot create the folder or file"):
         Store(f"sqlite:///{blocker / 'db' / 'fleetstat.db'}")

@@ -8,10 +8,14 @@ that prints garbage, one that seals a hostile document: ``hostile:<class>``, see
 ``simhostile``) through ``SetEnv PATH=...``, and a TMPDIR of their own so a test
 can see that nothing was left behind.
 
-As root, the sshd runs in a private mount namespace (``unshare --mount``) where a
-copy of /etc/passwd and /etc/shadow with one extra user is bind-mounted: password
-logins work without touching the real system. As another user, sshd runs as that
-user and only key logins work.
+As root, the sshd runs in a private mount namespace (``unshare --mount``) whose
+/etc is the fleet's own view (``workdir/etc``): a passwd and a shadow with one
+extra user, and for every other entry a symlink into the real /etc (mounted at
+/etc/.real), so password logins work without touching the real system. Not a
+bind mount over /etc/passwd itself: anything that rewrites the real file by
+renaming a new one over it (useradd, an apt package adding a system user)
+detaches such a mount in every namespace, and the fleet's user would vanish
+mid-run. As another user, sshd runs as that user and only key logins work.
 
 Everything a fleet writes lives under its ``workdir`` (mode 0700): keys, config,
 logs, and ``hosts/``, the simulated hosts' home, TMPDIRs and fake interpreters.
@@ -151,6 +155,9 @@ class SimFleet:
     # timeout). Tests give healthy hosts a deadline a loaded machine never reaches
     # and still see hanging ones time out quickly.
     hang_alarms: dict[int, int] = field(default_factory=dict)
+    # sshd's LogLevel into workdir/sshd.log ("VERBOSE": every login and why one
+    # failed, for a test run's post-mortem). auth_log needs INFO or more.
+    log_level: str = "ERROR"
     hosts: list[SimHost] = field(default_factory=list)
     password: str = ""
     # Each fleet's login user has a uid of its own (from the port), so stopping one
@@ -223,18 +230,16 @@ class SimFleet:
         return self.workdir / "varlog" / "auth.log"
 
     def _namespace_command(self, sshd: str, config: Path) -> list[str]:
-        """sshd in a private mount namespace with the sim user's passwd/shadow and
-        ``hostroot`` at ``remote_root`` (and, with ``auth_log``, a private /var/log)."""
+        """sshd in a private mount namespace with the fleet's /etc (the sim user's
+        passwd/shadow), ``hostroot`` at ``remote_root`` (and, with ``auth_log``, a
+        private /var/log)."""
         mounts = [
-            'mount --bind "$1" /etc/passwd',
-            'mount --bind "$2" /etc/shadow',
-            'mount --bind "$3" "$4"',
+            'mount --bind /etc "$1/.real"',
+            'mount --rbind "$1" /etc',
+            'mount --bind "$2" "$3"',
         ]
-        args = [
-            str(self.workdir / "passwd"), str(self.workdir / "shadow"),
-            str(self.hostroot), str(self.remote_root), sshd, str(config),
-        ]  # fmt: skip
-        run = 'exec "$5" -D -e -f "$6"'
+        args = [str(self.etc_view), str(self.hostroot), str(self.remote_root), sshd, str(config)]
+        run = 'exec "$4" -D -e -f "$5"'
         if self.auth_log:
             varlog = self.auth_log_path.parent
             varlog.mkdir(mode=0o755, exist_ok=True)
@@ -242,11 +247,11 @@ class SimFleet:
             self.auth_log_path.touch(mode=0o644)
             self.auth_log_path.chmod(0o644)  # readable by the sim user, like the adm group's
             mounts += [
-                'mount --bind "$7" /var/log',
+                'mount --bind "$6" /var/log',
                 "{ [ ! -d /run/systemd/journal ] || "
-                'mount --bind "$7/empty" /run/systemd/journal; }',
+                'mount --bind "$6/empty" /run/systemd/journal; }',
             ]
-            run = '{ "$5" -D -e -f "$6" 2>&1 | "$8" -u -c "$9"; }'
+            run = '{ "$4" -D -e -f "$5" 2>&1 | "$7" -u -c "$8"; }'
             args += [str(varlog), sys.executable, _SYSLOG_WRITER]
         script = " && ".join([*mounts, run])
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sim", *args]
@@ -406,8 +411,13 @@ class SimFleet:
             target.write_text(f'#!/bin/sh\nexec {python} -I -S {remote} {name} "$@"\n')
             target.chmod(0o755)
 
+    @property
+    def etc_view(self) -> Path:
+        """The /etc of sshd's namespace (as root): see the module's docstring."""
+        return self.workdir / "etc"
+
     def _write_accounts(self) -> None:
-        """A passwd/shadow pair with the sim user, bind-mounted only inside sshd's namespace."""
+        """The namespace's /etc: passwd/shadow with the sim user, symlinks for the rest."""
         hashed = subprocess.run(
             ["openssl", "passwd", "-6", "-stdin"],
             input=self.password.encode(), capture_output=True, check=True,
@@ -417,8 +427,17 @@ class SimFleet:
         home = self.remote(self.home)
         passwd += f"{SIM_USER}:x:{self.uid}:{self.uid}:fleetstat sim:{home}:/bin/sh\n"
         shadow += f"{SIM_USER}:{hashed}:19000:0:99999:7:::\n"
-        (self.workdir / "passwd").write_text(passwd)
-        shadow_path = self.workdir / "shadow"
+        view = self.etc_view
+        shutil.rmtree(view, ignore_errors=True)
+        view.mkdir(mode=0o755)
+        view.chmod(0o755)  # the login user reads /etc (its umask aside)
+        (view / ".real").mkdir()
+        for name in os.listdir("/etc"):
+            if name not in ("passwd", "shadow", ".real"):
+                (view / name).symlink_to(Path(".real") / name)
+        (view / "passwd").write_text(passwd)
+        (view / "passwd").chmod(0o644)
+        shadow_path = view / "shadow"
         shadow_path.write_text(shadow)
         shadow_path.chmod(0o600)
 
@@ -463,7 +482,7 @@ MaxAuthTries 6
 LoginGraceTime 30
 PrintMotd no
 UseDNS no
-LogLevel {"INFO" if self.auth_log else "ERROR"}
+LogLevel {"INFO" if self.auth_log and self.log_level == "ERROR" else self.log_level}
 Subsystem sftp internal-sftp
 {self.extra_config}
 {"".join(blocks)}"""

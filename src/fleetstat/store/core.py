@@ -270,7 +270,9 @@ def _make_parent(url: URL) -> None:
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as exc:
-        raise StoreError(f"database {url}: cannot create {path}: {exc.strerror or exc}") from None
+        raise StoreError(
+            f"database {url}: cannot create the folder or file {path}: {exc.strerror or exc}"
+        ) from None
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
