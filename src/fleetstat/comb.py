@@ -71,7 +71,7 @@ def _add(a: Extended, b: Extended) -> Extended:
 
 
 # The same formulas as the probe's _x25519._comb_u: the server does not import the
-# probe (DESIGN.md), and tests check that this code gives the probe's base table.
+# probe (a leaf: docs/probe.md), and tests check that this code gives the probe's base table.
 def _double(a: Extended) -> Extended:
     x1, y1, z1, _ = a
     aa = x1 * x1 % P

@@ -1,4 +1,4 @@
-"""The wire format between probe and server (DESIGN.md, "The envelope, version 1").
+"""The wire format between probe and server (docs/envelope.md, version 1).
 
 The probe prints ``FLEETSTAT/1 <base64url(E || nonce || ciphertext)>`` where ``E``
 is an ephemeral X25519 public key, the payload key is

@@ -1,4 +1,4 @@
-"""Seal the probe's document for the server: the envelope of DESIGN.md, version 1.
+"""Seal the probe's document for the server: the envelope of docs/envelope.md, version 1.
 
 A sealed box: the probe holds only the server's public key ``S_pub``.
 

@@ -1,6 +1,6 @@
 """The one command a POSIX host runs: pick Python, upload on stdin, run, leave nothing.
 
-One exec channel does everything (DESIGN.md, "Remote execution"): a separate SFTP
+One exec channel does everything (docs/probe.md, "How the server starts it"): a separate SFTP
 session costs the central machine about twice the CPU. The login shell gets
 ``exec /bin/sh -c '<script>' fleetstat '<bootstrap>' ARGS``; the script picks the
 interpreter and ``exec``s it, so on a healthy host the whole run is one process
@@ -24,7 +24,7 @@ the bootstrap's, in Python:
    probe's modules is about 2 ms of CPU and there is nothing left to tear down for.
 
 Before this design a shell script did steps 1, 2 and the clean-up with
-``mktemp``, ``cat``, ``timeout`` and ``rm`` (DESIGN.md's wording) in five
+``mktemp``, ``cat``, ``timeout`` and ``rm`` in five
 processes; each fork and exec costs the host 1-3 ms of CPU (docs/performance.md).
 
 Quoting: the script travels inside single quotes, so it holds no single quote and
