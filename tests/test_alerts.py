@@ -22,6 +22,7 @@ from fleetstat.alerts import (
     metric_value,
     step,
 )
+from fleetstat.alerts.metrics import Measurement, measure
 from fleetstat.config import Defaults
 from fleetstat.model import Status
 from fleetstat.store import Store
@@ -36,6 +37,8 @@ def test_metric_values_come_from_the_document() -> None:
     assert metric_value(rule("memory", 50), result) == 42.5
     assert metric_value(rule("swap", 50), result) == 12.5
     assert metric_value(rule("cpu", 20), result) == 12.5
+    assert metric_value(rule("cpu-core", 95), result) == 24.0  # the busiest core
+    assert measure(rule("cpu-core", 95), result) == Measurement(24.0, detail="cpu1")
     assert metric_value(rule("load", 1.5), result) == pytest.approx(0.31 / 2)  # per core
     assert metric_value(rule("disk", 80, mount="/var"), result) == 79.0
     assert metric_value(rule("disk", 80, mount="/var/"), result) == 79.0
@@ -54,15 +57,31 @@ def test_cpu_interval_window_falls_back_to_the_short_window() -> None:
 def test_missing_data_is_none_not_zero() -> None:
     host = client()
     down = failed(host)
-    for kind in ("memory", "swap", "cpu", "load", "disk"):
+    for kind in ("memory", "swap", "cpu", "cpu-core", "load", "disk"):
         assert metric_value(rule(kind, 50), down) is None, kind
     assert metric_value(rule("unreachable"), down) == 1.0
     broken = ok(host, memory=None, disks=None, cpu={"count": None, "used_percent": None})
     assert metric_value(rule("memory", 50), broken) is None
     assert metric_value(rule("disk", 50), broken) is None
     assert metric_value(rule("cpu", 50), broken) is None
+    assert metric_value(rule("cpu-core", 50), ok(host, cpu=None)) is None  # cpu failed
+    older = ok(host, cpu={"busiest_core": None, "busiest_core_percent": None})
+    assert metric_value(rule("cpu-core", 50), older) is None
     # Without a CPU count the probe's own per-core figure stands in.
     assert metric_value(rule("load", 1), broken) == 0.155
+
+
+def test_a_cgroup_memory_rule_uses_the_limit_when_one_applies_else_the_host() -> None:
+    host = client()
+    limited = {"version": 2, "path": "/docker/abc", "limit_bytes": 2**29, "used_percent": 70.0}
+    cgroup = rule("memory", 50, scope="cgroup")
+    assert measure(cgroup, ok(host, cgroup=limited)) == Measurement(70.0, "/docker/abc")
+    assert metric_value(rule("memory", 50), ok(host, cgroup=limited)) == 42.5  # host scope
+    # No limit below the host's RAM: the host's memory is the limit.
+    assert measure(cgroup, ok(host, cgroup=None)) == Measurement(42.5, "host")
+    # The family failed: unknown, not the host's figure.
+    failed = ok(host, cgroup=None, errors={"cgroup": "PermissionError: denied"})
+    assert metric_value(cgroup, failed) is None
 
 
 # --- the state machine -------------------------------------------------------------------

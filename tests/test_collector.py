@@ -150,6 +150,10 @@ def client_with(tmp_path: Path, alerts: str) -> Client:
         ('<alert type="load" limit="1.5" clear="1.25"/><alert type="swap" limit="33.3%"/>',
          "load=1.25,swap=33.3"),
         ('<alert type="memory" limit="33.3333333%"/>', "memory=33.3333333"),
+        ('<alert type="cpu-core" limit="95%"/><alert type="cpu" limit="50%"/>',
+         "cpu=50,cpu-core=95"),
+        ('<alert type="memory" limit="90%" scope="cgroup"/><alert type="memory" limit="50%"/>',
+         "cgroup-memory=90,memory=50"),
     ],
 )  # fmt: skip
 def test_top_when_is_the_lowest_level_of_each_rule_type(

@@ -581,7 +581,19 @@ ERROR_CASES = [
 
 ALERT_CASES = [
     ('type="mem" limit="5%"', "unknown alert type 'mem'", 'did you mean "memory"?'),
-    ('type="gpu" limit="5%"', "unknown alert type", "memory, cpu, swap, disk, load, unreachable"),
+    (
+        'type="gpu" limit="5%"',
+        "unknown alert type",
+        "memory, cpu, cpu-core, swap, disk, load, unreachable",
+    ),
+    ('type="cpucore" limit="95%"', "unknown alert type 'cpucore'", 'did you mean "cpu-core"?'),
+    ('type="cpu-core"', "limit= is missing", 'limit="80%"'),
+    ('type="cpu-core" limit="101%"', "not within 0-100%", '"80%"'),
+    ('type="cpu-core" limit="busy"', "not a percentage", '"80%"'),
+    ('type="cpu-core" limit="95%" window="interval"', "applies to cpu, not cpu-core", "remove"),
+    ('type="cpu-core" limit="95%" mount="/"', "mount= applies to disk", 'type="disk"'),
+    ('type="swap" limit="50%" scope="cgroup"', "applies to memory, not swap", "remove scope="),
+    ('type="memory" limit="50%" scope="pod"', "'pod' is not valid", "host, cgroup"),
     ('limit="5%"', "type= is missing", 'type="cpu"'),
     ('type="cpu"', "limit= is missing", 'limit="80%"'),
     ('type="cpu" limit="120%"', "not within 0-100%", '"80%"'),
@@ -650,6 +662,29 @@ def test_duplicate_alert_rule_names_the_first(tmp_path: Path) -> None:
     )
     issue = only_issue(path, env={"P": "x"})
     assert (issue.line, issue.message) == (5, "duplicate alert disk:* (first on line 3)")
+
+
+def test_memory_rules_for_the_host_and_for_its_cgroup_coexist(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        <fleetstat>
+          <client ip="h" username="u" password-env="P">
+            <alert type="memory" limit="90%"/>
+            <alert type="memory" limit="80%" scope="cgroup"/>
+            <alert type="memory" limit="70%" scope="host"/>
+          </client>
+        </fleetstat>
+        """,
+    )
+    issue = only_issue(path, env={"P": "x"})
+    assert (issue.line, issue.message) == (5, "duplicate alert memory (first on line 3)")
+    path.write_text(path.read_text().replace('<alert type="memory" limit="70%" scope="host"/>', ""))
+    rules = load_config(path, env={"P": "x"}).clients[0].alerts
+    assert [(r.key, r.scope, r.limit) for r in rules] == [
+        ("memory", "host", 90.0),
+        ("memory:cgroup", "cgroup", 80.0),
+    ]
 
 
 def test_unreachable_limit_is_ignored_with_a_warning(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "proc"
 DEBIAN12 = FIXTURES / "debian12"
 RHEL6 = FIXTURES / "rhel6"
 UBUNTU_NFS = FIXTURES / "ubuntu2204-nfs"
+DOCKER = FIXTURES / "docker-overlay"
 KIB = 1024
 NOW = 1_800_000_000.0
 
@@ -85,12 +86,13 @@ def ctx_for(root: Path, **kwargs: Any) -> Context:
         ),
         pytest.param(
             RHEL6,
-            # No MemAvailable: MemFree + Buffers + Cached.
+            # No MemAvailable: the kernel's estimate from zoneinfo's low watermarks
+            # (7095 pages): 412312 - 28380 + 2335688 - 28380 + 210980 - 28380 kB.
             {
                 "total_bytes": 4018892800,
-                "available_bytes": 2815053824,
-                "used_bytes": 1203838976,
-                "used_percent": 29.95,
+                "available_bytes": 2942812160,
+                "used_bytes": 1076080640,
+                "used_percent": 26.78,
             },
             {
                 "total_bytes": 4227854336,
@@ -126,9 +128,48 @@ def test_parse_meminfo_units() -> None:
     assert info == {"MemTotal": 102400, "HugePages_Total": 7}
 
 
-def test_memory_available_never_exceeds_total() -> None:
-    info = {"MemTotal": 100, "MemFree": 80, "Buffers": 30, "Cached": 40}
-    assert linux.memory_figures(info)["used_bytes"] == 0
+def test_memory_available_above_total_is_memfree() -> None:
+    # An lxcfs view mixing the host's counters in: free and psutil take MemFree.
+    info = {"MemTotal": 100, "MemFree": 80, "MemAvailable": 130}
+    assert linux.memory_figures(info)["available_bytes"] == 80
+
+
+@pytest.mark.parametrize(
+    ("info", "low", "available"),
+    [
+        # Before 2.6.28 (no Active(file)) or without zoneinfo: MemFree + Cached.
+        ({"MemFree": 10, "Cached": 5, "Buffers": 7}, 1, 15),
+        ({"MemFree": 10, "Cached": 5, "Active(file)": 4, "Inactive(file)": 4}, 1, 15),
+        (
+            {"MemFree": 10, "Cached": 5, "Active(file)": 4, "Inactive(file)": 4, "SReclaimable": 2},
+            None,
+            15,
+        ),
+        # The estimate: free - low + cache - min(cache/2, low) + slab - min(slab/2, low).
+        (
+            {"MemFree": 100, "Active(file)": 30, "Inactive(file)": 10, "SReclaimable": 8},
+            1,
+            100 - 4 + 40 - 4 + 8 - 4,
+        ),
+        (
+            {"MemFree": 100, "Active(file)": 6, "Inactive(file)": 0, "SReclaimable": 3},
+            1,
+            100 - 4 + (6 - 3) + (3 - 1.5) - 0.5,
+        ),  # halves below the watermark; truncated
+        # A MemAvailable of 0 (psutil issue 1915) is estimated too.
+        ({"MemFree": 50, "Cached": 20, "MemAvailable": 0}, None, 70),
+        # An estimate below zero is none at all.
+        ({"MemFree": 1, "Active(file)": 0, "Inactive(file)": 0, "SReclaimable": 0}, 100, 0),
+    ],
+)
+def test_available_estimate(info: dict, low: int | None, available: int) -> None:
+    figures = linux.memory_figures({"MemTotal": 1000, **info}, low, page_size=4)
+    assert figures["available_bytes"] == available
+
+
+def test_parse_zoneinfo_low_sums_zones_and_skips_pagesets() -> None:
+    text = (RHEL6 / "proc" / "zoneinfo").read_text()
+    assert linux.parse_zoneinfo_low(text) == 25 + 3397 + 3673
 
 
 # --- cpu -----------------------------------------------------------------------
@@ -166,6 +207,36 @@ def test_cpu_percent_over_window() -> None:
     assert result["total_seconds"] == 11.0
 
 
+def test_busiest_core_and_per_core_over_the_same_window() -> None:
+    before = linux.parse_stat(
+        "cpu  400 0 0 400 0 0 0 0\ncpu0 100 0 0 100 0\ncpu1 100 0 0 100 0\n"
+        "cpu3 100 0 0 100 0\ncpu2 100 0 0 100 0\nbtime 5\n"
+    )
+    after = linux.parse_stat(
+        "cpu  460 0 5 535 0 0 0 0\ncpu0 105 0 0 120 0\ncpu1 125 0 0 100 0\n"
+        "cpu2 115 0 5 110 0\ncpu3 115 0 0 205 0\ncpu4 1 0 0 1 0\n"  # cpu4 came online
+    )
+    result = linux.cpu_figures(before, after, 100, 0.25)
+    assert result["used_percent"] == 32.5  # the stuck core is hidden in the total
+    assert result["busiest_core"] == 1
+    assert result["busiest_core_percent"] == 100.0
+    # In CPU order; the core without a first sample has no figure.
+    assert result["per_core_percent"] == [20.0, 100.0, 66.67, 12.5, None]
+    assert result["count"] == 5
+
+
+def test_per_core_list_is_bounded_but_the_busiest_is_found_among_all() -> None:
+    n = linux.MAX_CORES + 8
+    before = linux.parse_stat("cpu  0 0 0 0\n" + "".join(f"cpu{i} 0 0 0 0\n" for i in range(n)))
+    busy = {n - 1: "10 0 0 0"}
+    after = linux.parse_stat(
+        "cpu  10 0 0 0\n" + "".join(f"cpu{i} {busy.get(i, '0 0 0 10')}\n" for i in range(n))
+    )
+    result = linux.cpu_figures(before, after, 100, 0.1)
+    assert len(result["per_core_percent"]) == linux.MAX_CORES
+    assert (result["busiest_core"], result["busiest_core_percent"]) == (n - 1, 100.0)
+
+
 def test_cpu_iowait_going_backwards_is_clamped() -> None:
     before = linux.parse_stat("cpu  100 0 0 100 50 0 0 0\n")
     after = linux.parse_stat("cpu  100 0 0 200 40 0 0 0\n")  # iowait fell by 10
@@ -188,10 +259,10 @@ def test_parse_stat_without_cpu_line_fails() -> None:
 
 
 def test_uptime_and_boot_time() -> None:
-    assert linux.collect_uptime(ctx_for(RHEL6)) == {
-        "uptime_seconds": 983456.78,
-        "boot_time": "2027-01-03T22:49:03Z",
-    }
+    assert linux.collect_uptime(ctx_for(RHEL6)) == {"uptime_seconds": 983456.78}
+    ctx = ctx_for(RHEL6)
+    # btime of /proc/stat, not now - uptime (which lands a second late half the time).
+    assert linux.collect_cpu(ctx, linux.begin_cpu(ctx))["boot_time"] == "2023-11-14T22:13:20Z"
 
 
 @pytest.mark.parametrize(
@@ -238,14 +309,102 @@ def test_host_collector_uses_this_machine_uname() -> None:
 # --- disks -----------------------------------------------------------------------
 
 
+UBUNTU_DISKS = ["/", "/boot/efi", "/data", "/data/postgres", "/media/alice/My Disk"]
+
+
 def test_disks_never_statvfs_network_or_fuse() -> None:
     statvfs = FakeStatvfs()
     disks = linux_disks.collect_disks(ctx_for(UBUNTU_NFS, statvfs=statvfs))["disks"]
-    expected = ["/", "/boot/efi", "/data", "/data/postgres", "/media/alice/My Disk"]
+    # /dev/sdd1 is mounted at /srv/data and its www subdirectory bound at /www:
+    # named by the mount of its root, not by the shorter path.
+    expected = [*UBUNTU_DISKS, "/srv/data"]
     assert [d["mount"] for d in disks] == expected
     assert statvfs.calls == expected  # nothing else was even asked about
-    assert [d["fstype"] for d in disks] == ["ext4", "vfat", "zfs", "zfs", "ext4"]
+    assert [d["fstype"] for d in disks] == ["ext4", "vfat", "zfs", "zfs", "ext4", "ext4"]
     assert disks[0]["device"] == "/dev/sda2"
+
+
+def test_disks_without_mountinfo_use_mounts_and_the_shortest_path(tmp_path: Path) -> None:
+    """Kernels before 2.6.26 have no mountinfo: /proc/self/mounts, and a device
+    mounted twice is named by its shortest mount point (the root is unknown)."""
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    for name in ("self/mounts", "filesystems"):
+        (tmp_path / "proc" / name).write_text((UBUNTU_NFS / "proc" / name).read_text())
+    disks = linux_disks.collect_disks(ctx_for(tmp_path))["disks"]
+    assert [d["mount"] for d in disks] == [*UBUNTU_DISKS, "/www"]
+
+
+class FakeIsdir:
+    def __init__(self, files: set[str]) -> None:
+        self.files = files
+        self.calls: list[str] = []
+
+    def __call__(self, path: str) -> bool:
+        self.calls.append(path)
+        return path not in self.files
+
+
+def test_container_overlay_root_and_volume_without_bound_files() -> None:
+    """A Docker container: the overlay root is its disk; /etc/hosts, hostname and
+    resolv.conf are files of the host's disk bound in (left out); a volume is a
+    subdirectory of another disk, named where the container sees it."""
+    files = {"/etc/resolv.conf", "/etc/hostname", "/etc/hosts"}
+    isdir = FakeIsdir(files)
+    statvfs = FakeStatvfs()
+    disks = linux_disks.collect_disks(ctx_for(DOCKER, statvfs=statvfs, isdir=isdir))["disks"]
+    assert [(d["mount"], d["fstype"], d["device"]) for d in disks] == [
+        ("/", "overlay", "overlay"),
+        ("/var/lib/postgresql/data", "ext4", "/dev/sdb1"),
+    ]
+    assert set(isdir.calls) == files | {"/var/lib/postgresql/data"}
+    assert statvfs.calls == ["/", "/var/lib/postgresql/data"]
+
+
+def _mountinfo(*lines: str) -> list:
+    return linux_disks.parse_mountinfo("".join(line + "\n" for line in lines))
+
+
+EXT4 = ({"ext4", "btrfs"}, {"overlay", "tmpfs"})
+
+
+def test_a_mount_hidden_under_a_later_one_is_not_measured() -> None:
+    mounts = _mountinfo(
+        "1 0 8:1 / /srv rw - ext4 /dev/sda1 rw",
+        "2 0 8:2 / / rw - ext4 /dev/sda2 rw",
+        "3 2 8:3 / /srv rw shared:1 master:2 - ext4 /dev/sda3 rw",
+    )
+    selected = linux_disks.select_local_mounts(mounts, EXT4, FakeIsdir(set()))
+    assert selected == [("/dev/sda2", "/", "ext4"), ("/dev/sda3", "/srv", "ext4")]
+
+
+def test_btrfs_subvolumes_are_one_filesystem_named_nearest_its_root() -> None:
+    isdir = FakeIsdir(set())
+    mounts = _mountinfo(
+        "30 1 0:31 /@home /home rw - btrfs /dev/nvme0n1p2 rw,subvol=/@home",
+        "31 1 0:31 /@ / rw - btrfs /dev/nvme0n1p2 rw,subvol=/@",
+        "32 1 0:31 /@snapshots /.snapshots rw - btrfs /dev/nvme0n1p2 rw",
+    )
+    selected = linux_disks.select_local_mounts(mounts, EXT4, isdir)
+    assert selected == [("/dev/nvme0n1p2", "/", "btrfs")]
+
+
+def test_overlay_is_measured_only_as_the_root() -> None:
+    mounts = _mountinfo(
+        "1 0 0:40 / / rw - overlay overlay rw,lowerdir=/l",
+        "2 1 0:41 / /var/lib/docker/overlay2/x/merged rw - overlay overlay rw",
+        "3 1 0:42 / /tmp rw - tmpfs tmpfs rw",
+    )
+    assert linux_disks.select_local_mounts(mounts, EXT4, FakeIsdir(set())) == [
+        ("overlay", "/", "overlay")
+    ]
+
+
+def test_parse_mountinfo_fields_and_escapes() -> None:
+    assert _mountinfo(
+        "36 35 98:0 /mnt\\040x /mnt/a\\040b rw,noatime master:1 shared:2 - ext3 /dev/root rw",
+        "bad line",
+        "37 35 98:0 / /x rw - ",
+    ) == [("98:0", "/mnt x", "/mnt/a b", "ext3", "/dev/root")]
 
 
 def test_disks_rhel6_skips_rootfs_and_nfs() -> None:
@@ -267,18 +426,12 @@ def test_disks_debian12_recorded() -> None:
 
 def test_disks_without_proc_filesystems_still_skip_network(tmp_path: Path) -> None:
     (tmp_path / "proc" / "self").mkdir(parents=True)
-    mounts = (UBUNTU_NFS / "proc" / "self" / "mounts").read_text()
-    (tmp_path / "proc" / "self" / "mounts").write_text(mounts)
+    mounts = (UBUNTU_NFS / "proc" / "self" / "mountinfo").read_text()
+    (tmp_path / "proc" / "self" / "mountinfo").write_text(mounts)
     statvfs = FakeStatvfs()
     disks = linux_disks.collect_disks(ctx_for(tmp_path, statvfs=statvfs))["disks"]
     # Only block devices and allowlisted ZFS; /mnt/windows (fuseblk on /dev/sdb1) is FUSE.
-    assert [d["mount"] for d in disks] == [
-        "/",
-        "/boot/efi",
-        "/data",
-        "/data/postgres",
-        "/media/alice/My Disk",
-    ]
+    assert [d["mount"] for d in disks] == [*UBUNTU_DISKS, "/srv/data"]
 
 
 @pytest.mark.parametrize(
@@ -332,12 +485,80 @@ def test_mount_escapes() -> None:
     assert linux_disks.unescape_mount_field("/x\\09z") == "/x\\09z"  # not octal
 
 
-def test_duplicate_device_keeps_shortest_mount_at_first_position() -> None:
-    mounts = linux_disks.parse_mounts(
-        "/dev/a /var/lib/x ext4 rw 0 0\n/dev/b /b ext4 rw 0 0\n/dev/a / ext4 rw 0 0\n"
+def test_duplicate_device_keeps_its_root_mount_at_first_position() -> None:
+    mounts = _mountinfo(
+        "1 0 8:1 /x /var/lib/x rw - ext4 /dev/a rw",
+        "2 0 8:2 / /b rw - ext4 /dev/b rw",
+        "3 0 8:1 / /srv/long/a rw - ext4 /dev/a rw",
+        "4 0 8:1 / /srv/a rw - ext4 /dev/a rw",
     )
-    selected = linux_disks.select_local_mounts(mounts, ({"ext4"}, set()))
-    assert selected == [("/dev/a", "/", "ext4"), ("/dev/b", "/b", "ext4")]
+    selected = linux_disks.select_local_mounts(mounts, EXT4, FakeIsdir(set()))
+    assert selected == [("/dev/a", "/srv/a", "ext4"), ("/dev/b", "/b", "ext4")]
+
+
+# --- disk I/O ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("root", "devices"),
+    [
+        (DEBIAN12, ["loop0", "loop1", "loop2", "loop3", "loop4", "loop5", "loop6", "loop7",
+                    "vda", "zram0"]),
+        (RHEL6, ["ram0", "ram1", "loop0", "loop1", "sda", "sr0", "dm-0", "dm-1", "dm-2"]),
+        (UBUNTU_NFS, ["loop0", "loop1", "sda", "sdb", "sdc", "sdd", "sr0", "zd0"]),
+        (DOCKER, ["loop0", "sda", "sdb"]),
+    ],
+    ids=lambda v: getattr(v, "name", ""),
+)  # fmt: skip
+def test_disk_io_whole_devices_only(root: Path, devices: list[str]) -> None:
+    """Partitions (sda1, not under /sys/block) are already inside their disk."""
+    result = linux_disks.collect_disk_io(ctx_for(root))["disk_io"]
+    assert [d["device"] for d in result["devices"]] == devices
+    assert result["truncated"] is False
+
+
+def test_disk_io_figures_and_units() -> None:
+    sda = next(
+        d
+        for d in linux_disks.collect_disk_io(ctx_for(UBUNTU_NFS))["disk_io"]["devices"]
+        if d["device"] == "sda"
+    )
+    assert sda == {
+        "device": "sda",
+        "reads": 1482711,
+        "writes": 2398004,
+        "read_bytes": 98014268 * 512,
+        "write_bytes": 120311024 * 512,
+        "read_seconds": 771.322,
+        "write_seconds": 4179.341,
+        "busy_seconds": 2187.704,
+        "reads_merged": 303651,
+        "writes_merged": 3160419,
+    }
+
+
+def test_parse_diskstats_old_layouts_and_junk() -> None:
+    rows = linux_disks.parse_diskstats(
+        "   3     0   8 hda 1 2 3 4 5 6 7 8 9 10 11\n"  # 2.4: 15 fields, name 4th
+        "   3     1   hda1 4 8 2 16\n"  # 2.6.0-2.6.24 partition: 7 fields
+        "   8     0 sda 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15\n"  # 4.18: 18 fields
+        "   8     0 odd 1 2 3\n"  # no kernel's layout: skipped
+        "   8     0 bad 1 2 x 4 5 6 7 8 9 10 11\n"
+    )
+    assert rows == [
+        ("hda", 8, 4, 2, 6, 3, 7, 1, 5, 9),
+        ("hda1", 4, 2, 8, 16, 0, 0, 0, 0, 0),
+        ("sda", 1, 5, 3, 7, 4, 8, 2, 6, 10),
+    ]
+
+
+def test_disk_io_without_sys_keeps_every_line_and_is_bounded(tmp_path: Path) -> None:
+    (tmp_path / "proc").mkdir()
+    lines = "".join(f"8 {i} sd{i} 1 0 8 1 1 0 8 1 0 1 2\n" for i in range(300))
+    (tmp_path / "proc" / "diskstats").write_text(lines)
+    result = linux_disks.collect_disk_io(ctx_for(tmp_path))["disk_io"]
+    assert len(result["devices"]) == linux_disks.MAX_IO_DEVICES
+    assert result["truncated"] is True
 
 
 # --- processes -----------------------------------------------------------------
@@ -345,14 +566,19 @@ def test_duplicate_device_keeps_shortest_mount_at_first_position() -> None:
 
 def test_parse_pid_stat_names_with_spaces_and_parentheses() -> None:
     data = (UBUNTU_NFS / "proc" / "1500" / "stat").read_bytes()
-    assert linux_processes.parse_pid_stat(data) == (b"odd) name)", 90210 + 1205, 65536)
+    assert linux_processes.parse_pid_stat(data) == (b"odd) name)", 90210 + 1205, 65536, b"R")
     data = (UBUNTU_NFS / "proc" / "812" / "stat").read_bytes()
     assert linux_processes.parse_pid_stat(data)[0] == b"tmux: server"
 
 
 def test_snapshot_recorded_debian12() -> None:
-    snap = linux_processes.snapshot(str(DEBIAN12))
-    assert snap == {2: (b"kthreadd", 0, 0), 8769: (b"sleep", 0, 412)}
+    snap, count = linux_processes.snapshot(str(DEBIAN12))
+    assert snap == {
+        2: (b"kthreadd", 0, 0, b"S"),
+        1241: (b"bash", 4, 999, b"S"),
+        8769: (b"sleep", 0, 412, b"S"),
+    }
+    assert count == 3
 
 
 def test_processes_top_lists_on_fixture() -> None:
@@ -360,36 +586,82 @@ def test_processes_top_lists_on_fixture() -> None:
     t0, after = linux_processes.begin_processes(ctx)
     # Pretend the first snapshot was taken 0.5 s earlier with fewer ticks.
     before = dict(after)
-    before[1500] = (b"odd) name)", after[1500][1] - 50, after[1500][2])  # 1 CPU fully busy
-    before[812] = (b"tmux: server", after[812][1] - 5, after[812][2])
+    before[1500] = (b"odd) name)", after[1500][1] - 50, *after[1500][2:])  # 1 CPU fully busy
+    before[812] = (b"tmux: server", after[812][1] - 5, *after[812][2:])
     result = linux_processes.collect_processes(ctx, (t0 - 0.5, before), {})["processes"]
     assert result["reason"] == "always"
     assert result["window_seconds"] >= 0.5
+    assert (result["count"], result["zombies"]) == (3, 0)
     top_cpu = result["top_cpu"]
     assert [p["pid"] for p in top_cpu] == [1500, 812]
     assert top_cpu[0]["user"] == "4242"  # no passwd entry: the number
     assert top_cpu[1]["user"] == "alice"
     assert 90 < top_cpu[0]["cpu_percent"] <= 100
+    assert top_cpu[0]["cpu_seconds"] == 914.15  # since the process started
     # 30911 has no status (exited mid-read): skipped, the others still listed.
     assert [p["pid"] for p in result["top_memory"]] == [1500, 812]
-    assert result["top_memory"][0]["rss_bytes"] == 65536 * 4096
-    assert set(top_cpu[0]) == {"pid", "name", "user", "cpu_percent", "rss_bytes"}
+    assert result["top_memory"][0]["rss_bytes"] == 65536 * 4096  # statm's
+    assert set(top_cpu[0]) == {"pid", "name", "user", "cpu_percent", "cpu_seconds", "rss_bytes"}
 
 
-def test_rank_skips_new_and_reused_pids_for_cpu() -> None:
-    before = {1: ("a", 100, 1), 2: ("b", 500, 1)}
-    after = {1: ("a", 150, 10), 2: ("b", 20, 20), 3: ("c", 999, 30)}
-    top_cpu, top_memory = linux_processes.rank(before, after, 1.0, 100, 4096, 5)
-    assert [r[0] for r in top_cpu] == [1]  # 2 reused (ticks fell), 3 is new
-    assert top_cpu[0][2] == 50.0
-    assert [r[0] for r in top_memory] == [3, 2, 1]
+def test_rss_is_statms_not_stats(tmp_path: Path) -> None:
+    """Linux 6.2+ keeps stat's rss in per-CPU counters read without summing: below
+    statm's, which psutil, ps and top show. The listed RSS is statm's, and the
+    memory list is ranked by it."""
+    recorded = DEBIAN12 / "proc" / "1241"
+    assert linux_processes.parse_pid_stat((recorded / "stat").read_bytes())[2] == 999
+    doc = linux_processes.collect_processes(ctx_for(DEBIAN12), None, {})["processes"]
+    assert [(p["pid"], p["rss_bytes"]) for p in doc["top_memory"]] == [
+        (1241, 1015 * 4096),
+        (8769, 413 * 4096),
+    ]
+    # Two processes whose order by stat's rss is the other way round by statm's.
+    for pid, stat_rss, statm_rss in ((10, 500, 400), (11, 450, 600)):
+        (tmp_path / "proc" / str(pid)).mkdir(parents=True)
+        (tmp_path / "proc" / str(pid) / "stat").write_text(
+            f"{pid} (p{pid}) S 1 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5 0 {stat_rss} 0\n"
+        )
+        (tmp_path / "proc" / str(pid) / "statm").write_text(f"900 {statm_rss} 1 1 0 1 0\n")
+        (tmp_path / "proc" / str(pid) / "status").write_text("Uid:\t0\t0\t0\t0\n")
+    doc = linux_processes.collect_processes(ctx_for(tmp_path, top=1), None, {})["processes"]
+    assert [(p["pid"], p["rss_bytes"]) for p in doc["top_memory"]] == [(11, 600 * 4096)]
+
+
+def test_rank_by_window_then_by_cpu_time_since_start() -> None:
+    before = {1: ("a", 100, 1, b"S"), 2: ("b", 500, 1, b"S"), 4: ("d", 7000, 1, b"S")}
+    after = {
+        1: ("a", 150, 10, b"R"),
+        2: ("b", 20, 20, b"S"),  # reused pid: ticks fell
+        3: ("c", 999, 30, b"S"),  # new since the first snapshot
+        4: ("d", 7000, 5, b"S"),  # idle in the window, busy in its life
+        5: ("kthread", 0, 0, b"I"),  # never used CPU: not listed
+    }
+    top_cpu, top_memory = linux_processes.rank(before, after, 1.0, 100, 5)
+    assert [(r[0], r[2]) for r in top_cpu] == [(1, 50.0), (4, 0.0), (3, None), (2, None)]
+    assert [r[0] for r in top_memory] == [3, 2, 1, 4]
+
+
+def test_zombies_are_counted_from_the_second_snapshot(tmp_path: Path) -> None:
+    for pid, state in ((20, "Z"), (21, "S"), (22, "Z")):
+        (tmp_path / "proc" / str(pid)).mkdir(parents=True)
+        (tmp_path / "proc" / str(pid) / "stat").write_text(
+            f"{pid} (x) {state} 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 0\n"
+        )
+    doc = linux_processes.collect_processes(ctx_for(tmp_path), None, {})["processes"]
+    assert (doc["count"], doc["zombies"], doc["top_cpu"], doc["top_memory"]) == (3, 2, [], [])
 
 
 def test_processes_top_zero_reads_nothing() -> None:
     ctx = ctx_for(FIXTURES / "missing", top=0)
     started = linux_processes.begin_processes(ctx)
     assert linux_processes.collect_processes(ctx, started, {}) == {
-        "processes": {"top_cpu": None, "top_memory": None, "reason": "top-processes is 0"}
+        "processes": {
+            "count": None,  # no /proc under this root
+            "zombies": None,
+            "top_cpu": None,
+            "top_memory": None,
+            "reason": "top-processes is 0",
+        }
     }
 
 
@@ -401,7 +673,7 @@ MEMORY_71 = {"memory": {"used_percent": 71.5}, "cpu": {"used_percent": 12.0}}
     [
         ({"cpu": 20.0, "memory": 80.0}, "below cpu 20, memory 80"),
         ({"cpu": 20.0, "load": 1.5}, "below cpu 20, load 1.5"),  # no load in the document
-        ({}, "no cpu, load, memory or swap limit for this host"),
+        ({}, "no cpu, cpu-core, load, memory or swap limit for this host"),
     ],
 )
 def test_processes_below_every_limit_read_nothing(top_when: dict, reason: str) -> None:
@@ -411,7 +683,13 @@ def test_processes_below_every_limit_read_nothing(top_when: dict, reason: str) -
     ctx = ctx_for(FIXTURES / "missing", top_when=top_when, cpu_window=0.25, sleep=slept.append)
     assert linux_processes.begin_processes(ctx) is None
     assert linux_processes.collect_processes(ctx, None, MEMORY_71) == {
-        "processes": {"top_cpu": None, "top_memory": None, "reason": reason}
+        "processes": {
+            "count": None,
+            "zombies": None,
+            "top_cpu": None,
+            "top_memory": None,
+            "reason": reason,
+        }
     }
     assert slept == []
 
@@ -424,7 +702,8 @@ def test_processes_at_a_limit_are_read_in_a_window_of_their_own() -> None:
     assert result["reason"] == "memory 71.5 >= 50"
     assert slept == [0.25]
     assert [p["pid"] for p in result["top_memory"]] == [1500, 812]
-    assert result["top_cpu"] == []  # a fixture's ticks do not move
+    # A fixture's ticks do not move: 0 % in the window, ranked by CPU time since start.
+    assert [(p["pid"], p["cpu_percent"]) for p in result["top_cpu"]] == [(1500, 0.0), (812, 0.0)]
 
 
 def test_top_reason_takes_the_first_condition_met_by_name() -> None:
@@ -433,12 +712,20 @@ def test_top_reason_takes_the_first_condition_met_by_name() -> None:
     assert common.top_reason({"load": 1.5, "cpu": 20}, doc) == "cpu 93.4 >= 20"
     assert common.top_reason({"load": 1.5, "swap": 10}, doc) == "load 2 >= 1.5"
     assert common.top_reason({"swap": 0}, doc) == "swap 0 >= 0"
+    core = {"cpu": {"used_percent": 3.1, "busiest_core_percent": 100.0}}
+    assert common.top_reason({"cpu": 20, "cpu-core": 95}, core) == "cpu-core 100 >= 95"
+    contained = {"memory": {"used_percent": 30.0}, "cgroup": {"used_percent": 96.5}}
+    assert common.top_reason({"cgroup-memory": 90, "memory": 90}, contained) == (
+        "cgroup-memory 96.5 >= 90"
+    )
+    assert common.top_reason({"cgroup-memory": 90}, {"cgroup": None}) is None
     assert common.top_reason({"memory": 0}, {"memory": None}) is None  # no data
 
 
 def test_probe_excludes_itself() -> None:
-    snap = linux_processes.snapshot(str(DEBIAN12), skip_pid=8769)
-    assert list(snap) == [2]
+    snap, count = linux_processes.snapshot(str(DEBIAN12), skip_pid=8769)
+    assert sorted(snap) == [2, 1241]
+    assert count == 3  # counted as psutil.pids() would, the probe included
 
 
 # --- the registry: whole documents -------------------------------------------------
@@ -463,6 +750,8 @@ def test_build_document_on_fixture(root: Path) -> None:
         "uptime",
         "load",
         "disks",
+        "disk_io",
+        "cgroup",
         "processes",
     }
     assert all(c["ok"] for c in doc["collectors"].values())
@@ -588,3 +877,76 @@ def test_platform_name(given: str, expected: str) -> None:
 def test_error_text() -> None:
     assert common.error_text(ValueError("x")) == "ValueError: x"
     assert common.error_text(KeyError()) == "KeyError"
+
+
+# --- the cgroup's memory limit -------------------------------------------------------
+
+
+def test_cgroup_v2_container_limit_beside_the_hosts_memory() -> None:
+    doc = registry.build_document(ctx_for(DOCKER, isdir=lambda p: True), platform="linux")
+    assert doc["memory"]["total_bytes"] == 16362184 * KIB  # the host's RAM, from /proc
+    assert doc["cgroup"] == {
+        "version": 2,
+        "path": "/",  # the container's own cgroup, seen through its namespace
+        "limit_bytes": 512 * 2**20,
+        "usage_bytes": 401604608,
+        "used_bytes": 401604608 - 25657344,  # less the inactive page cache
+        "used_percent": 70.03,
+    }
+    assert doc["errors"] == {}
+
+
+def test_cgroup_limit_on_an_ancestor_is_found() -> None:
+    """The probe runs in its ssh session's scope; the limit is on the user's slice."""
+    ctx = ctx_for(UBUNTU_NFS)
+    cgroup = linux.collect_cgroup(ctx, None, {"memory": {"total_bytes": 8336523264}})["cgroup"]
+    assert (cgroup["path"], cgroup["limit_bytes"]) == ("/user.slice/user-1000.slice", 4 * 2**30)
+    # A limit at or above the host's RAM changes nothing: no cgroup figures.
+    bigger = {"memory": {"total_bytes": 4 * 2**30}}
+    assert linux.collect_cgroup(ctx, None, bigger) == {"cgroup": None}
+
+
+@pytest.mark.parametrize("root", [RHEL6, DEBIAN12], ids=["v1-unlimited", "no-proc-self-cgroup"])
+def test_no_cgroup_limit_is_null(root: Path) -> None:
+    assert linux.collect_cgroup(ctx_for(root), None, {"memory": None}) == {"cgroup": None}
+
+
+def test_cgroup_v1_limit_and_hierarchical_cache(tmp_path: Path) -> None:
+    """cgroup v1 (memory controller in its own hierarchy, as on this CI machine
+    and RHEL 7): a container's view without a cgroup namespace, where the mount's
+    root is the container's cgroup."""
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "self" / "cgroup").write_text(
+        "5:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n0::/\n"
+    )
+    (tmp_path / "proc" / "self" / "mountinfo").write_text(
+        "30 20 0:27 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n"
+        "31 20 0:28 /docker/abc /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct\n"
+    )
+    memory = tmp_path / "sys" / "fs" / "cgroup" / "memory"
+    memory.mkdir(parents=True)
+    (memory / "memory.limit_in_bytes").write_text("1073741824\n")
+    (memory / "memory.usage_in_bytes").write_text("734003200\n")
+    (memory / "memory.stat").write_text("inactive_file 1\ntotal_inactive_file 209715200\n")
+    doc = {"memory": {"total_bytes": 16 * 2**30}}
+    assert linux.collect_cgroup(ctx_for(tmp_path), None, doc)["cgroup"] == {
+        "version": 1,
+        "path": "/docker/abc",
+        "limit_bytes": 2**30,
+        "usage_bytes": 734003200,
+        "used_bytes": 734003200 - 209715200,
+        "used_percent": 48.83,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        ("max\n", None),
+        ("9223372036854771712\n", None),
+        ("9223372036854775807", None),
+        ("4096", 4096),
+    ],
+)
+def test_parse_limit(text: str, limit: int | None) -> None:
+    assert linux.parse_limit(text) == limit

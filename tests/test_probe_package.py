@@ -319,6 +319,10 @@ def _args(recipient: bytes = b"\x09" * 32, challenge: bytes = b"\x07" * 16) -> l
         ([*_args(), "--top-when", "disk=90"], "--top-when takes NAME=LIMIT,..."),
         ([*_args(), "--top-when", "cpu"], "--top-when takes NAME=LIMIT,..."),
         ([*_args(), "--top-when", "cpu=lots"], "--top-when cpu= must be a number"),
+        (
+            [*_args(), "--top-when", "core=95"],
+            "NAME one of cgroup-memory, cpu, cpu-core, load, memory, swap",
+        ),
         ([*_args(), "--top-when", "memory=-1"], "--top-when memory= must be at least 0"),
         (["--challenge", "A" * 22], "--recipient is required"),
         ([*_args(), "--recipient-comb", "AAAA"], "--recipient-comb must be 1440 bytes, got 3"),
@@ -370,7 +374,7 @@ def test_values_starting_with_a_dash_are_accepted(capsys: pytest.CaptureFixture[
     [
         ("memory=0", "memory "),  # any host has used some memory: read
         ("cpu=101,swap=101", "below cpu 101, swap 101"),
-        ("none", "no cpu, load, memory or swap limit for this host"),
+        ("none", "no cpu, cpu-core, load, memory or swap limit for this host"),
     ],
 )
 def test_top_when_decides_whether_the_process_table_is_read(

@@ -71,12 +71,12 @@ def plan_round(config: Config, private_key: X25519PrivateKey, probe: bytes) -> R
 
 
 # The alert types whose mail lists the top processes (mail/render.py).
-TOP_LIST_TYPES = ("cpu", "load", "memory", "swap")
+TOP_LIST_TYPES = ("cpu", "cpu-core", "load", "memory", "swap")
 
 
 def top_when(client: Client) -> str:
     """``--top-when`` for a client: per type, the lowest level at which one of its
-    cpu, load, memory or swap rules fires (``limit``) or keeps firing (``clear``).
+    cpu, cpu-core, load, memory or swap rules fires (``limit``) or keeps firing (``clear``).
 
     The probe reads the process table only when its document reaches one of
     these (probe/linux_processes.py), so a healthy host is spared the dearest
@@ -86,7 +86,11 @@ def top_when(client: Client) -> str:
     for rule in client.alerts:
         if rule.type in TOP_LIST_TYPES and rule.limit is not None:
             level = rule.limit if rule.clear is None else min(rule.limit, rule.clear)
-            levels[rule.type] = min(level, levels.get(rule.type, level))
+            # A cgroup memory rule measures the cgroup's share of its limit, or
+            # the host's memory when no limit applies: the probe is asked about both.
+            names = ("memory", "cgroup-memory") if rule.scope == "cgroup" else (rule.type,)
+            for name in names:
+                levels[name] = min(level, levels.get(name, level))
     return ",".join(f"{name}={_number(level)}" for name, level in sorted(levels.items())) or "none"
 
 

@@ -26,10 +26,11 @@ if TYPE_CHECKING:
     from fleetstat.document import Document
     from fleetstat.model import HostResult, RoundResult
 
-# The probe derives boot_time from the wall clock minus the uptime and rounds it to
-# the second, so two collections of a host that did not reboot can disagree by a
-# second (or a little more after an NTP step). A reboot moves it by far more than
-# the time a machine takes to boot.
+# The Linux probe reports the kernel's btime (fixed at boot, but moved by a clock
+# step of the host); the Windows probe derives boot_time from the wall clock minus
+# the uptime, rounded to the second, so two collections of a host that did not
+# reboot can disagree by a second. A reboot moves it by far more than the time a
+# machine takes to boot.
 BOOT_TIME_TOLERANCE_SECONDS = 5.0
 
 

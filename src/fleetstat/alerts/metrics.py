@@ -25,7 +25,9 @@ class Measurement:
 def metric_value(rule: AlertRule, result: HostResult) -> float | None:
     """The number ``rule`` compares with its limit, or ``None`` when there is no data.
 
-    memory, swap, cpu: ``used_percent``; disk: the named mount's ``used_percent``,
+    memory, swap, cpu: ``used_percent`` (memory with ``scope="cgroup"``: the
+    probe's cgroup's, see :func:`_cgroup_memory`); cpu-core: the busiest core's
+    percent (the mail names the core); disk: the named mount's ``used_percent``,
     or the fullest filesystem the probe reported (it reports local ones only);
     load: the 1-minute load average per CPU core; unreachable: 1.0 when the
     attempt failed, else 0.0.
@@ -42,6 +44,8 @@ def measure(rule: AlertRule, result: HostResult) -> Measurement | None:
     document = result.document if result.ok else None
     if document is None:
         return None  # a failed attempt says nothing about memory or disks
+    if rule.type == "memory" and rule.scope == "cgroup":
+        return _cgroup_memory(document)
     if rule.type == "memory":
         return _value(document.memory.used_percent if document.memory else None)
     if rule.type == "swap":
@@ -55,6 +59,14 @@ def measure(rule: AlertRule, result: HostResult) -> Measurement | None:
             # from the cumulative counters (issue 5); until then the short window.
             return Measurement(cpu.interval_percent, detail="interval")
         return _value(cpu.used_percent)
+    if rule.type == "cpu-core":
+        # The busiest core over the same window as cpu: a hung single-threaded
+        # service is one core at 100 %, 1.6 % of a 64-core host's total.
+        cpu = document.cpu
+        if cpu is None:
+            return None
+        core = f"cpu{cpu.busiest_core}" if cpu.busiest_core is not None else None
+        return _value(cpu.busiest_core_percent, core)
     if rule.type == "load":
         return _load_per_core(document)
     if rule.type == "disk":
@@ -64,6 +76,17 @@ def measure(rule: AlertRule, result: HostResult) -> Measurement | None:
 
 def _value(value: float | None, detail: str | None = None) -> Measurement | None:
     return None if value is None else Measurement(value, detail)
+
+
+def _cgroup_memory(document: Document) -> Measurement | None:
+    """The probe's cgroup's used share of its memory limit; the host's memory
+    when no limit below the host's RAM applies (``cgroup`` is null: the host's
+    RAM is then the limit); no data when the cgroup could not be read."""
+    if document.cgroup is not None:
+        return _value(document.cgroup.used_percent, document.cgroup.path or "cgroup")
+    if "cgroup" in document.errors:
+        return None  # the family failed: unknown, not "no limit"
+    return _value(document.memory.used_percent if document.memory else None, "host")
 
 
 def _load_per_core(document: Document) -> Measurement | None:

@@ -43,6 +43,7 @@ mask), ``secrets`` (which command needs which ``password-env``).
 
 from fleetstat.config.model import (
     AlertRule,
+    AlertScope,
     AlertType,
     AlertWindow,
     Client,
@@ -61,6 +62,7 @@ from fleetstat.config.secrets import require_secrets, secret_issues
 
 __all__ = [
     "AlertRule",
+    "AlertScope",
     "AlertType",
     "AlertWindow",
     "Client",

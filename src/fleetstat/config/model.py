@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Literal
 
 HostKeyPolicy = Literal["strict", "accept-new", "off"]
-AlertType = Literal["memory", "cpu", "swap", "disk", "load", "unreachable"]
+AlertType = Literal["memory", "cpu", "cpu-core", "swap", "disk", "load", "unreachable"]
 AlertWindow = Literal["short", "interval"]
+# A memory rule's figures: the host's, or the probe's cgroup's (its memory limit
+# and usage, when a limit below the host's RAM applies; else the host's).
+AlertScope = Literal["host", "cgroup"]
 ClientOs = Literal["auto", "linux", "windows"]
 # When the probe reads the process table for its top lists: "alerts" only at the
-# limit of one of the host's cpu, load, memory or swap rules (the lists explain
+# limit of one of the host's cpu, cpu-core, load, memory or swap rules (the lists explain
 # that alert's mail), "always" on every run.
 TopProcessesWhen = Literal["alerts", "always"]
 
@@ -93,19 +96,23 @@ class AlertRule:
 
     type: AlertType
     limit: float | None  # percent (0-100); per-core load for "load"; None for unreachable
+    # cpu-core: the busiest core's percent over the probe's window
     mount: str | None = None  # disk only; None = any local filesystem
     for_rounds: int = 1  # for="3": fire after N consecutive breaching rounds
     clear: float | None = None  # hysteresis; None = the limit
     notify_resolved: bool = True  # resolved="false"
     repeat_seconds: float | None = None  # None = Defaults.repeat_seconds
     window: AlertWindow = "short"
+    scope: AlertScope = "host"
     line: int | None = None
 
     @property
     def key(self) -> str:
-        """Unique per client: ``"cpu"``, ``"disk:/var"``, ``"disk:*"``."""
+        """Unique per client: ``"cpu"``, ``"disk:/var"``, ``"disk:*"``, ``"memory:cgroup"``."""
         if self.type == "disk":
             return f"disk:{self.mount or '*'}"
+        if self.scope != "host":
+            return f"{self.type}:{self.scope}"
         return self.type
 
 

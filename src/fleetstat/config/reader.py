@@ -49,7 +49,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "retention": ("samples", "attempts", "events"),
     "http": ("listen", "certfile", "keyfile", "metrics-public", "watch", "session-lifetime"),
     "client": ("ip", "port", "username", "password", "password-env", "key", "mail", "name", "os"),
-    "alert": ("type", "limit", "mount", "for", "clear", "resolved", "repeat", "window"),
+    "alert": ("type", "limit", "mount", "for", "clear", "resolved", "repeat", "window", "scope"),
     "mail": ("to",),
     "events": ("enabled", "max"),
 }

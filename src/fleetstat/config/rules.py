@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast, get_args
 
-from fleetstat.config.model import AlertRule, AlertType, AlertWindow
+from fleetstat.config.model import AlertRule, AlertScope, AlertType, AlertWindow
 from fleetstat.config.reader import Reader
 from fleetstat.config.source import Node
 from fleetstat.config.validate import (
@@ -34,8 +34,15 @@ def build_alert(reader: Reader, node: Node) -> AlertRule | None:
     resolved = reader.get(node, "resolved", parse_bool, True)
     repeat = reader.get(node, "repeat", lambda r: parse_seconds(r, allow_zero=True), None)
     window = reader.choice(node, "window", get_args(AlertWindow), "short")
+    scope = reader.choice(node, "scope", get_args(AlertScope), "host")
     if kind is None:
         return None
+    if scope != "host" and kind != "memory":
+        reader.issue(
+            node.attr_line("scope"),
+            f'scope="{scope}" applies to memory, not {kind}',
+            "remove scope=",
+        )
     if window == "interval" and kind != "cpu":
         reader.issue(
             node.attr_line("window"),
@@ -67,6 +74,7 @@ def build_alert(reader: Reader, node: Node) -> AlertRule | None:
         notify_resolved=resolved,
         repeat_seconds=repeat,
         window=cast(AlertWindow, window),
+        scope=cast(AlertScope, scope),
         line=node.line,
     )
 

@@ -32,6 +32,7 @@ from typing import Any
 from fleetstat.document.checker import (
     BIGINT,
     INT,
+    MAX_CORES,
     MAX_DISKS,
     MAX_TOP,
     MESSAGE,
@@ -47,9 +48,12 @@ from fleetstat.document.checker import (
     shown,
 )
 from fleetstat.document.model import (
+    Cgroup,
     CollectorRun,
     Cpu,
     Disk,
+    DiskIo,
+    DiskIoDevice,
     Document,
     Event,
     HostInfo,
@@ -187,6 +191,7 @@ PERCENT = real(0.0, 100.0, slack=0.5)
 BYTES = integer(0, BIGINT)
 SECONDS = real(0.0, 1e13)  # cumulative CPU seconds: thousands of cores over decades
 LOAD = real(0.0, 1e6)
+COUNT = integer(0, BIGINT)  # cumulative I/O operations
 
 _PROCESS = family(
     Process,
@@ -195,6 +200,7 @@ _PROCESS = family(
         "name": text(NAME),
         "user": text(NAME),
         "cpu_percent": real(0.0, 1e7),  # beyond 100 on many cores
+        "cpu_seconds": SECONDS,
         "rss_bytes": BYTES,
     },
     nullable=False,
@@ -296,6 +302,9 @@ _TOP: dict[str, Rule] = {
         {
             "count": integer(1, 1 << 20),
             "used_percent": PERCENT,
+            "busiest_core": integer(0, 1 << 20),
+            "busiest_core_percent": PERCENT,
+            "per_core_percent": listed(lambda _limits: MAX_CORES, "per-core shares", PERCENT),
             "window_seconds": real(0.0, 3600.0),
             "counters": mapping(SECONDS),
             "total_seconds": SECONDS,
@@ -323,9 +332,48 @@ _TOP: dict[str, Rule] = {
             nullable=False,
         ),
     ),
+    "disk_io": family(
+        DiskIo,
+        {
+            "devices": listed(
+                lambda _limits: MAX_DISKS,
+                "one per block device",
+                family(
+                    DiskIoDevice,
+                    {
+                        "device": text(SHORT),
+                        "reads": COUNT,
+                        "writes": COUNT,
+                        "read_bytes": BYTES,
+                        "write_bytes": BYTES,
+                        "read_seconds": SECONDS,
+                        "write_seconds": SECONDS,
+                        "busy_seconds": SECONDS,
+                        "reads_merged": COUNT,
+                        "writes_merged": COUNT,
+                    },
+                    nullable=False,
+                ),
+            ),
+            "truncated": _flag,
+        },
+    ),
+    "cgroup": family(
+        Cgroup,
+        {
+            "version": integer(1, 2),
+            "path": text(PATH),
+            "limit_bytes": BYTES,
+            "usage_bytes": BYTES,
+            "used_bytes": BYTES,
+            "used_percent": PERCENT,
+        },
+    ),
     "processes": family(
         Processes,
         {
+            "count": integer(0, INT),
+            "zombies": integer(0, INT),
             "top_cpu": _PROCESSES,
             "top_memory": _PROCESSES,
             "window_seconds": real(0.0, 3600.0),

@@ -31,6 +31,7 @@ BASE_VALUES = 32_768
 EVENT_VALUES = 160
 MAX_DISKS = 512  # one per block device (the probe reports a device once)
 MAX_TOP = 100  # the probe's own ceiling for --top
+MAX_CORES = 1024  # per-core shares (the probe sends at most 128)
 MAX_ENTRIES = 64  # errors, collectors, CPU counters: one per collector or field
 MAX_NOTES = 50
 EXTRA_ITEMS = 1024  # per list or map under a key this server does not know

@@ -56,6 +56,11 @@ class Swap:
 class Cpu:
     count: int | None = None
     used_percent: float | None = None
+    # The busiest online CPU (its number in /proc/stat) over the same window,
+    # and each CPU's share in CPU order (the probe sends the first 128).
+    busiest_core: int | None = None
+    busiest_core_percent: float | None = None
+    per_core_percent: tuple[float | None, ...] | None = None
     window_seconds: float | None = None
     counters: Mapping[str, float | None] | None = None
     total_seconds: float | None = None
@@ -87,17 +92,57 @@ class Disk:
 
 
 @dataclass(frozen=True)
+class DiskIoDevice:
+    """Cumulative counters since boot of one whole block device."""
+
+    device: str | None = None
+    reads: int | None = None
+    writes: int | None = None
+    read_bytes: int | None = None
+    write_bytes: int | None = None
+    read_seconds: float | None = None
+    write_seconds: float | None = None
+    busy_seconds: float | None = None
+    reads_merged: int | None = None
+    writes_merged: int | None = None
+    extra: Extra = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiskIo:
+    devices: tuple[DiskIoDevice, ...] | None = None
+    truncated: bool | None = None
+    extra: Extra = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cgroup:
+    """The memory limit the probe's cgroup runs under, when below the host's RAM."""
+
+    version: int | None = None
+    path: str | None = None
+    limit_bytes: int | None = None
+    usage_bytes: int | None = None
+    used_bytes: int | None = None  # usage less the inactive file cache
+    used_percent: float | None = None
+    extra: Extra = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Process:
     pid: int | None = None
     name: str | None = None
     user: str | None = None
-    cpu_percent: float | None = None
+    cpu_percent: float | None = None  # over the probe's window, of one CPU
+    cpu_seconds: float | None = None  # CPU time since the process started
     rss_bytes: int | None = None
     extra: Extra = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Processes:
+    count: int | None = None
+    zombies: int | None = None  # null when the table was not read
     top_cpu: tuple[Process, ...] | None = None
     top_memory: tuple[Process, ...] | None = None
     window_seconds: float | None = None
@@ -156,6 +201,8 @@ class Document:
     boot_time: datetime | None = None
     load: Load | None = None
     disks: tuple[Disk, ...] | None = None
+    disk_io: DiskIo | None = None
+    cgroup: Cgroup | None = None
     processes: Processes | None = None
     security_events: SecurityEvents | None = None
     collectors: Mapping[str, CollectorRun] = field(default_factory=dict)

@@ -20,11 +20,12 @@ from fleetstat.model import HostResult, NoticeKind
 from fleetstat.units import format_duration
 
 SUBJECT_PREFIX = "[fleetstat]"
-_PERCENT_TYPES = ("memory", "cpu", "swap", "disk")
+_PERCENT_TYPES = ("memory", "cpu", "cpu-core", "swap", "disk")
 _METRIC_WORDS = {
     "memory": "memory used",
     "swap": "swap used",
     "cpu": "CPU busy",
+    "cpu-core": "busiest CPU core busy",
     "disk": "disk space used",
     "load": "1-minute load average per CPU core",
     "unreachable": "host did not answer",
@@ -122,6 +123,9 @@ def _body(result: HostResult, notices: Sequence[Notice], label: str) -> str:
     system = _system_line(document)
     if system:
         lines.append(f"System:   {system}")
+    count = _process_count(document)
+    if count:
+        lines.append(f"Processes: {count}")
     lines.append(f"Checked:  {_when(notices[0].at)}")
     if not result.ok:
         lines.append(f"Status:   {result.status.value}: {result.error or 'no answer'}")
@@ -151,6 +155,8 @@ def _notice_lines(notice: Notice) -> list[str]:
         word = _METRIC_WORDS[rule.type]
         if rule.type == "cpu":
             word += " (average since the last round)" if notice.detail == "interval" else ""
+        if rule.scope == "cgroup":
+            word = _cgroup_words(notice.detail)
         lines.append(f"  value:  {fmt_value(rule, notice.value)} {word}")
         clear = _clear(rule)
         hysteresis = f", resolves below {fmt_value(rule, clear)}" if clear != rule.limit else ""
@@ -171,30 +177,76 @@ def _notice_lines(notice: Notice) -> list[str]:
     return lines
 
 
+# The rule types whose mail lists each top list (the probe reads the table at
+# these rules' limits, collector.top_when).
+_TOP_LISTS = (
+    ("top_cpu", "Top CPU consumers", frozenset({"cpu", "cpu-core", "load"})),
+    ("top_memory", "Top memory consumers", frozenset({"memory", "swap"})),
+)
+
+
 def _process_lines(document: Document | None, notices: Sequence[Notice]) -> list[str]:
-    """The top consumers the probe reported, for the alerts they explain."""
-    processes = document.processes if document is not None else None
-    if processes is None:
-        return []
+    """The top consumers the probe reported, for the alerts they explain, or
+    why there are none (the table was not read, could not be, or is empty)."""
+    if document is None:
+        return []  # the host did not answer: nothing was measured
     types = {n.rule.type for n in notices if n.kind != "resolved"}
+    processes = document.processes
     lines: list[str] = []
-    for rows, title, wanted in (
-        (processes.top_cpu, "Top CPU consumers", {"cpu", "load"}),
-        (processes.top_memory, "Top memory consumers", {"memory", "swap"}),
-    ):
-        if not (types & wanted) or not rows:
+    for key, title, wanted in _TOP_LISTS:
+        if not types & wanted:
             continue
-        lines += ["", f"{title}:", f"  {'PID':>7}  {'USER':<12} {'CPU%':>6} {'RSS':>10}  COMMAND"]
+        rows: tuple[Process, ...] | None = getattr(processes, key) if processes else None
+        lines += ["", f"{title}:"]
+        if not rows:
+            lines.append(f"  none: {_why_empty(document, key, rows)}")
+            continue
+        if key == "top_cpu" and processes is not None:
+            window = processes.window_seconds
+            over = f"{window:g} s" if window is not None else "a short"
+            lines.append(f"  (CPU% over the probe's {over} window, TIME since the process started)")
+        lines.append(f"  {'PID':>7}  {'USER':<12} {'CPU%':>6} {'TIME':>10} {'RSS':>10}  COMMAND")
         lines += [_process_row(row) for row in rows]
     return lines
+
+
+def _why_empty(document: Document, key: str, rows: tuple[Process, ...] | None) -> str:
+    """Why a top list is empty, in the reader's terms (host text is already clean)."""
+    processes = document.processes
+    if processes is None:
+        error = document.errors.get("processes")
+        if error:
+            return f"the probe could not read the process table ({error})"
+        return "this host's probe does not report processes"
+    if rows is None:
+        why = f" ({processes.reason})" if processes.reason else ""
+        return (
+            f"the probe did not read the process table on this run{why}; it reads it"
+            " when its own short sample reaches one of the host's cpu, cpu-core, load,"
+            " memory or swap limits"
+        )
+    if key == "top_cpu":
+        return "no process the probe could read had used any CPU time"
+    return "no process the probe could read had resident memory"
 
 
 def _process_row(row: Process) -> str:
     pid = "-" if row.pid is None else str(row.pid)
     user = (row.user or "-")[:12]
     cpu_text = "-" if row.cpu_percent is None else f"{row.cpu_percent:.1f}"
+    time_text = "-" if row.cpu_seconds is None else _cpu_time(row.cpu_seconds)
     rss_text = "-" if row.rss_bytes is None else _bytes(row.rss_bytes)
-    return f"  {pid:>7}  {user:<12} {cpu_text:>6} {rss_text:>10}  {row.name or '?'}"
+    return f"  {pid:>7}  {user:<12} {cpu_text:>6} {time_text:>10} {rss_text:>10}  {row.name or '?'}"
+
+
+def _cpu_time(seconds: float) -> str:
+    """CPU time as top's TIME+ shows it: ``1:23.45`` (minutes), ``26:13:05`` (hours)."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 3600:
+        minutes, rest = divmod(seconds, 60)
+        return f"{int(minutes)}:{rest:05.2f}"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 def _bytes(count: float) -> str:
@@ -204,6 +256,17 @@ def _bytes(count: float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"  # pragma: no cover - the loop returns at GiB
+
+
+def _process_count(document: Document | None) -> str:
+    processes = document.processes if document is not None else None
+    if processes is None or processes.count is None:
+        return ""
+    if processes.zombies:
+        return (
+            f"{processes.count} ({processes.zombies} zombie{'s' if processes.zombies != 1 else ''})"
+        )
+    return str(processes.count)
 
 
 def _system_line(document: Document | None) -> str:
@@ -221,7 +284,17 @@ def _system_line(document: Document | None) -> str:
 def _metric_name(rule: AlertRule, detail: str | None) -> str:
     if rule.type == "disk":
         return f"disk {rule.mount or detail or '*'}"
+    if rule.type == "cpu-core" and detail:
+        return f"cpu-core {detail}"  # which core: "cpu-core cpu3", as top's %Cpu3
+    if rule.scope == "cgroup":
+        return f"{rule.type} (cgroup)"
     return rule.type
+
+
+def _cgroup_words(detail: str | None) -> str:
+    if detail == "host":
+        return "memory used of the host's (no cgroup limit below its RAM)"
+    return f"memory used of the limit of cgroup {detail or '?'}"
 
 
 def _clear(rule: AlertRule) -> float | None:

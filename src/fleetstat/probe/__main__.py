@@ -37,7 +37,8 @@ fleetstat probe: collect this machine's statistics and print them sealed.
   --top N                 processes per top list (default 5)
   --top-when LIMITS       read the process table only when the document
                           reaches one of these, e.g. cpu=20,memory=50
-                          (also load= per core, swap=); none: never;
+                          (also cpu-core=, load= per core, swap=,
+                          cgroup-memory=); none: never;
                           default: always
   --cpu-window SECONDS    CPU sampling window (default 0.25)
   --recipient-comb B64URL the server's precomputed table for --recipient
@@ -54,7 +55,7 @@ OPTIONS = (
     "--recipient-comb",
 )  # fmt: skip
 COMB_BYTES = 15 * 3 * 32  # _x25519.COMB_BYTES, without importing it to parse
-TOP_WHEN_NAMES = ("cpu", "load", "memory", "swap")
+TOP_WHEN_NAMES = ("cgroup-memory", "cpu", "cpu-core", "load", "memory", "swap")
 _B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -195,22 +196,22 @@ def dumps(doc):
         return json.dumps(doc, separators=(",", ":"))
 
 
-_SMALL_DOCUMENT = 4096
+_SMALL_DOCUMENT = 8192
 
 
 def encode_document(doc):
     """The plaintext before sealing: zlib(compact UTF-8 JSON).
 
-    A typical Linux document is 1.5-3 KB of JSON. zlib's defaults (32 KiB window,
+    A typical Linux document is 3-5 KB of JSON. zlib's defaults (32 KiB window,
     memLevel 8) allocate and clear about 270 KB of state for it, 0.2-0.3 ms of the
-    host's CPU; a 4 KiB window with memLevel 4 compresses it as well. Larger
+    host's CPU; an 8 KiB window with memLevel 4 compresses it as well. Larger
     documents (security events) get the defaults. Any window is plain zlib to
     the server's decompressor.
     """
     data = dumps(doc).encode("utf-8")
     if len(data) > _SMALL_DOCUMENT:
         return zlib.compress(data)
-    packer = zlib.compressobj(6, zlib.DEFLATED, 12, 4)
+    packer = zlib.compressobj(6, zlib.DEFLATED, 13, 4)
     return packer.compress(data) + packer.flush()
 
 

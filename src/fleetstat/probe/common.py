@@ -27,6 +27,8 @@ FAMILY_KEYS = (
     "boot_time",
     "load",
     "disks",
+    "disk_io",
+    "cgroup",
     "processes",
     "security_events",
 )
@@ -66,7 +68,7 @@ class Context(object):
     """What collectors may depend on besides the files under ``root``.
 
     Each attribute is a seam: tests give a fixture root, fixed clock ticks and
-    page size, and a fake ``statvfs`` that records what it was asked.
+    page size, and fake ``statvfs``/``isdir`` that record what they were asked.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class Context(object):
         page_size=None,
         cpu_count=None,
         statvfs=None,
+        isdir=None,
         user_name=None,
         self_pid=None,
         now=None,
@@ -94,6 +97,7 @@ class Context(object):
         self.page_size = page_size or _sysconf("SC_PAGE_SIZE", 4096)
         self.cpu_count = cpu_count or os.cpu_count() or 1
         self.statvfs = statvfs or getattr(os, "statvfs", None)
+        self.isdir = isdir or os.isdir
         self.user_name = user_name or _user_name
         self.self_pid = os.getpid() if self_pid is None else self_pid
         self.now = now or time.time
@@ -257,7 +261,9 @@ def swap_usage(total, free):
 # figures the server's alert rules compare (fleetstat/alerts/metrics.py), with
 # the short window standing in for a cpu rule's interval average.
 TOP_WHEN_FIGURES = {
+    "cgroup-memory": ("cgroup", "used_percent"),  # a final collector, run before processes
     "cpu": ("cpu", "used_percent"),
+    "cpu-core": ("cpu", "busiest_core_percent"),
     "load": ("load", "per_core1"),
     "memory": ("memory", "used_percent"),
     "swap": ("swap", "used_percent"),
@@ -279,10 +285,19 @@ def top_reason(top_when, doc):
 
 def skipped_reason(top_when):
     if not top_when:
-        return "no cpu, load, memory or swap limit for this host"
+        return "no cpu, cpu-core, load, memory or swap limit for this host"
     return "below " + ", ".join("%s %g" % (name, top_when[name]) for name in sorted(top_when))
 
 
-def not_read(reason):
-    """The ``processes`` family when the table was not read, and why."""
-    return {"processes": {"top_cpu": None, "top_memory": None, "reason": reason}}
+def not_read(reason, count=None):
+    """The ``processes`` family when the table was not read, and why: the
+    number of processes (a listdir) but no zombies (that needs every stat)."""
+    return {
+        "processes": {
+            "count": count,
+            "zombies": None,
+            "top_cpu": None,
+            "top_memory": None,
+            "reason": reason,
+        }
+    }

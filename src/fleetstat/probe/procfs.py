@@ -35,3 +35,14 @@ def read_text(root, relpath):
     finally:
         os.close(fd)
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def count_pids(root):
+    """The number of processes: pid directories in /proc (psutil's ``pids()``),
+    one listdir, for runs that do not read the process table; None when /proc
+    cannot be listed."""
+    try:
+        names = os.listdir(host_path(root, "proc"))
+    except OSError:
+        return None
+    return sum(1 for name in names if name.isdigit())

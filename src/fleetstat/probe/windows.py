@@ -233,6 +233,11 @@ def cpu_figures(before, after, window_seconds, cpu_count):
     return {
         "count": cpu_count,
         "used_percent": percent(d_busy, d_total),
+        # Per-core shares need NtQuerySystemInformation's per-processor times:
+        # not read yet on Windows (a cpu-core rule has no data there).
+        "busiest_core": None,
+        "busiest_core_percent": None,
+        "per_core_percent": None,
         "window_seconds": round(window_seconds, 3),
         "counters": {
             "user_seconds": round(user1 * _HUNDRED_NS, 2),
