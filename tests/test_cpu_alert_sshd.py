@@ -28,10 +28,12 @@ def test_a_cpu_alert_mail_names_the_busy_process_with_its_share(
     tmp_path: Path, sim_fleet: SimFleet, smtp_server: SmtpServer
 ) -> None:
     # The kernel names a process after the file it executed: a link to Python
-    # with a name of its own makes this busy loop recognisable in the mail.
+    # with a name of its own makes this busy loop recognisable in the mail. At
+    # nice -20 (root) it keeps a core to itself for the two seconds of the round
+    # even when other sessions load the machine, so it is the busy process.
     name = f"burn{secrets.token_hex(4)}"
     (tmp_path / name).symlink_to(sys.executable)
-    burner = subprocess.Popen([str(tmp_path / name), "-c", "while True: pass"])
+    burner = subprocess.Popen(["nice", "-n", "-20", str(tmp_path / name), "-c", "while True: pass"])
     try:
         deadline = time.monotonic() + 30
         while _ticks(burner.pid) == 0 and time.monotonic() < deadline:
@@ -60,7 +62,9 @@ def test_a_cpu_alert_mail_names_the_busy_process_with_its_share(
     assert caught.subject.startswith("[fleetstat] FIRING cpu ")
     body = caught.body
     assert "Top CPU consumers:" in body
-    [row] = [line for line in body.splitlines() if line.endswith(f"  {name}")]
+    rows = [line for line in body.splitlines() if line.endswith(f"  {name}")]
+    assert len(rows) == 1, body
+    [row] = rows
     pid, user, cpu, cpu_time = row.split()[:4]
     assert int(pid) == burner.pid and user == "root"
     assert float(cpu) > 0  # its share of one CPU over the probe's window
