@@ -54,16 +54,19 @@ class Caught:
 
 @dataclass
 class Sink:
-    """aiosmtpd handler: keeps every message; refuses the addresses in ``refuse``."""
+    """aiosmtpd handler: keeps every message; refuses the addresses in ``refuse``
+    with ``answer``."""
 
     messages: list[Caught] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
+    # What a refused address gets: permanent (5xx) by default, or e.g. a 4xx.
+    answer: str = "550 5.1.1 mailbox unavailable"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
     ) -> str:
         if address in self.refuse:
-            return "550 5.1.1 mailbox unavailable"
+            return self.answer
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

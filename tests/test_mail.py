@@ -333,6 +333,9 @@ def test_an_unreachable_relay_fails_the_whole_flush_at_once(store: Store) -> Non
 def test_a_refused_recipient_is_recorded_retried_with_backoff_and_not_duplicated(
     store: Store, smtp_server: SmtpServer
 ) -> None:
+    # A transient refusal (4xx): retried for as long as it takes (a permanent one is
+    # given up on after a few tries: tests/test_outbox_failures.py).
+    smtp_server.sink.answer = "450 4.2.1 mailbox busy"
     smtp_server.sink.refuse.add("web@example.com")
     queue_one(store)
     report = flush_outbox(store, smtp_server.smtp(), T0)
@@ -340,7 +343,7 @@ def test_a_refused_recipient_is_recorded_retried_with_backoff_and_not_duplicated
     [row] = outbox_rows(store)
     assert row.sent_at is None and row.attempts == 1
     assert row.last_error == (
-        "sent to ops@example.com; refused web@example.com: 550 5.1.1 mailbox unavailable"
+        "sent to ops@example.com; refused web@example.com: 450 4.2.1 mailbox busy"
     )
     assert row.recipients == "web@example.com"  # the retry goes only where it failed
     assert row.next_attempt_at == T0 + timedelta(minutes=1)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from fleetstat.mail import FlushReport
     from fleetstat.metrics import CpuCounters
     from fleetstat.store import Store
+    from fleetstat.store.outbox import OutboxEntry
     from fleetstat.store.reports import History, HostRef, HostState
     from fleetstat.store.retention import PruneReport
 
@@ -263,6 +264,17 @@ def flush_mail(
     require_secrets(config, "smtp")
     with open_store(config, database_url) as store:
         return flush_outbox(store, config.smtp, everything=everything)
+
+
+def list_mail(
+    config: Config, *, database_url: str | None = None, which: str = "unsent", limit: int = 200
+) -> list[OutboxEntry]:
+    """``fleetstat mail list``: outbox rows, newest first (``which``: unsent, failed, queued,
+    all)."""
+    from fleetstat.store import outbox
+
+    with open_store(config, database_url) as store:
+        return outbox.listing(store, which=which, limit=limit)
 
 
 def list_alerts(

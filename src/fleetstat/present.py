@@ -12,6 +12,7 @@ costs ~0.06 s of CPU and ~6 MB).
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -21,15 +22,18 @@ from typing import TYPE_CHECKING
 import click
 
 from fleetstat.errors import ConfigError, FleetstatError
+from fleetstat.text import visible
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
     from rich.table import Table
+    from rich.text import Text
 
     from fleetstat.alerts import AlertView
     from fleetstat.app import CollectOutcome
     from fleetstat.model import HostResult, RoundResult
+    from fleetstat.store.outbox import OutboxEntry
     from fleetstat.store.reports import History, HostState
 
 
@@ -73,6 +77,41 @@ def _labelled(label: str, style: str, text: str) -> None:
 
     # The text is never markup: it may quote a config value or what a host sent.
     err().print(Text.assemble((label, style), " ", text), highlight=False)
+
+
+# -- text a host wrote, made inert ------------------------------------------------------
+
+
+def inert(value: object) -> Text:
+    """Text that came from a host (or from a row it filled), for a table or a line.
+
+    A rich ``Text``, so it is never read as markup (``[link=...]``, a stray ``[/]``),
+    with every control character shown as a visible picture (``fleetstat.text``), so
+    no escape sequence a host sent reaches the terminal.
+    """
+    from rich.text import Text
+
+    return Text(visible("" if value is None else str(value)))
+
+
+def strict_json(value: object) -> str:
+    """Indented, strict JSON (RFC 8259): a NaN or an infinity is written as null."""
+    import json
+
+    try:
+        return json.dumps(value, indent=2, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), indent=2, allow_nan=False)
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 # -- figures as text -------------------------------------------------------------------
@@ -199,6 +238,48 @@ def alerts_table(views: list[AlertView]) -> Table:
             when(view.last_notified_at),
         )
     return table
+
+
+def mail_table(entries: Sequence[OutboxEntry]) -> Table:
+    """``fleetstat mail list``: one row per message, newest first."""
+    names = ("id", "created", "state", "kind", "to", "subject", "tries", "next try", "last error")
+    table = _table([(name, "right" if name in ("id", "tries") else "left") for name in names])
+    for entry in entries:
+        retry = when(entry.next_attempt_at) if entry.state == "queued" else "-"
+        table.add_row(
+            str(entry.id),
+            when(entry.created_at),
+            entry.state,
+            entry.kind,
+            inert(", ".join(entry.recipients)),
+            inert(entry.subject),
+            str(entry.attempts),
+            retry,
+            inert(entry.last_error or ""),
+        )
+    return table
+
+
+def entry_json(entry: OutboxEntry) -> dict[str, object]:
+    """An outbox row for ``mail list --json`` (without its body)."""
+    return {
+        "id": entry.id,
+        "created_at": iso(entry.created_at),
+        "state": entry.state,
+        "kind": entry.kind,
+        "client": f"{entry.client_ip}:{entry.client_port}" if entry.client_ip else None,
+        "recipients": list(entry.recipients),
+        "subject": entry.subject,
+        "attempts": entry.attempts,
+        "last_error": entry.last_error,
+        "next_attempt_at": iso(entry.next_attempt_at),
+        "sent_at": iso(entry.sent_at),
+        "failed_at": iso(entry.failed_at),
+    }
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 SPARK = "▁▂▃▄▅▆▇█"

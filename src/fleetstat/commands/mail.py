@@ -8,7 +8,15 @@ import click
 from click.exceptions import Exit
 
 from fleetstat.commands.common import config_option, db_option, group, load_config
-from fleetstat.present import err, error_line, out, when
+from fleetstat.present import (
+    entry_json,
+    err,
+    error_line,
+    mail_table,
+    out,
+    strict_json,
+    when,
+)
 
 
 @group("mail")
@@ -42,4 +50,36 @@ def flush(config: Path, db: str | None, due_only: bool) -> None:
         error_line(str(report.error))
     out().print(f"mail: {len(report.sent)} sent, {len(report.failed)} failed, "
                 f"{report.pending} queued", highlight=False)  # fmt: skip
+    if report.given_up:
+        out().print(f"{report.given_up} message(s) failed for good: fleetstat mail list "
+                    "--failed", highlight=False)  # fmt: skip
     raise Exit(0 if report.ok else 1)
+
+
+@mail.command("list")
+@config_option
+@db_option
+@click.option("--failed", "which", flag_value="failed", help="Only the messages given up on.")
+@click.option("--queued", "which", flag_value="queued", help="Only those still to be sent.")
+@click.option("--all", "which", flag_value="all", help="Sent ones too.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=200, show_default=True,
+              help="At most this many, newest first.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON array on stdout.")
+def list_mail(config: Path, db: str | None, which: str | None, limit: int, as_json: bool) -> None:
+    """The outbox: queued and failed messages, newest first, with attempts and the last error.
+
+    A message is failed when the mail library could not build it or the SMTP
+    server refused it permanently (5xx) three times; it is no longer tried.
+
+    Example: fleetstat mail list -c /etc/fleetstat/fleetstat.xml --failed
+    """
+    from fleetstat.app import list_mail as listing
+
+    entries = listing(load_config(config), database_url=db, which=which or "unsent", limit=limit)
+    if as_json:
+        click.echo(strict_json([entry_json(entry) for entry in entries]))
+        return
+    if not entries:
+        out().print("no messages", highlight=False)
+        return
+    out().print(mail_table(entries))

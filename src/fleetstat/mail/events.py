@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from fleetstat.hostfail import describe
+from fleetstat.mail.headers import header_text
 from fleetstat.mail.outbox import enqueue
 from fleetstat.mail.render import SUBJECT_PREFIX, Message, host_label
 from fleetstat.model import HostResult, RoundResult
@@ -94,7 +95,9 @@ def render_events_message(result: HostResult, rows: Sequence[Any], now: datetime
         ]
     lines += ["", "-- ", "fleetstat"]
     return Message(
-        recipients=tuple(result.client.mail), subject=subject, body="\n".join(lines) + "\n"
+        recipients=tuple(result.client.mail),
+        subject=header_text(subject),
+        body="\n".join(lines) + "\n",
     )
 
 

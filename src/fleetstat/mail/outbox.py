@@ -7,17 +7,24 @@ accepted the message (``sendmail`` returned without refusing anyone), in its own
 transaction right after, so a crash mid-flush re-sends at most that one message.
 Rows are never deleted here (retention is issue 5's).
 
-Retry policy:
+Retry policy (one message never holds up the others):
 
-- The server refused *this* message (a 5xx/4xx answer to it): ``attempts + 1``,
+- The server refused *this* message for now (a 4xx answer): ``attempts + 1``,
   ``last_error`` = the server's answer, and ``next_attempt_at`` backs off
-  exponentially, 1 minute doubling to a 1-hour cap, so a message that can never
-  be delivered is retried hourly and reported, not hammered and not dropped.
+  exponentially, 1 minute doubling to a 1-hour cap: retried, not hammered.
+- The server refused it permanently (a 5xx answer, RFC 5321 section 4.2.1): the
+  same, and after ``MAX_PERMANENT_REFUSALS`` attempts the outbox gives up:
+  ``failed_at`` is set, the reason kept in ``last_error``, and it is no longer
+  tried (``fleetstat mail list --failed`` shows it).
+- The mail library refuses to build it (it never will): given up at once.
 - The *session* failed (relay unreachable, TLS or login refused): the flush stops
   at the first failure (one connection attempt per flush, never one timeout per
   message), every due row gets ``attempts + 1`` and the error, but stays due: the
   next round reaches the relay once and delivers everything as soon as it is back,
-  rather than up to an hour later.
+  rather than up to an hour later. When the session broke while *one* message was
+  being sent, that message backs off as a refused one: it is then queued behind
+  the others (``store.outbox.due`` orders by retry time), so a message that keeps
+  breaking the session cannot keep the ones after it from going out.
 - Some recipients refused and others accepted: the message went out to the
   accepted ones, so the row keeps only the refused addresses for its retries
   (nobody gets it twice) and counts as failed, with the answers recorded.
@@ -36,10 +43,12 @@ from typing import TYPE_CHECKING
 
 from fleetstat.config import Smtp
 from fleetstat.errors import MailError
+from fleetstat.mail.headers import header_text
 from fleetstat.mail.render import Message
 from fleetstat.mail.smtp import MessageRefused, SmtpSession
 from fleetstat.store import Store, outbox
 from fleetstat.store.outbox import NewMail, OutboxEntry
+from fleetstat.text import clean
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -52,6 +61,10 @@ BACKOFF_CAP = timedelta(hours=1)
 # `mail flush` until it goes out, so a broken relay cannot stay unnoticed.
 FAILING_AFTER = timedelta(hours=1)
 FLUSH_BATCH = 500  # rows per flush; the rest wait for the next one
+# 5xx answers to one message before the outbox gives up on it: a server that
+# answers 5xx by mistake (a full mailbox reported as permanent) gets a second and
+# third chance, a minute and two minutes later.
+MAX_PERMANENT_REFUSALS = 3
 # RFC 5322 section 2.1.1: lines SHOULD stay under 78 characters but MUST under 998.
 # The email package folds an over-long Subject by putting all of it on a
 # continuation line, which some clients show with a leading space; the subjects
@@ -65,9 +78,10 @@ class FlushReport:
 
     sent: tuple[OutboxEntry, ...]
     failed: tuple[OutboxEntry, ...]  # attempted and not (fully) accepted, after the attempt
-    pending: int  # unsent rows left in the outbox, due or waiting for their backoff
-    failing_for_long: tuple[OutboxEntry, ...]  # unsent for more than FAILING_AFTER
+    pending: int  # queued rows left in the outbox, due or waiting for their backoff
+    failing_for_long: tuple[OutboxEntry, ...]  # queued for more than FAILING_AFTER
     error: MailError | None = None
+    given_up: int = 0  # messages the outbox gave up on, all flushes (mail list --failed)
 
     @property
     def ok(self) -> bool:
@@ -130,7 +144,8 @@ def flush_outbox(
                         outcome = _send_one(store, session, smtp, entry, now)
                     except MailError as exc:  # the session broke: stop here
                         error = exc
-                        failed += _session_failed(store, due[index:], str(exc), now)
+                        failed.append(_refused(store, entry, str(exc), entry.recipients, now))
+                        failed += _session_failed(store, due[index + 1 :], str(exc), now)
                         break
                     (sent if outcome.sent_at is not None else failed).append(outcome)
             finally:
@@ -142,7 +157,8 @@ def flush_outbox(
             entry.id, ", ".join(entry.recipients), entry.created_at.isoformat(),
             entry.attempts, entry.last_error,
         )  # fmt: skip
-    return FlushReport(tuple(sent), tuple(failed), pending, failing, error)
+    given_up = outbox.failed_count(store)
+    return FlushReport(tuple(sent), tuple(failed), pending, failing, error, given_up)
 
 
 def outbox_backlog(
@@ -163,7 +179,7 @@ def build_email(entry: OutboxEntry, body: str, sender: str) -> EmailMessage:
     domain = sender.rpartition("@")[2] or "localhost"
     message["From"] = sender
     message["To"] = ", ".join(entry.recipients)
-    message["Subject"] = entry.subject
+    message["Subject"] = header_text(entry.subject)
     message["Date"] = format_datetime(entry.created_at.astimezone(UTC))
     message["Message-ID"] = f"<fleetstat.{entry.id}.{int(entry.created_at.timestamp())}@{domain}>"
     # RFC 3834 section 5: no vacation auto-replies to a robot.
@@ -178,24 +194,38 @@ def _send_one(
     store: Store, session: SmtpSession, smtp: Smtp, entry: OutboxEntry, now: datetime
 ) -> OutboxEntry:
     body = outbox.body(store, entry.id)
-    data = build_email(entry, body, smtp.sender).as_bytes()
+    try:
+        data = build_email(entry, body, smtp.sender).as_bytes()
+    except Exception as exc:  # the email package refuses it; it always will
+        reason = clean(f"cannot build the message: {type(exc).__name__}: {exc}", 500)[0]
+        return _give_up(entry, store=store, error=reason, now=now)
     try:
         refused = session.send(smtp.sender, list(entry.recipients), data)
     except MessageRefused as exc:
-        return _refused(store, entry, exc.answer, entry.recipients, now)
+        return _refused(store, entry, exc.answer, entry.recipients, now, permanent=exc.permanent)
     if refused:
         accepted = [rcpt for rcpt in entry.recipients if rcpt not in refused]
-        answers = "; ".join(f"{rcpt}: {answer}" for rcpt, answer in refused.items())
+        answers = "; ".join(f"{rcpt}: {refusal.answer}" for rcpt, refusal in refused.items())
         note = f"sent to {', '.join(accepted)}; refused {answers}"
-        return _refused(store, entry, note, tuple(refused), now)
+        permanent = all(refusal.permanent for refusal in refused.values())
+        return _refused(store, entry, note, tuple(refused), now, permanent=permanent)
     outbox.mark_sent(store, entry.id, now)
     return replace(entry, attempts=entry.attempts + 1, sent_at=now, last_error=None)
 
 
 def _refused(
-    store: Store, entry: OutboxEntry, error: str, recipients: tuple[str, ...], now: datetime
+    store: Store,
+    entry: OutboxEntry,
+    error: str,
+    recipients: tuple[str, ...],
+    now: datetime,
+    *,
+    permanent: bool = False,
 ) -> OutboxEntry:
     attempts = entry.attempts + 1
+    if permanent and attempts >= MAX_PERMANENT_REFUSALS:
+        why = f"refused permanently {attempts} times, given up: {error}"
+        return _give_up(replace(entry, recipients=recipients), store=store, error=why, now=now)
     retry_at = now + backoff(attempts)
     outbox.mark_refused(
         store, entry.id, attempts=attempts, error=error, retry_at=retry_at,
@@ -207,6 +237,13 @@ def _refused(
     return replace(
         entry, attempts=attempts, last_error=error, next_attempt_at=retry_at, recipients=recipients
     )
+
+
+def _give_up(entry: OutboxEntry, *, store: Store, error: str, now: datetime) -> OutboxEntry:
+    attempts = entry.attempts + 1
+    outbox.give_up(store, entry.id, attempts=attempts, error=error, now=now)
+    log.warning("mail %d failed for good (fleetstat mail list --failed): %s", entry.id, error)
+    return replace(entry, attempts=attempts, last_error=error, next_attempt_at=None, failed_at=now)
 
 
 def _session_failed(

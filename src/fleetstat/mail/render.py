@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from fleetstat.config import AlertRule, Client
 from fleetstat.document import Document, Process
+from fleetstat.mail.headers import header_text
 from fleetstat.model import HostResult, NoticeKind
 from fleetstat.units import format_duration
 
@@ -100,7 +101,7 @@ def render_message(result: HostResult, notices: Sequence[Notice]) -> Message:
         subject += f" (+{len(ordered) - 1} more)"
     return Message(
         recipients=result.client.mail,
-        subject=subject,
+        subject=header_text(subject),
         body=_body(result, ordered, label),
     )
 

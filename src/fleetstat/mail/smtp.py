@@ -6,7 +6,9 @@ Two kinds of failure, because they call for different handling by the outbox:
   TLS or login refused, connection lost). Nothing more can be sent in this flush.
 - :class:`MessageRefused` (a ``MailError`` too): the server answered, and said
   no to *this* message (sender or recipients refused, data rejected). The
-  session goes on with the next message.
+  session goes on with the next message. ``permanent`` when every answer was a
+  5xx (RFC 5321 section 4.2.1: "the SMTP client SHOULD NOT repeat the exact
+  request"); a 4xx is transient and worth another try later.
 """
 
 from __future__ import annotations
@@ -14,17 +16,27 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
+from dataclasses import dataclass
 from types import TracebackType
 
 from fleetstat.config import Smtp
 from fleetstat.errors import MailError
 
 
-class MessageRefused(MailError):
-    """The server refused one message; ``answer`` is what it said."""
+@dataclass(frozen=True)
+class Refusal:
+    """One recipient refused while others were accepted: what the server said."""
 
-    def __init__(self, answer: str) -> None:
+    answer: str
+    permanent: bool  # a 5xx answer
+
+
+class MessageRefused(MailError):
+    """The server refused one message; ``answer`` is what it said, ``permanent`` a 5xx."""
+
+    def __init__(self, answer: str, *, permanent: bool = False) -> None:
         self.answer = answer
+        self.permanent = permanent
         super().__init__(answer)
 
 
@@ -100,7 +112,7 @@ class SmtpSession:
             self.close()
             raise MailError(f"{self.where}: {describe(exc)}") from exc
 
-    def send(self, sender: str, recipients: list[str], data: bytes) -> dict[str, str]:
+    def send(self, sender: str, recipients: list[str], data: bytes) -> dict[str, Refusal]:
         """Send one message; the recipients the server refused (others were accepted).
 
         Raises :class:`MessageRefused` when the server refused the message as a
@@ -111,20 +123,26 @@ class SmtpSession:
         try:
             refused = self._client.sendmail(sender, recipients, data)
         except smtplib.SMTPRecipientsRefused as exc:
-            raise MessageRefused(_refusals(exc.recipients)) from exc
+            permanent = all(_permanent(code) for code, _ in exc.recipients.values())
+            raise MessageRefused(_refusals(exc.recipients), permanent=permanent) from exc
         except smtplib.SMTPSenderRefused as exc:
             raise MessageRefused(
-                f"sender {exc.sender} refused: {_answer(exc.smtp_code, exc.smtp_error)}"
+                f"sender {exc.sender} refused: {_answer(exc.smtp_code, exc.smtp_error)}",
+                permanent=_permanent(exc.smtp_code),
             ) from exc
         except smtplib.SMTPServerDisconnected as exc:
             self._client = None
             raise MailError(f"{self.where} closed the connection: {describe(exc)}") from exc
         except smtplib.SMTPResponseException as exc:  # SMTPDataError and other codes
-            raise MessageRefused(_answer(exc.smtp_code, exc.smtp_error)) from exc
+            answer = _answer(exc.smtp_code, exc.smtp_error)
+            raise MessageRefused(answer, permanent=_permanent(exc.smtp_code)) from exc
         except (OSError, smtplib.SMTPException) as exc:
             self._client = None
             raise MailError(f"{self.where}: {describe(exc)}") from exc
-        return {rcpt: _answer(code, text) for rcpt, (code, text) in refused.items()}
+        return {
+            rcpt: Refusal(_answer(code, text), _permanent(code))
+            for rcpt, (code, text) in refused.items()
+        }
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -164,6 +182,10 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+def _permanent(code: int) -> bool:
+    return 500 <= code <= 599
 
 
 def _answer(code: int, text: bytes | str) -> str:

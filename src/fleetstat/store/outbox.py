@@ -3,8 +3,10 @@
 SQL only. What to send, when to retry and how to talk to the SMTP server are the
 mail part's (``fleetstat.mail.outbox``); it calls these functions, which know
 nothing of messages beyond their recipients, subject and body. A row is *sent*
-once ``sent_at`` is set; rows are never deleted here (``store/retention.py``
-prunes sent mail).
+once ``sent_at`` is set, *failed* once ``failed_at`` is (the outbox gave up on it:
+it is no longer tried, and shown by ``fleetstat mail list --failed``), *queued*
+otherwise; rows are never deleted here (``store/retention.py`` prunes sent and
+failed mail).
 """
 
 from __future__ import annotations
@@ -52,6 +54,14 @@ class OutboxEntry:
     last_error: str | None
     next_attempt_at: datetime | None
     sent_at: datetime | None
+    failed_at: datetime | None = None
+
+    @property
+    def state(self) -> str:
+        """``sent``, ``failed`` (given up) or ``queued``."""
+        if self.sent_at is not None:
+            return "sent"
+        return "failed" if self.failed_at is not None else "queued"
 
 
 # -- writing ------------------------------------------------------------------------
@@ -118,6 +128,22 @@ def mark_refused(
         )
 
 
+def give_up(store: Store, entry_id: int, *, attempts: int, error: str, now: datetime) -> None:
+    """No more tries for this message (it cannot be built, or was refused for good)."""
+    with store.errors("record a failed mail"), store.engine.begin() as conn:
+        conn.execute(
+            sa.update(mail_outbox)
+            .where(mail_outbox.c.id == entry_id)
+            .values(
+                attempts=attempts,
+                last_attempt_at=now,
+                last_error=error[:ERROR_LIMIT],
+                next_attempt_at=None,
+                failed_at=now,
+            )
+        )
+
+
 def mark_failed(store: Store, entry_ids: Sequence[int], error: str, now: datetime) -> None:
     """The session failed before these were tried: one more attempt each, still due."""
     with store.errors("record a failed mail delivery"), store.engine.begin() as conn:
@@ -146,19 +172,51 @@ _ENTRY_COLUMNS = (
     mail_outbox.c.last_error,
     mail_outbox.c.next_attempt_at,
     mail_outbox.c.sent_at,
+    mail_outbox.c.failed_at,
 )
+_QUEUED = sa.and_(mail_outbox.c.sent_at.is_(None), mail_outbox.c.failed_at.is_(None))
 
 
 def due(store: Store, now: datetime, *, everything: bool, limit: int) -> list[OutboxEntry]:
-    """Unsent rows whose retry time has come (``everything``: all unsent), oldest first."""
-    query = sa.select(*_ENTRY_COLUMNS).where(mail_outbox.c.sent_at.is_(None))
+    """Queued rows whose retry time has come (``everything``: all queued ones).
+
+    In order of their retry time, then of their id: a message that was just tried
+    and backed off goes behind the others, so one that keeps failing (even one that
+    breaks the SMTP session) never holds up those queued after it.
+    """
+    query = sa.select(*_ENTRY_COLUMNS).where(_QUEUED)
     if not everything:
         query = query.where(
             sa.or_(mail_outbox.c.next_attempt_at.is_(None), mail_outbox.c.next_attempt_at <= now)
         )
-    query = query.order_by(mail_outbox.c.id).limit(limit)
+    retry = sa.func.coalesce(mail_outbox.c.next_attempt_at, mail_outbox.c.created_at)
+    query = query.order_by(retry, mail_outbox.c.id).limit(limit)
     with store.errors("read the mail outbox"), store.engine.connect() as conn:
         return [_entry(row) for row in conn.execute(query)]
+
+
+def listing(store: Store, *, which: str = "unsent", limit: int = 200) -> list[OutboxEntry]:
+    """``unsent`` (queued and failed), ``failed``, ``queued`` or ``all`` rows, newest first."""
+    query = sa.select(*_ENTRY_COLUMNS)
+    if which == "unsent":
+        query = query.where(mail_outbox.c.sent_at.is_(None))
+    elif which == "failed":
+        query = query.where(mail_outbox.c.failed_at.is_not(None))
+    elif which == "queued":
+        query = query.where(_QUEUED)
+    elif which != "all":
+        raise ValueError(f"unknown mail listing {which!r}")
+    query = query.order_by(mail_outbox.c.id.desc()).limit(limit)
+    with store.errors("read the mail outbox"), store.engine.connect() as conn:
+        return [_entry(row) for row in conn.execute(query)]
+
+
+def failed_count(store: Store) -> int:
+    """Messages the outbox gave up on (never pruned until their age says so)."""
+    query = sa.select(sa.func.count()).select_from(mail_outbox)
+    query = query.where(mail_outbox.c.failed_at.is_not(None))
+    with store.errors("read the mail outbox"), store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def body(store: Store, entry_id: int) -> str:
@@ -171,8 +229,8 @@ def body(store: Store, entry_id: int) -> str:
 def backlog(
     store: Store, *, created_before: datetime, limit: int = 100
 ) -> tuple[int, tuple[OutboxEntry, ...]]:
-    """``(unsent rows, the oldest ``limit`` of them created before created_before)``."""
-    unsent = mail_outbox.c.sent_at.is_(None)
+    """``(queued rows, the oldest ``limit`` of them created before created_before)``."""
+    unsent = _QUEUED
     count = sa.select(sa.func.count()).select_from(mail_outbox).where(unsent)
     old = (
         sa.select(*_ENTRY_COLUMNS)
@@ -200,4 +258,5 @@ def _entry(row: Any) -> OutboxEntry:
         last_error=row.last_error,
         next_attempt_at=row.next_attempt_at,
         sent_at=row.sent_at,
+        failed_at=row.failed_at,
     )

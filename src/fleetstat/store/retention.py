@@ -14,13 +14,14 @@ What is never deleted, whatever its age:
 - the samples and attempts of a host with an unresolved alert (``pending`` or
   ``firing``), from shortly before its first breach on: the evidence the alert
   mail refers to, and what ``history`` shows about it;
-- unsent mail (``mail_outbox.sent_at`` null); sent mail goes with the attempts'
-  age (it is their notification log);
+- queued mail (``mail_outbox.sent_at`` and ``failed_at`` null); sent mail, and
+  mail the outbox gave up on, goes with the attempts' age (it is their
+  notification log);
 - a round still referenced by any sample, attempt or event.
 
 "Older than" means: samples by ``received_at``, attempts by ``started_at`` (both
 found through their round, whose ``finished_at`` is before the cutoff), security
-events by ``occurred_at``, mail by ``sent_at``.
+events by ``occurred_at``, mail by ``sent_at`` or ``failed_at``.
 """
 
 from __future__ import annotations
@@ -113,7 +114,11 @@ def prune(
             )  # fmt: skip
             run.mail = run.by_ids(
                 mail_outbox,
-                sa.and_(mail_outbox.c.sent_at.is_not(None), mail_outbox.c.sent_at < cutoff),
+                sa.or_(
+                    sa.and_(mail_outbox.c.sent_at.is_not(None), mail_outbox.c.sent_at < cutoff),
+                    # Given up on (fleetstat mail list --failed): kept as long as attempts.
+                    sa.and_(mail_outbox.c.failed_at.is_not(None), mail_outbox.c.failed_at < cutoff),
+                ),
             )
         if retention.events is not None:
             cutoff = now - timedelta(seconds=retention.events)

@@ -198,6 +198,9 @@ mail_outbox = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime),
     sa.Column("last_error", long_text()),
     sa.Column("sent_at", UTCDateTime),  # null until the SMTP server accepted it
+    # Revision 0005: set when the outbox gave up on the message (it cannot be built,
+    # or the server refused it permanently MAX_PERMANENT_REFUSALS times).
+    sa.Column("failed_at", UTCDateTime),
     sa.Index(None, "sent_at", "next_attempt_at"),
     **MYSQL_TABLE_ARGS,
 )
