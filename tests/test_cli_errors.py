@@ -60,6 +60,7 @@ BAD: dict[str, tuple[list[str], str]] = {
     "demo": (["--hosts", "0"], "--hosts"),
     "db upgrade": ([], "--config"),
     "mail flush": (["-c", "{config}", "--due-only=1"], "--due-only"),
+    "mail list": (["-c", "{config}", "--limit", "0"], "--limit"),
     "serve": (["-c", "{config}", "--listen", "web:99999"], "--listen"),
     "user add": (["two words", "-c", "{config}"], "bad user name"),
     "user remove": ([], "NAME"),
