@@ -11,18 +11,26 @@ mail the sink caught; every caught message is kept as ``<dir>/mail/NNN.eml``.
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+import socket
 import threading
+from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from fleetstat.present import summary_table
 from fleetstat.simfleet import SimFleet, SimFleetError, free_port
+
+if TYPE_CHECKING:
+    from fleetstat.app import CollectOutcome
+    from fleetstat.config import Config
 
 INSTALL_HINT = "pip install 'fleetstat[demo]'  (or: pip install aiosmtpd)"
 # Rules that fire on any machine, so the demo shows a real alert mail. repeat="0":
@@ -113,7 +121,17 @@ def write_demo_config(workdir: Path, fleet: SimFleet, smtp_port: int | None = No
     return path
 
 
-def run_demo(workdir: Path, *, hosts: int, console: Console) -> int:
+DEMO_PORT = 8760
+DEMO_USER = "demo"
+
+
+def run_demo(workdir: Path, *, hosts: int, console: Console, keep: bool = False) -> int:
+    """One round against ``hosts`` simulated hosts; with ``keep``, then serve until a signal.
+
+    With ``keep`` the simulated hosts, the mail sink and ``fleetstat serve`` (API,
+    rounds every minute) stay up until SIGTERM or Ctrl-C, so ``collect``,
+    ``watch``, ``report`` and a browser can be tried against them.
+    """
     from fleetstat.app import collect_once
     from fleetstat.config import load_config
 
@@ -125,19 +143,35 @@ def run_demo(workdir: Path, *, hosts: int, console: Console) -> int:
     except OSError as exc:  # no namespace, no permission on --dir, ...
         fleet.stop()
         raise SimFleetError(f"the simulated hosts cannot start: {exc}") from exc
-    with fleet:
-        console.print(
-            f"started a private sshd on port {fleet.port} for {hosts} simulated hosts "
-            f"({fleet.hosts[0].address} ... {fleet.hosts[-1].address})",
-            highlight=False,
-        )
-        config_path = write_demo_config(workdir, fleet, sink.port if sink else None)
-        config = load_config(config_path)
-        if sink is not None:
-            with sink:
-                outcome = collect_once(config)
-        else:
+    # Started above, so not ``with fleet`` (its __enter__ would start a second sshd
+    # on the same port, which fails): stopped in the finally.
+    try:
+        with sink if sink is not None else contextlib.nullcontext():
+            console.print(
+                f"started a private sshd on port {fleet.port} for {hosts} simulated hosts "
+                f"({fleet.hosts[0].address} ... {fleet.hosts[-1].address})",
+                highlight=False,
+            )
+            config_path = write_demo_config(workdir, fleet, sink.port if sink else None)
+            config = load_config(config_path)
             outcome = collect_once(config)
+            _show_outcome(console, outcome, sink)
+            if keep:
+                return _keep_running(config, config_path, console)
+    finally:
+        fleet.stop()
+    db_file = workdir / "fleetstat.db"
+    console.print(
+        f"config: {config_path}; the simulated hosts are stopped again "
+        "(fleetstat demo --keep leaves them and the API running).\n"
+        f"look at the rows: sqlite3 {db_file} "
+        '"select client_ip, hostname, cpu_percent, memory_percent from samples"',
+        highlight=False,
+    )
+    return 0 if outcome.round.failed_count == 0 else 1
+
+
+def _show_outcome(console: Console, outcome: CollectOutcome, sink: MailSink | None) -> None:
     console.print(summary_table(outcome.round))
     r = outcome.round
     console.print(
@@ -148,14 +182,46 @@ def run_demo(workdir: Path, *, hosts: int, console: Console) -> int:
     console.print(f"mail: {outcome.mail_sent} sent, {outcome.mail_queued} queued", highlight=False)
     if sink is not None and sink.messages:
         _show_message(console, sink, sink.messages[0])
-    db_file = workdir / "fleetstat.db"
+
+
+def _keep_running(config: Config, config_path: Path, console: Console) -> int:
+    """A demo user with a fresh password, then ``fleetstat serve`` in this process."""
+    from fleetstat import auth
+    from fleetstat.app import open_store
+    from fleetstat.serve import ServeOptions, run_serve
+    from fleetstat.store import accounts
+    from fleetstat.watch import configure_logging
+
+    password = secrets.token_urlsafe(12)
+    hashed = auth.hash_password(password)
+    with open_store(config) as store:
+        if not accounts.set_password(store, DEMO_USER, hashed):
+            accounts.add_user(store, DEMO_USER, hashed, datetime.now(UTC))
+    port = DEMO_PORT if _port_free(DEMO_PORT) else 0
+    url = f"http://127.0.0.1:{port}" if port else "the url= of the serve_start line below"
     console.print(
-        f"config: {config_path}; the simulated hosts are stopped again.\n"
-        f"look at the rows: sqlite3 {db_file} "
-        '"select client_ip, hostname, cpu_percent, memory_percent from samples"',
+        f"""
+Still running until Ctrl-C: the simulated hosts, the mail sink, and fleetstat serve
+(a round every minute) on {url}
+  browser:  {url}/docs  (Authorize: user {DEMO_USER}, password {password})
+  curl:     curl -d username={DEMO_USER} -d password={password} {url}/api/v1/login
+  commands: fleetstat report -c {config_path}
+            fleetstat collect -c {config_path}
+            fleetstat history sim-000 -c {config_path} --since 1h""",
         highlight=False,
+        markup=False,
     )
-    return 0 if r.failed_count == 0 else 1
+    configure_logging()
+    return run_serve(config, ServeOptions(host="127.0.0.1", port=port, every=60.0))
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _mail_sink(workdir: Path, console: Console) -> MailSink | None:

@@ -16,14 +16,21 @@ from fleetstat.present import out
               help="Folder for the demo's files.")  # fmt: skip
 @click.option("--hosts", type=click.IntRange(min=1), default=5, show_default=True,
               help="Number of simulated hosts.")  # fmt: skip
-def demo(workdir: Path, hosts: int) -> None:
+@click.option("--keep", is_flag=True,
+              help="Leave the simulated hosts, the mail sink and fleetstat serve (the API on "
+                   "127.0.0.1:8760, rounds every minute) running until Ctrl-C.")  # fmt: skip
+def demo(workdir: Path, hosts: int, keep: bool) -> None:
     """Start a local sshd with a few simulated hosts on loopback and collect from them.
 
     Everything stays on this machine: the hosts are 127.1.0.x addresses served by a
     private OpenSSH sshd, the database is SQLite in --dir.
 
-    Example: fleetstat demo --hosts 5
+    With --keep everything stays up afterwards, with the config written, so
+    collect, watch, report and a browser (/docs, user demo, the password printed)
+    work against it.
+
+    Example: fleetstat demo --hosts 5 --keep
     """
     from fleetstat.demo import run_demo
 
-    raise Exit(run_demo(workdir.resolve(), hosts=hosts, console=out()))
+    raise Exit(run_demo(workdir.resolve(), hosts=hosts, console=out(), keep=keep))
