@@ -22,7 +22,7 @@ import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from fleetstat.watch import Watcher
 
 GRACE_SECONDS = 5.0
+DEAD_TOKENS_KEPT = timedelta(days=30)  # for `fleetstat token list` and the log's ids
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ async def serve(config: Config, options: ServeOptions) -> int:
     from fleetstat.api import ServerContext, create_app
     from fleetstat.api.routes_monitoring import stored_running
     from fleetstat.app import open_store
+    from fleetstat.store.accounts import delete_dead_tokens
 
     http = config.http
     host = options.host or http.host
@@ -112,6 +114,8 @@ async def serve(config: Config, options: ServeOptions) -> int:
     with contextlib.closing(sock):
         store = await asyncio.to_thread(open_store, config, options.database_url)
         with store:
+            # Every login leaves a row; those expired or revoked a month ago go.
+            await asyncio.to_thread(delete_dead_tokens, store, datetime.now(UTC) - DEAD_TOKENS_KEPT)
             context = ServerContext(
                 config,
                 store,
