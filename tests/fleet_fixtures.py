@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from fleetstat import simhostile
 from fleetstat.config import Config, load_config
 from fleetstat.simfleet import SimFleet, SimFleetError
 
@@ -27,6 +28,11 @@ BEHAVIOURS = {
     FAIL: "fail",
     STUCK: "stuck",
     HANG_LONG: "hang",  # its probe's alarm ends it at the run timeout it was sent
+}
+# One host per class of hostile document (fleetstat.simhostile), after the others.
+HOSTILE = {
+    OK_HOSTS + len(BEHAVIOURS) + index: f"hostile:{name}"
+    for index, name in enumerate(simhostile.CLASSES)
 }
 # Deadlines a loaded 2-core machine (two copies of the suite side by side) never
 # reaches on a healthy host; the HANG host's probe ends by its own alarm after
@@ -74,8 +80,8 @@ def sim_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet]:
         _unavailable("the simulated fleet's password logins need root (run scripts/test as root)")
     fleet = SimFleet(
         tmp_path_factory.mktemp("fleet"),
-        count=OK_HOSTS + len(BEHAVIOURS),
-        behaviours=BEHAVIOURS,
+        count=OK_HOSTS + len(BEHAVIOURS) + len(HOSTILE),
+        behaviours=BEHAVIOURS | HOSTILE,
         hang_alarms={HANG: HANG_ALARM},
         log_level="VERBOSE",  # every login and why one failed, in fleet0/sshd.log
     )

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from fleetstat.present import summary_table
+from fleetstat.present import inert_lines, summary_table
 from fleetstat.simfleet import SimFleet, SimFleetError, free_port
 
 if TYPE_CHECKING:
@@ -245,4 +245,5 @@ def _show_message(console: Console, sink: MailSink, message: EmailMessage) -> No
     )
     headers = "".join(f"{name}: {message[name]}\n" for name in ("From", "To", "Date", "Subject"))
     body = str(message.get_content()).replace("\r\n", "\n")
-    console.print(headers + "\n" + body, highlight=False, markup=False)
+    # What a host wrote, as text: never markup, control characters shown.
+    console.print(inert_lines(headers + "\n" + body), highlight=False)

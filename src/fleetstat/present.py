@@ -56,9 +56,11 @@ def err() -> Console:
 def show_error(exc: FleetstatError) -> int:
     """Print ``exc`` for a person on stderr; return the exit code it calls for."""
     if isinstance(exc, ConfigError):
-        err().print(f"[bold red]config error[/] ({len(exc.issues)} issue(s)):", highlight=False)
+        from rich.text import Text
+
+        err().print(Text.assemble(("config error", "bold red"), f" ({len(exc.issues)} issue(s)):"))
         for issue in exc.issues:
-            err().print(f"  {issue}", highlight=False, markup=False)
+            say(f"  {issue}", to_err=True)
     else:
         error_line(str(exc))
     return exc.exit_code
@@ -76,7 +78,7 @@ def _labelled(label: str, style: str, text: str) -> None:
     from rich.text import Text
 
     # The text is never markup: it may quote a config value or what a host sent.
-    err().print(Text.assemble((label, style), " ", text), highlight=False)
+    err().print(Text.assemble((label, style), " ", visible(text)), highlight=False)
 
 
 # -- text a host wrote, made inert ------------------------------------------------------
@@ -92,6 +94,39 @@ def inert(value: object) -> Text:
     from rich.text import Text
 
     return Text(visible("" if value is None else str(value)))
+
+
+def inert_lines(text: str) -> Text:
+    """Like :func:`inert`, for text of several lines (a mail body)."""
+    from rich.text import Text
+
+    return Text(visible(text, newlines=True))
+
+
+def say(text: str, *, to_err: bool = False, style: str | None = None) -> None:
+    """One line for people on stdout (or stderr): never markup, controls visible."""
+    from rich.text import Text
+
+    console = err() if to_err else out()
+    console.print(Text(visible(text, newlines=True), style=style or ""), highlight=False)
+
+
+# OWASP "CSV Injection": a cell that starts with one of these is a formula to a
+# spreadsheet; a leading single quote makes it text, and it is quoted as a whole.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A value for a CSV cell opened by a spreadsheet: text can never start a formula.
+
+    Numbers stay numbers (they are never negative here); text gets its control
+    characters shown visibly and a leading ``'`` when it starts like a formula.
+    """
+    if not isinstance(value, str):
+        return value
+    if value.startswith(FORMULA_STARTS):
+        value = "'" + value
+    return visible(value)
 
 
 def strict_json(value: object) -> str:
@@ -175,6 +210,17 @@ def _table(columns: list[tuple[str, str]]) -> Table:
     return table
 
 
+def _row(table: Table, *cells: str | Text) -> None:
+    """A row whose text cells are never read as markup (``inert``)."""
+    table.add_row(*(cell if not isinstance(cell, str) else inert(cell) for cell in cells))
+
+
+def _styled(text: str, style: str) -> Text:
+    from rich.text import Text
+
+    return Text(visible(text), style=style)
+
+
 def summary_table(result: RoundResult) -> Table:
     """One row per host of a round: status, CPU, memory, uptime, error."""
     table = _table([
@@ -183,11 +229,11 @@ def summary_table(result: RoundResult) -> Table:
     ])  # fmt: skip
     for r in result.results:
         doc = r.document
-        style = "green" if r.ok else "red"
-        table.add_row(
+        _row(
+            table,
             r.client.label,
             r.client.address,
-            f"[{style}]{r.status.value}[/]",
+            _styled(r.status.value, "green" if r.ok else "red"),
             pct(doc.cpu.used_percent if doc and doc.cpu else None),
             pct(doc.memory.used_percent if doc and doc.memory else None),
             human_duration(doc.uptime_seconds if doc else None),
@@ -204,12 +250,12 @@ def report_table(states: list[HostState]) -> Table:
         ("uptime", "right"), ("alerts", "left"),
     ])  # fmt: skip
     for s in states:
-        style = "green" if s.status == "ok" else "red"
         cpu = s.cpu_interval_percent if s.cpu_interval_percent is not None else s.cpu_percent
         disk = f"{pct(s.disk_max_percent)}% {s.disk_max_mount}" if s.disk_max_mount else "-"
-        table.add_row(
+        _row(
+            table,
             s.name,
-            f"[{style}]{s.status}[/]",
+            _styled(s.status, "green" if s.status == "ok" else "red"),
             human_duration(s.sample_age_seconds) if s.sample_age_seconds is not None else "never",
             pct(cpu),
             pct(s.memory_percent),
@@ -217,7 +263,7 @@ def report_table(states: list[HostState]) -> Table:
             disk,
             f"{s.load1:.2f}" if s.load1 is not None else "-",
             human_duration(s.uptime_seconds),
-            f"[red]{' '.join(s.alerts)}[/]" if s.alerts else "",
+            _styled(" ".join(s.alerts), "red"),
         )
     return table
 
@@ -227,7 +273,8 @@ def alerts_table(views: list[AlertView]) -> Table:
     names = ("host", "address", "rule", "state", "value", "limit", "since", "last mailed")
     table = _table([(name, "left") for name in names])
     for view in views:
-        table.add_row(
+        _row(
+            table,
             view.host,
             f"{view.client_ip}:{view.client_port}",
             view.rule,
@@ -246,7 +293,8 @@ def mail_table(entries: Sequence[OutboxEntry]) -> Table:
     table = _table([(name, "right" if name in ("id", "tries") else "left") for name in names])
     for entry in entries:
         retry = when(entry.next_attempt_at) if entry.state == "queued" else "-"
-        table.add_row(
+        _row(
+            table,
             str(entry.id),
             when(entry.created_at),
             entry.state,
@@ -301,25 +349,22 @@ def sparkline(values: Sequence[float | None], low: float = 0.0, high: float = 10
 def print_history(found: History) -> None:
     """``fleetstat history``: the heading, the min/avg/max table and two sparklines."""
     console = out()
-    console.print(f"{found.name} ({found.client_ip}:{found.client_port}) since "
-                  f"{when(found.since)}: {found.samples} sample(s), {found.failed_attempts} "
-                  f"failed of {found.attempts} attempt(s)",
-                  highlight=False, markup=False)  # fmt: skip
-    console.print(f"first {when(found.first_sample_at)}, last {when(found.last_sample_at)}",
-                  highlight=False)  # fmt: skip
+    say(f"{found.name} ({found.client_ip}:{found.client_port}) since {when(found.since)}: "
+        f"{found.samples} sample(s), {found.failed_attempts} failed of {found.attempts} "
+        "attempt(s)")  # fmt: skip
+    say(f"first {when(found.first_sample_at)}, last {when(found.last_sample_at)}")
     table = _table([("figure", "left"), ("min", "right"), ("avg", "right"), ("max", "right")])
     for name, stat in found.stats.items():
         if name == "load":  # a load average, not a percentage
-            table.add_row("load1", *(f"{v:.2f}" if v is not None else "-"
-                                     for v in (stat.min, stat.avg, stat.max)))  # fmt: skip
+            _row(table, "load1", *(f"{v:.2f}" if v is not None else "-"
+                                   for v in (stat.min, stat.avg, stat.max)))  # fmt: skip
             continue
-        table.add_row(f"{name} %", pct(stat.min), pct(stat.avg), pct(stat.max))
+        _row(table, f"{name} %", pct(stat.min), pct(stat.avg), pct(stat.max))
     console.print(table)
     step = human_duration(found.bucket_seconds) if found.bucket_seconds >= 60 else (
         f"{found.bucket_seconds}s")  # fmt: skip
-    console.print(f"CPU    |{sparkline(found.cpu_series)}|  (0-100 %, one mark per {step})",
-                  highlight=False, markup=False)  # fmt: skip
-    console.print(f"memory |{sparkline(found.memory_series)}|", highlight=False, markup=False)
+    say(f"CPU    |{sparkline(found.cpu_series)}|  (0-100 %, one mark per {step})")
+    say(f"memory |{sparkline(found.memory_series)}|")
 
 
 class RoundProgress:
@@ -347,8 +392,10 @@ class RoundProgress:
             self._bar.advance(self._task)
         elif not result.ok:
             click.echo(
-                f"{result.status.value} {result.client.address} "
-                f"{result.duration_seconds:.2f}s {result.error or ''}",
+                visible(
+                    f"{result.status.value} {result.client.address} "
+                    f"{result.duration_seconds:.2f}s {result.error or ''}"
+                ),
                 err=True,
             )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from fleetstat.commands.common import command, config_option, db_option, load_config
-from fleetstat.present import alerts_table, out
+from fleetstat.present import alerts_table, out, strict_json
 
 
 @command()
@@ -20,13 +20,11 @@ def alerts(config: Path, db: str | None, as_json: bool, pending: bool) -> None:
 
     Example: fleetstat alerts -c /etc/fleetstat/fleetstat.xml --json
     """
-    import json
-
     from fleetstat.app import list_alerts
 
     views = list_alerts(load_config(config), database_url=db, pending=pending)
     if as_json:
-        click.echo(json.dumps([view.as_json() for view in views], indent=2))
+        click.echo(strict_json([view.as_json() for view in views]))
     elif not views:
         out().print("no alerts firing", highlight=False)
     else:

@@ -8,15 +8,7 @@ import click
 from click.exceptions import Exit
 
 from fleetstat.commands.common import config_option, db_option, group, load_config
-from fleetstat.present import (
-    entry_json,
-    err,
-    error_line,
-    mail_table,
-    out,
-    strict_json,
-    when,
-)
+from fleetstat.present import entry_json, error_line, mail_table, out, say, strict_json, when
 
 
 @group("mail")
@@ -37,22 +29,19 @@ def flush(config: Path, db: str | None, due_only: bool) -> None:
 
     report = flush_mail(load_config(config), database_url=db, everything=not due_only)
     for entry in report.sent:
-        out().print(f"sent {entry.id}: {entry.subject} -> {', '.join(entry.recipients)}",
-                    highlight=False, markup=False)  # fmt: skip
+        say(f"sent {entry.id}: {entry.subject} -> {', '.join(entry.recipients)}")
     for entry in report.failed:
-        err().print(f"failed {entry.id} (attempt {entry.attempts}): {entry.subject}: "
-                    f"{entry.last_error}", highlight=False, markup=False)  # fmt: skip
+        state = "failed for good" if entry.failed_at is not None else "failed"
+        say(f"{state} {entry.id} (attempt {entry.attempts}): {entry.subject}: "
+            f"{entry.last_error}", to_err=True)  # fmt: skip
     for entry in report.failing_for_long:
-        err().print(f"unsent since {when(entry.created_at)}: {entry.id} {entry.subject} "
-                    f"({entry.attempts} attempts; last error: {entry.last_error})",
-                    highlight=False, markup=False)  # fmt: skip
+        line = f"unsent since {when(entry.created_at)}: {entry.id} {entry.subject} "
+        say(line + f"({entry.attempts} attempts; last error: {entry.last_error})", to_err=True)
     if report.error is not None:
         error_line(str(report.error))
-    out().print(f"mail: {len(report.sent)} sent, {len(report.failed)} failed, "
-                f"{report.pending} queued", highlight=False)  # fmt: skip
+    say(f"mail: {len(report.sent)} sent, {len(report.failed)} failed, {report.pending} queued")
     if report.given_up:
-        out().print(f"{report.given_up} message(s) failed for good: fleetstat mail list "
-                    "--failed", highlight=False)  # fmt: skip
+        say(f"{report.given_up} message(s) failed for good: fleetstat mail list --failed")
     raise Exit(0 if report.ok else 1)
 
 

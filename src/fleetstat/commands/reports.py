@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from fleetstat.commands.common import Duration, command, config_option, db_option, load_config
-from fleetstat.present import out, print_history, report_table
+from fleetstat.present import csv_cell, out, print_history, report_table, strict_json
 
 
 @command()
@@ -25,15 +25,13 @@ def report(
 
     Example: fleetstat report -c /etc/fleetstat/fleetstat.xml --failing
     """
-    import json
-
     from fleetstat.app import report as latest_report
 
     states = latest_report(
         load_config(config), database_url=db, hosts=list(host) or None, failing=failing
     )
     if as_json:
-        click.echo(json.dumps([state.as_json() for state in states], indent=2))
+        click.echo(strict_json([state.as_json() for state in states]))
     elif as_csv:
         import csv
 
@@ -41,7 +39,8 @@ def report(
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["host"])
         writer.writeheader()
         for row in rows:
-            writer.writerow(row | {"alerts": " ".join(row["alerts"])})
+            cells = row | {"alerts": " ".join(row["alerts"])}
+            writer.writerow({name: csv_cell(value) for name, value in cells.items()})
     else:
         out().print(report_table(states))
 
@@ -62,7 +61,6 @@ def history(
 
     Example: fleetstat history web-01 -c /etc/fleetstat/fleetstat.xml --since 7d
     """
-    import json
     from datetime import UTC, datetime, timedelta
 
     from fleetstat.app import history as host_history
@@ -71,7 +69,7 @@ def history(
     found = host_history(load_config(config), host, until - timedelta(seconds=since),
                          until=until, database_url=db, buckets=width)  # fmt: skip
     if as_json:
-        click.echo(json.dumps(found.as_json(), indent=2))
+        click.echo(strict_json(found.as_json()))
     else:
         print_history(found)
 
