@@ -230,3 +230,42 @@ def test_a_host_whose_events_mail_cannot_be_rendered_is_marked_and_the_rest_go_o
     with Store(shared_db) as store:
         hosts = store.round_summary(outcome.round_id).hosts
     assert hosts[-1].status == "bad_payload"
+
+
+def test_alert_rows_the_database_refuses_cost_only_their_host(shared_db: str) -> None:
+    """Past the boundary (a bug's document): the batch of alert states and mail is
+    refused, each host's is written alone, and only the one host is left out."""
+    from dataclasses import replace
+
+    from alert_helpers import client, ok, round_of, rule
+
+    from fleetstat.alerts import evaluate_round
+    from fleetstat.document import HostInfo
+    from fleetstat.store.schema import mail_outbox
+
+    good = client(rule("memory", 10), ip="10.12.97.1", name="good")
+    bad = client(rule("memory", 10), ip="10.12.97.2", name=None)
+    bad_result = ok(bad)
+    assert bad_result.document is not None
+    unstorable = replace(bad_result.document, host=HostInfo(hostname="lone\ud800"))
+    round = round_of(ok(good), replace(bad_result, document=unstorable))
+    with Store(shared_db) as store:
+        store.ensure_schema()
+        evaluation = evaluate_round(store, round)
+        with store.engine.connect() as conn:
+            firing = set(
+                conn.execute(
+                    sa.select(alert_states.c.client_ip).where(alert_states.c.state == "firing")
+                ).scalars()
+            )
+            queued = list(
+                conn.execute(
+                    sa.select(mail_outbox.c.client_ip).where(
+                        mail_outbox.c.client_ip.in_(["10.12.97.1", "10.12.97.2"])
+                    )
+                ).scalars()
+            )
+    assert set(evaluation.failures) == {("10.12.97.2", 22)}
+    assert {"10.12.97.1"} <= firing and "10.12.97.2" not in firing
+    assert queued == ["10.12.97.1"]
+    assert evaluation.messages == 1
