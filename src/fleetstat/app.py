@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from fleetstat.store.outbox import OutboxEntry
     from fleetstat.store.reports import History, HostRef, HostState
     from fleetstat.store.retention import PruneReport
+    from fleetstat.store.roundlock import RoundLock
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +73,17 @@ def require_round_secrets(config: Config, database_url: str | None = None) -> No
     require_secrets(config, "client", "smtp", *(() if database_url else ("database",)))
 
 
-def open_store(config: Config, url: str | None = None) -> Store:
-    """The store at ``url`` (``--db``), else the config's, schema brought up to date."""
+def _store(config: Config, url: str | None) -> Store:
     from fleetstat.store import Store
 
     if url is None:
         require_secrets(config, "database")
-    store = Store(url or config.database_url)
+    return Store(url or config.database_url)
+
+
+def open_store(config: Config, url: str | None = None) -> Store:
+    """The store at ``url`` (``--db``), else the config's, schema brought up to date."""
+    store = _store(config, url)
     try:
         store.ensure_schema()
     except BaseException:
@@ -89,18 +97,35 @@ class _OpenedStore:
     """What a round needs from the store, read before anything of it is stored."""
 
     store: Store
+    lock: RoundLock
     bookmarks: Mapping[tuple[str, int], str]
     previous_cpu: Mapping[tuple[str, int], CpuCounters]
 
 
-def _open_for_round(config: Config, url: str | None) -> _OpenedStore:
-    from fleetstat.store.events import read_bookmarks
+def round_holder() -> str:
+    """Who runs this round, for the message of a second one: command, pid, machine."""
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "fleetstat"
+    return f"{command} (pid {os.getpid()} on {socket.gethostname()})"
 
-    store = open_store(config, url)
+
+def _open_for_round(config: Config, url: str | None) -> _OpenedStore:
+    """The store with the round lock taken (before the schema is made or upgraded:
+    two first rounds must not both migrate), then what the round reads from it."""
+    from fleetstat.store.events import read_bookmarks
+    from fleetstat.store.roundlock import RoundLock
+
+    store = _store(config, url)
     try:
-        hosts = [(c.ip, c.port) for c in config.clients]
-        # Event bookmarks come from the stored events: they advance only once stored.
-        return _OpenedStore(store, read_bookmarks(store, hosts), store.previous_cpu())
+        lock = RoundLock(store, round_holder()).acquire()
+        try:
+            store.ensure_schema()
+            lock.announce()
+            hosts = [(c.ip, c.port) for c in config.clients]
+            # Event bookmarks come from the stored events: they advance only once stored.
+            return _OpenedStore(store, lock, read_bookmarks(store, hosts), store.previous_cpu())
+        except BaseException:
+            lock.release()
+            raise
     except BaseException:
         store.close()
         raise
@@ -141,6 +166,11 @@ async def run_round(
     The round is stored before alerts are evaluated, and alerts are queued before
     anything is sent: an SMTP server that is down costs neither data nor mail.
     ``now`` stands in for the clock of the alert and mail steps (tests).
+
+    One round at a time per database: the store's thread takes the round lock
+    (``store/roundlock.py``) and holds it until the mail went out. When another
+    round holds it, this one is cancelled like for any store error and
+    :class:`~fleetstat.errors.RoundLockedError` (exit 75) says who holds it.
     """
     require_round_secrets(config, database_url)
     key = load_or_create_key(config.key_path)
@@ -187,13 +217,16 @@ async def _collect_while_opening(
 
 def _close_when_opened(opening: asyncio.Future[_OpenedStore]) -> None:
     if not opening.cancelled() and opening.exception() is None:
-        opening.result().store.close()
+        opened = opening.result()
+        with opened.store, opened.lock:
+            pass
 
 
 def _store_and_close(
     config: Config, opened: _OpenedStore, result: RoundResult, now: datetime | None
 ) -> CollectOutcome:
-    with opened.store as store:
+    # The lock is held until the round's mail went out, then released; then the store.
+    with opened.store as store, opened.lock:
         return _store_round(config, store, result, opened.previous_cpu, now)
 
 

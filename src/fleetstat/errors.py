@@ -10,6 +10,8 @@ The tree::
     │   └── DocumentError      its document cannot be made sane; ``field`` names where
     ├── TransportError         one host's SSH session failed; ``status`` classifies it
     ├── StoreError             the database refused or is unreachable
+    │   ├── NoDatabaseError    a read found no database or an old schema (exit 2)
+    │   └── RoundLockedError   another round holds the round lock (exit 75)
     └── MailError              the SMTP server refused or is unreachable
 
 Third-party exceptions stop at one boundary each: asyncssh errors in
@@ -108,6 +110,25 @@ class TransportError(FleetstatError):
 
 class StoreError(FleetstatError):
     """The database refused a statement or cannot be reached."""
+
+
+class NoDatabaseError(StoreError):
+    """A command that only reads found no database, or one without fleetstat's current
+    schema: it creates and migrates nothing (``fleetstat db upgrade`` does). Exit 2."""
+
+    exit_code = 2
+
+
+class RoundLockedError(StoreError):
+    """Another round holds the database's round lock: this one stops before storing
+    anything. ``holder`` says who (command, pid, machine) and since when, when known.
+    Exit code 75 (EX_TEMPFAIL from sysexits.h: try again later)."""
+
+    exit_code = 75
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        self.holder = holder
+        super().__init__(message)
 
 
 class MailError(FleetstatError):

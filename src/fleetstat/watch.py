@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from fleetstat.errors import RoundLockedError
+
 if TYPE_CHECKING:
     from fleetstat.app import CollectOutcome
     from fleetstat.config import Config
@@ -130,6 +132,7 @@ def _emit(level: int, **fields: object) -> None:
 class WatchStats:
     rounds: int = 0  # rounds that completed and were stored
     crashed: int = 0  # rounds that raised
+    skipped: int = 0  # rounds not run: another round held the database's round lock
     overran: int = 0  # rounds longer than the interval
     prunes: int = 0
     stop_reason: str | None = None
@@ -279,6 +282,11 @@ class Watcher:
         self.in_round = True
         try:
             outcome = await self.round_fn()
+        except RoundLockedError as exc:  # a `collect` by hand runs: this one waits its turn
+            self.stats.skipped += 1
+            _emit(logging.WARNING, event="round_skipped", n=number, reason="locked",
+                  holder=exc.holder or "unknown")  # fmt: skip
+            return
         except Exception as exc:  # one bad round must not end months of watching
             self.stats.crashed += 1
             _emit(logging.ERROR, event="round_failed", n=number, duration=self.clock() - t0,

@@ -7,6 +7,10 @@ accepted the message (``sendmail`` returned without refusing anyone), in its own
 transaction right after, so a crash mid-flush re-sends at most that one message.
 Rows are never deleted here (retention is issue 5's).
 
+Each message goes to one sender: a flush claims a row just before it sends it
+(``store/outbox.py``, one conditional UPDATE), and skips the rows another flush
+holds, so a ``mail flush`` beside a round, or two flushes, never send one twice.
+
 Retry policy (one message never holds up the others):
 
 - The server refused *this* message for now (a 4xx answer): ``attempts + 1``,
@@ -33,6 +37,9 @@ Retry policy (one message never holds up the others):
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -65,6 +72,9 @@ FLUSH_BATCH = 500  # rows per flush; the rest wait for the next one
 # answers 5xx by mistake (a full mailbox reported as permanent) gets a second and
 # third chance, a minute and two minutes later.
 MAX_PERMANENT_REFUSALS = 3
+# How long a sender holds a message it took (store/outbox.py claim()): four SMTP
+# timeouts, at least this; a sender that died lets go when the time is up.
+CLAIM_MIN = timedelta(minutes=5)
 # RFC 5322 section 2.1.1: lines SHOULD stay under 78 characters but MUST under 998.
 # The email package folds an over-long Subject by putting all of it on a
 # continuation line, which some clients show with a leading space; the subjects
@@ -130,22 +140,27 @@ def flush_outbox(
     sent: list[OutboxEntry] = []
     failed: list[OutboxEntry] = []
     error: MailError | None = None
+    me = sender_id()
+    until = now + max(CLAIM_MIN, timedelta(seconds=smtp.timeout * 4))
     if due:
         session = SmtpSession(smtp)
         try:
             session.open()
         except MailError as exc:
             error = exc
-            failed += _session_failed(store, due, str(exc), now)
+            failed += _session_failed(store, due, str(exc), now, me)
         else:
             try:
                 for index, entry in enumerate(due):
+                    # Another sender (a `mail flush` beside a round) may hold it: skip.
+                    if not outbox.claim(store, entry.id, by=me, until=until, now=now):
+                        continue
                     try:
                         outcome = _send_one(store, session, smtp, entry, now)
                     except MailError as exc:  # the session broke: stop here
                         error = exc
                         failed.append(_refused(store, entry, str(exc), entry.recipients, now))
-                        failed += _session_failed(store, due[index + 1 :], str(exc), now)
+                        failed += _session_failed(store, due[index + 1 :], str(exc), now, me)
                         break
                     (sent if outcome.sent_at is not None else failed).append(outcome)
             finally:
@@ -247,10 +262,16 @@ def _give_up(entry: OutboxEntry, *, store: Store, error: str, now: datetime) -> 
 
 
 def _session_failed(
-    store: Store, entries: Sequence[OutboxEntry], error: str, now: datetime
+    store: Store, entries: Sequence[OutboxEntry], error: str, now: datetime, me: str
 ) -> list[OutboxEntry]:
-    outbox.mark_failed(store, [entry.id for entry in entries], error, now)
+    outbox.mark_failed(store, [entry.id for entry in entries], error, now, by=me)
     return [replace(entry, attempts=entry.attempts + 1, last_error=error) for entry in entries]
+
+
+def sender_id() -> str:
+    """This flush, as ``mail_outbox.claimed_by`` names it: machine, pid, a random part."""
+    host = socket.gethostname()[:32]
+    return f"{host}:{os.getpid()}:{secrets.token_hex(6)}"
 
 
 __all__ = [

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from fleetstat.errors import StoreError
 from fleetstat.store.core import Store
 from fleetstat.store.schema import api_tokens, server_state, users
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,12 @@ def read_state(store: Store, name: str) -> str | None:
         return conn.execute(
             sa.select(server_state.c.value).where(server_state.c.name == name)
         ).scalar()
+
+
+def read_state_row(store: Store, name: str) -> Row | None:
+    """The named value with ``updated_at`` and ``updated_by``; None when unset."""
+    with store.errors("read the server state"), store.engine.connect() as conn:
+        return conn.execute(sa.select(server_state).where(server_state.c.name == name)).first()
 
 
 def write_state(store: Store, name: str, value: str, now: datetime, by: str | None) -> None:

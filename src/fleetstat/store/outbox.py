@@ -7,6 +7,12 @@ once ``sent_at`` is set, *failed* once ``failed_at`` is (the outbox gave up on i
 it is no longer tried, and shown by ``fleetstat mail list --failed``), *queued*
 otherwise; rows are never deleted here (``store/retention.py`` prunes sent and
 failed mail).
+
+A sender takes a row with :func:`claim` before it sends it: the claim is one
+conditional UPDATE in its own transaction, so of two senders at once (a round's
+flush and a ``mail flush``, or two flushes) exactly one gets the row, the other
+skips it. Recording the outcome lets the claim go; a sender that died holds it
+only until ``claimed_until``.
 """
 
 from __future__ import annotations
@@ -88,6 +94,30 @@ def enqueue(conn: Connection, mails: Sequence[NewMail], *, now: datetime, kind: 
         conn.execute(sa.insert(mail_outbox), rows)
 
 
+def claim(store: Store, entry_id: int, *, by: str, until: datetime, now: datetime) -> bool:
+    """Take an unsent row for sender ``by`` until ``until``: True when it is now this
+    sender's, False when it was sent meanwhile or another sender holds it.
+
+    The database decides: the UPDATE waits for a concurrent one on the same row
+    and then re-checks its condition, so two senders never both see True.
+    """
+    free = sa.or_(
+        mail_outbox.c.claimed_until.is_(None),
+        mail_outbox.c.claimed_until <= now,
+        mail_outbox.c.claimed_by == by,
+    )
+    with store.errors("claim a mail for sending"), store.engine.begin() as conn:
+        done = conn.execute(
+            sa.update(mail_outbox)
+            .where(mail_outbox.c.id == entry_id, mail_outbox.c.sent_at.is_(None), free)
+            .values(claimed_by=by, claimed_until=until)
+        )
+        return done.rowcount == 1
+
+
+_UNCLAIMED = {"claimed_by": None, "claimed_until": None}
+
+
 def mark_sent(store: Store, entry_id: int, now: datetime) -> None:
     """The SMTP server accepted the message: it leaves the queue."""
     with store.errors("mark a mail as sent"), store.engine.begin() as conn:
@@ -99,6 +129,7 @@ def mark_sent(store: Store, entry_id: int, now: datetime) -> None:
                 attempts=mail_outbox.c.attempts + 1,
                 last_attempt_at=now,
                 last_error=None,
+                **_UNCLAIMED,
             )
         )
 
@@ -124,6 +155,7 @@ def mark_refused(
                 last_error=error[:ERROR_LIMIT],
                 next_attempt_at=retry_at,
                 recipients=", ".join(recipients),
+                **_UNCLAIMED,
             )
         )
 
@@ -140,20 +172,34 @@ def give_up(store: Store, entry_id: int, *, attempts: int, error: str, now: date
                 last_error=error[:ERROR_LIMIT],
                 next_attempt_at=None,
                 failed_at=now,
+                **_UNCLAIMED,
             )
         )
 
 
-def mark_failed(store: Store, entry_ids: Sequence[int], error: str, now: datetime) -> None:
-    """The session failed before these were tried: one more attempt each, still due."""
+def mark_failed(
+    store: Store, entry_ids: Sequence[int], error: str, now: datetime, *, by: str | None = None
+) -> None:
+    """The session failed before these were tried: one more attempt each, still due.
+
+    With ``by``, only the rows no other sender holds (and ``by``'s own claims go).
+    """
+    query = sa.update(mail_outbox).where(mail_outbox.c.id.in_(list(entry_ids)))
+    if by is not None:
+        query = query.where(
+            sa.or_(
+                mail_outbox.c.claimed_until.is_(None),
+                mail_outbox.c.claimed_until <= now,
+                mail_outbox.c.claimed_by == by,
+            )
+        )
     with store.errors("record a failed mail delivery"), store.engine.begin() as conn:
         conn.execute(
-            sa.update(mail_outbox)
-            .where(mail_outbox.c.id.in_(list(entry_ids)))
-            .values(
+            query.values(
                 attempts=mail_outbox.c.attempts + 1,
                 last_attempt_at=now,
                 last_error=error[:ERROR_LIMIT],
+                **_UNCLAIMED,
             )
         )
 

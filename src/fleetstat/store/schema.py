@@ -201,6 +201,10 @@ mail_outbox = sa.Table(
     # Revision 0005: set when the outbox gave up on the message (it cannot be built,
     # or the server refused it permanently MAX_PERMANENT_REFUSALS times).
     sa.Column("failed_at", UTCDateTime),
+    # Revision 0006: the sender that took the message for sending, and until when
+    # (store/outbox.py claim()); null when nobody holds it.
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("claimed_until", UTCDateTime),
     sa.Index(None, "sent_at", "next_attempt_at"),
     **MYSQL_TABLE_ARGS,
 )
