@@ -92,6 +92,23 @@ def open_store(config: Config, url: str | None = None) -> Store:
     return store
 
 
+def open_existing(config: Config, url: str | None = None) -> Store:
+    """The store for a command that only reads (or prunes, or sends what is queued):
+    it never creates a database or changes its schema. No database, an empty one or
+    an older schema is a ``NoDatabaseError`` (exit 2) that says to run ``db upgrade``."""
+    from fleetstat.store import Store
+
+    if url is None:
+        require_secrets(config, "database")
+    store = Store(url or config.database_url, create=False)
+    try:
+        store.require_schema()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 @dataclass(frozen=True)
 class _OpenedStore:
     """What a round needs from the store, read before anything of it is stored."""
@@ -295,7 +312,7 @@ def flush_mail(
             '<smtp host="mail.example.com" from="fleetstat@example.com"/> to send mail'
         )
     require_secrets(config, "smtp")
-    with open_store(config, database_url) as store:
+    with open_existing(config, database_url) as store:
         return flush_outbox(store, config.smtp, everything=everything)
 
 
@@ -316,7 +333,7 @@ def list_alerts(
     """``fleetstat alerts``: the alerts firing now for the clients in ``config``."""
     from fleetstat.alerts import active_alerts
 
-    with open_store(config, database_url) as store:
+    with open_existing(config, database_url) as store:
         return active_alerts(store, config, pending=pending)
 
 
@@ -359,7 +376,7 @@ def report(
     from fleetstat.store.reports import host_states
 
     refs = host_refs(config, hosts)
-    with open_store(config, database_url) as store:
+    with open_existing(config, database_url) as store:
         states = host_states(store, refs, now=now)
     return [s for s in states if s.failing] if failing else states
 
@@ -380,7 +397,7 @@ def history(
     refs = host_refs(config, [host])
     if len(refs) > 1:
         raise UsageError(f"{host!r} names {len(refs)} clients; give ip:port")
-    with open_store(config, database_url) as store:
+    with open_existing(config, database_url) as store:
         return host_history(store, refs[0], since, until, buckets=buckets)
 
 
@@ -390,5 +407,5 @@ def prune_now(
     """``fleetstat prune``: apply ``<retention>`` once."""
     from fleetstat.store.retention import prune
 
-    with open_store(config, database_url) as store:
+    with open_existing(config, database_url) as store:
         return prune(store, config.retention, now=now)

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, Row
 
-from fleetstat.errors import StoreError
+from fleetstat.errors import NoDatabaseError, StoreError
 from fleetstat.metrics import CpuCounters
 from fleetstat.model import RoundResult
 from fleetstat.store import migrate
@@ -52,12 +52,16 @@ class Store:
     exception), with the URL's password masked.
     """
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, create: bool = True) -> None:
+        """``create=False`` (commands that only read): a SQLite file that is not there
+        is a :class:`NoDatabaseError`, not a new empty database."""
         self._url = parse_url(url)
         # For messages and summaries: the URL with its password masked as ***.
         self.display_url = self._url.render_as_string(hide_password=True)
+        if not create:
+            _require_sqlite_file(self._url)
         with self.errors("open"):
-            self.engine = _create_engine(self._url, echo=echo)
+            self.engine = _create_engine(self._url, echo=echo, create=create)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -84,6 +88,31 @@ class Store:
         """The database's Alembic revision; ``None`` for an empty database."""
         with self.errors("read the schema revision"), self.engine.connect() as conn:
             return migrate.current_revision(conn)
+
+    def require_schema(self) -> None:
+        """For a command that only reads: the database must be at the newest revision.
+
+        Creates and migrates nothing: an empty database, or one an older fleetstat
+        left, is a :class:`NoDatabaseError` (exit 2) that says to run ``db upgrade``.
+        """
+        current = self.current_revision()
+        head = migrate.head_revision()
+        if current == head:
+            return
+        if current is None:
+            raise NoDatabaseError(
+                f"database {self.display_url} has no fleetstat tables yet: create them "
+                "with `fleetstat db upgrade -c CONFIG` (or run `fleetstat collect`)"
+            )
+        if current > head:
+            raise StoreError(
+                f"database {self.display_url} has schema revision {current!r}, which this "
+                "fleetstat does not know: it was upgraded by a newer fleetstat"
+            )
+        raise NoDatabaseError(
+            f"database {self.display_url} is at schema revision {current}, this fleetstat "
+            f"reads revision {head}: run `fleetstat db upgrade -c CONFIG` first"
+        )
 
     def ensure_schema(self) -> bool:
         """Upgrade when the database is empty or behind; True when it did.
@@ -239,10 +268,25 @@ class Store:
 # -- engine -----------------------------------------------------------------------
 
 
-def _create_engine(url: URL, *, echo: bool) -> Engine:
+def _require_sqlite_file(url: URL) -> None:
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return
+    if database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    if not path.is_file():
+        raise NoDatabaseError(
+            f"no database at {path}: create it with `fleetstat db upgrade -c CONFIG` (or run "
+            "`fleetstat collect`), or give the right one with --db"
+        )
+
+
+def _create_engine(url: URL, *, echo: bool, create: bool = True) -> Engine:
     options: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps}
     if url.get_backend_name() == "sqlite":
-        _make_parent(url)
+        if create:
+            _make_parent(url)
         engine = sa.create_engine(url, **options)
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
