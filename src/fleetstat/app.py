@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     from fleetstat.alerts import AlertView
-    from fleetstat.config import Config
+    from fleetstat.config import Client, Config
+    from fleetstat.errors import UsageError
     from fleetstat.mail import FlushReport
     from fleetstat.metrics import CpuCounters
     from fleetstat.store import Store
@@ -340,27 +341,46 @@ def list_alerts(
 # -- issue 5: reports, history, retention ------------------------------------------------
 
 
+def _named(client: Client, hosts: list[str]) -> bool:
+    return bool(
+        {client.label, client.ip, client.address, f"{client.ip}:{client.port}"} & set(hosts)
+    )
+
+
+def _nobody_named(config: Config, hosts: list[str]) -> UsageError:
+    from fleetstat.errors import UsageError
+
+    return UsageError(
+        f"no client in {config.path} is named {', '.join(hosts)} "
+        "(give a name, an ip, or ip:port from the config)"
+    )
+
+
+def only_hosts(config: Config, hosts: list[str]) -> Config:
+    """``config`` with only the clients ``hosts`` names (``collect --host``: re-check
+    one host after a fix). Every name must match a client: a typo is a ``UsageError``."""
+    unknown = [name for name in hosts if not any(_named(c, [name]) for c in config.clients)]
+    if unknown:
+        raise _nobody_named(config, unknown)
+    return replace(config, clients=tuple(c for c in config.clients if _named(c, hosts)))
+
+
 def host_refs(config: Config, hosts: list[str] | None = None) -> list[HostRef]:
     """The configured clients as reports name them; ``hosts`` filters by name, ip or ip:port.
 
     Raises ``UsageError`` when nothing matches ``hosts`` (a typo should not
     print an empty report).
     """
-    from fleetstat.errors import UsageError
     from fleetstat.store.reports import HostRef
 
     refs = []
     for client in config.clients:
-        names = {client.label, client.ip, client.address, f"{client.ip}:{client.port}"}
-        if hosts and not names & set(hosts):
+        if hosts and not _named(client, hosts):
             continue
         rules = frozenset(rule.key for rule in client.alerts)
         refs.append(HostRef(client.ip, client.port, client.label, rules))
     if hosts and not refs:
-        raise UsageError(
-            f"no client in {config.path} is named {', '.join(hosts)} "
-            "(give a name, an ip, or ip:port from the config)"
-        )
+        raise _nobody_named(config, hosts)
     return refs
 
 

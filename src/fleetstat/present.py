@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -37,12 +38,20 @@ if TYPE_CHECKING:
     from fleetstat.store.reports import History, HostState
 
 
+PIPE_WIDTH = 160  # the width of tables written to a pipe or file, unless COLUMNS says
+
+
 @functools.cache
 def out() -> Console:
-    """The stdout console, made on first use."""
+    """The stdout console, made on first use: the terminal's width, or for a pipe
+    ``COLUMNS`` when set (``COLUMNS=80 fleetstat report | less``), else PIPE_WIDTH."""
     from rich.console import Console
 
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    width = None
+    if not sys.stdout.isatty():
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
+    return Console(soft_wrap=False, width=width)
 
 
 @functools.cache
@@ -201,12 +210,17 @@ def round_line(outcome: CollectOutcome) -> str:
 # -- tables ----------------------------------------------------------------------------
 
 
-def _table(columns: list[tuple[str, str]]) -> Table:
+def _table(columns: list[tuple[str, str]], *, flexible: Sequence[str] = ()) -> Table:
+    """A table whose columns never wrap, but those named in ``flexible``: when the
+    table is wider than the console, only those give up width (the widest first)."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(header_style="bold")
+    # No vertical rules: on 80 columns the 16 characters they take are the error's.
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
     for name, justify in columns:
-        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, overflow="fold",  # type: ignore[arg-type]
+                         no_wrap=name not in flexible)  # fmt: skip
     return table
 
 
@@ -221,12 +235,27 @@ def _styled(text: str, style: str) -> Text:
     return Text(visible(text), style=style)
 
 
-def summary_table(result: RoundResult) -> Table:
-    """One row per host of a round: status, CPU, memory, uptime, error."""
+def _cut(text: str, wide: bool) -> Text:
+    """A cell that stays on one line, cut with an ellipsis at its column's width
+    (``wide``: folded onto more lines instead, all of it shown). Inert like
+    :func:`inert`: an error may quote what a host printed."""
+    from rich.text import Text
+
+    if wide:
+        return Text(visible(text), overflow="fold")
+    return Text(visible(text), no_wrap=True, overflow="ellipsis")
+
+
+def summary_table(result: RoundResult, *, wide: bool = False) -> Table:
+    """One row per host of a round: status, CPU, memory, uptime, error.
+
+    Status and address never wrap; the error takes the width that is left and is
+    cut with an ellipsis (``wide``: shown whole, on more lines).
+    """
     table = _table([
         ("host", "left"), ("address", "left"), ("status", "left"), ("CPU %", "right"),
         ("memory %", "right"), ("uptime", "right"), ("error", "left"),
-    ])  # fmt: skip
+    ], flexible=("error",))  # fmt: skip
     for r in result.results:
         doc = r.document
         _row(
@@ -237,18 +266,20 @@ def summary_table(result: RoundResult) -> Table:
             pct(doc.cpu.used_percent if doc and doc.cpu else None),
             pct(doc.memory.used_percent if doc and doc.memory else None),
             human_duration(doc.uptime_seconds if doc else None),
-            r.error or "",
+            _cut(r.error or "", wide),
         )
     return table
 
 
-def report_table(states: list[HostState]) -> Table:
-    """``fleetstat report``: the latest state of each host."""
+def report_table(states: list[HostState], *, wide: bool = False) -> Table:
+    """``fleetstat report``: the latest state of each host (disk: the fullest one), and
+    the last error of those failing (cut to the width that is left, as in
+    :func:`summary_table`; alerts and the error give way, nothing else wraps)."""
     table = _table([
-        ("host", "left"), ("status", "left"), ("sample age", "right"), ("CPU %", "right"),
-        ("mem %", "right"), ("swap %", "right"), ("fullest disk", "left"), ("load", "right"),
-        ("uptime", "right"), ("alerts", "left"),
-    ])  # fmt: skip
+        ("host", "left"), ("status", "left"), ("age", "right"), ("CPU%", "right"),
+        ("mem%", "right"), ("swap%", "right"), ("disk", "left"), ("load", "right"),
+        ("uptime", "right"), ("alerts", "left"), ("last error", "left"),
+    ], flexible=("alerts", "last error"))  # fmt: skip
     for s in states:
         cpu = s.cpu_interval_percent if s.cpu_interval_percent is not None else s.cpu_percent
         disk = f"{pct(s.disk_max_percent)}% {s.disk_max_mount}" if s.disk_max_mount else "-"
@@ -264,6 +295,7 @@ def report_table(states: list[HostState]) -> Table:
             f"{s.load1:.2f}" if s.load1 is not None else "-",
             human_duration(s.uptime_seconds),
             _styled(" ".join(s.alerts), "red"),
+            _cut(s.error or "" if s.failing else "", wide),
         )
     return table
 

@@ -15,20 +15,25 @@ from fleetstat.present import RoundProgress, mail_line, out, round_line, summary
 @config_option
 @db_option
 @click.option("--quiet", "-q", is_flag=True, help="No table, only errors.")
-def collect(config: Path, db: str | None, quiet: bool) -> None:
+@click.option("--wide", is_flag=True, help="Show every error whole, on more lines if need be.")
+@click.option("--host", "hosts", multiple=True, metavar="NAME|IP",
+              help="Only this client (name, ip or ip:port); repeat for more.")  # fmt: skip
+def collect(config: Path, db: str | None, quiet: bool, wide: bool, hosts: tuple[str, ...]) -> None:
     """Run one round over every client in the config and store the results.
 
     Exits 0 when every host succeeded, 1 when some failed, 2 on a config error.
 
-    Example: fleetstat collect -c /etc/fleetstat/fleetstat.xml
+    Example: fleetstat collect -c /etc/fleetstat/fleetstat.xml --host web-01
     """
-    from fleetstat.app import collect_once
+    from fleetstat.app import collect_once, only_hosts
 
     cfg = load_config(config)
+    if hosts:
+        cfg = only_hosts(cfg, list(hosts))
     with RoundProgress(len(cfg.clients)) as progress:
         outcome = collect_once(cfg, progress=progress, database_url=db)
     if not quiet:
-        out().print(summary_table(outcome.round))
+        out().print(summary_table(outcome.round, wide=wide))
     # Plain lines, not rich: under cron or watch (-q, no terminal) the round then
     # never loads rich at all (importing rich.console alone: ~0.06 s of CPU, ~6 MB).
     click.echo(round_line(outcome))

@@ -18,8 +18,15 @@ from fleetstat.present import csv_cell, out, print_history, report_table, strict
 @click.option("--failing", is_flag=True, help="Only hosts whose last attempt failed.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array on stdout.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row on stdout.")
+@click.option("--wide", is_flag=True, help="Show every error whole, on more lines if need be.")
 def report(
-    config: Path, db: str | None, host: tuple[str, ...], failing: bool, as_json: bool, as_csv: bool
+    config: Path,
+    db: str | None,
+    host: tuple[str, ...],
+    failing: bool,
+    as_json: bool,
+    as_csv: bool,
+    wide: bool,
 ) -> None:
     """The latest state of every configured host: status, last sample, figures, alerts.
 
@@ -42,7 +49,7 @@ def report(
             cells = row | {"alerts": " ".join(row["alerts"])}
             writer.writerow({name: csv_cell(value) for name, value in cells.items()})
     else:
-        out().print(report_table(states))
+        out().print(report_table(states, wide=wide))
 
 
 @command()
