@@ -8,6 +8,7 @@ example loads. The repository stands alone: nothing points into ../shared.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -138,3 +139,32 @@ def test_the_first_steps_run(tmp_path: Path) -> None:
     assert (tmp_path / "probe.pyz").stat().st_size > 10_000
     run("db", "upgrade", "-c", str(config))
     assert (tmp_path / "fleetstat.db").exists()
+
+
+def test_open_envelope_runs_the_probe_here_and_opens_a_line_by_hand(tmp_path: Path) -> None:
+    """The README's fix for bad_payload and probe_error, as docs/probe.md shows it."""
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [FLEETSTAT, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120
+        )
+        assert (done.returncode == 0) == ok, (args, done.stdout, done.stderr)
+        return done
+
+    here = json.loads(run("open-envelope").stdout)
+    assert here["schema"] == 1 and here["memory"]["total_bytes"] > 0
+
+    run("keygen", "fleetstat.key")
+    run("probe", "--output", "probe.pyz")
+    challenge = "AAAAAAAAAAAAAAAAAAAAAA"  # 16 zero bytes, as docs/probe.md shows
+    public = (tmp_path / "fleetstat.key.pub").read_text().strip()
+    by_hand = subprocess.run(
+        [sys.executable, "probe.pyz", "--recipient", public, "--challenge", challenge],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=True,
+    )  # fmt: skip
+    (tmp_path / "line.txt").write_text(by_hand.stdout)
+    opened = run("open-envelope", "--key", "fleetstat.key", "--challenge", challenge, "line.txt")
+    assert json.loads(opened.stdout)["host"]["hostname"]
+    wrong = run("open-envelope", "--key", "fleetstat.key", "--challenge", "A" * 21 + "Q",
+                "line.txt", ok=False)  # fmt: skip
+    assert wrong.returncode == 1 and "--challenge" in wrong.stderr

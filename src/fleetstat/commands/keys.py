@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from fleetstat.commands.common import PATH, command
-from fleetstat.errors import FleetstatError
+from fleetstat.errors import FleetstatError, UsageError
 from fleetstat.present import out
 
 
@@ -46,3 +46,43 @@ def probe(output: Path) -> None:
     except OSError as exc:
         raise FleetstatError(f"cannot write {output}: {exc.strerror or exc}") from None
     out().print(f"wrote {output}: {len(data)} bytes, sha256 {probe_digest()}", highlight=False)
+
+
+@command("open-envelope")
+@click.argument("line_file", required=False, type=click.Path(allow_dash=True, dir_okay=False),
+                metavar="[LINE_FILE|-]")  # fmt: skip
+@click.option("--key", "key_path", type=PATH, help="The server's private key (with LINE_FILE).")
+@click.option("--challenge", help="The --challenge the probe was given (with LINE_FILE).")
+@click.option("--python", help="Run the probe here with this interpreter (default: fleetstat's).")
+def open_envelope(
+    line_file: str | None, key_path: Path | None, challenge: str | None, python: str | None
+) -> None:
+    """Print a probe's plain document (JSON), as the probe wrote it.
+
+    Without LINE_FILE: run the probe on this machine, the exact zipapp a round
+    uploads, and open what it printed. With LINE_FILE (or - for stdin): open the
+    FLEETSTAT/1 line a probe printed on a host by hand, with the server's key
+    and the challenge it was given (docs/probe.md).
+
+    Example: fleetstat open-envelope --key fleetstat.key --challenge AAAAAAAAAAAAAAAAAAAAAA line.txt
+    """
+    import json
+
+    from fleetstat.openenvelope import open_line_from_host, run_probe_here
+
+    if line_file is None:
+        if key_path is not None or challenge is not None:
+            raise UsageError("--key and --challenge open a LINE_FILE: give one (or - for stdin)")
+        document = run_probe_here(python)
+    else:
+        if key_path is None or challenge is None:
+            raise UsageError(
+                "opening a line needs --key (the server's private key) and --challenge"
+            )
+        try:
+            with click.open_file(line_file) as stream:
+                line = stream.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read {line_file}: {exc.strerror or exc}") from None
+        document = open_line_from_host(line, key_path, challenge)
+    click.echo(json.dumps(document, indent=2, sort_keys=True))
