@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -156,8 +158,40 @@ def collect_once(
     database_url: str | None = None,
     now: datetime | None = None,
 ) -> CollectOutcome:
-    """One round in an event loop of its own (``fleetstat collect``): :func:`run_round`."""
-    return asyncio.run(run_round(config, progress=progress, database_url=database_url, now=now))
+    """One round in an event loop of its own (``fleetstat collect``): :func:`run_round`.
+
+    Ctrl-C (SIGINT), when called in the main thread: the first stops starting
+    hosts; those in flight finish within their deadline, what arrived is stored
+    and mailed, and ``outcome.round.not_started`` counts the rest. The second
+    aborts at once (exit 130) with a log line; nothing of the round is stored.
+    """
+
+    async def interruptible() -> CollectOutcome:
+        interrupt = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_sigint() -> None:
+            if interrupt.is_set():
+                log.warning("second Ctrl-C: aborting at once, nothing of this round is stored")
+                logging.shutdown()
+                os._exit(130)
+            interrupt.set()
+            log.warning(
+                "Ctrl-C: no more hosts are started; those in flight finish within their "
+                "deadline and what arrived is stored (Ctrl-C again to abort at once)"
+            )
+
+        handled = threading.current_thread() is threading.main_thread()
+        if handled:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+        try:
+            return await run_round(config, progress=progress, database_url=database_url,
+                                   now=now, interrupt=interrupt)  # fmt: skip
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGINT)
+
+    return asyncio.run(interruptible())
 
 
 async def run_round(
@@ -167,6 +201,7 @@ async def run_round(
     database_url: str | None = None,
     now: datetime | None = None,
     runner: Runner | None = None,
+    interrupt: asyncio.Event | None = None,
 ) -> CollectOutcome:
     """One round: probe every host, store every result, evaluate alerts, send the mail.
 
@@ -196,7 +231,7 @@ async def run_round(
     loop = asyncio.get_running_loop()
     opening = loop.run_in_executor(None, _open_for_round, config, database_url)
     try:
-        result = await _collect_while_opening(config, plan, opening, progress, runner)
+        result = await _collect_while_opening(config, plan, opening, progress, runner, interrupt)
     except BaseException:
         opening.add_done_callback(_close_when_opened)
         raise
@@ -210,12 +245,13 @@ async def _collect_while_opening(
     ready: asyncio.Future[_OpenedStore],
     progress: Progress | None,
     runner: Runner | None,
+    interrupt: asyncio.Event | None = None,
 ) -> RoundResult:
     async def bookmarks() -> Mapping[tuple[str, int], str]:
         return (await asyncio.shield(ready)).bookmarks
 
     plan = replace(plan, bookmarks=bookmarks)
-    options: dict[str, Any] = {"progress": progress}
+    options: dict[str, Any] = {"progress": progress, "interrupt": interrupt}
     if runner is not None:
         options["runner"] = runner
     collecting = asyncio.ensure_future(collect_round(config, plan, **options))

@@ -171,8 +171,14 @@ async def collect_round(
     runner: Runner = run_probe,
     progress: Progress | None = None,
     clients: Sequence[Client] | None = None,
+    interrupt: asyncio.Event | None = None,
 ) -> RoundResult:
-    """Run the probe on every client; return one result per client, in config order."""
+    """Run the probe on every client; return one result per client, in config order.
+
+    Once ``interrupt`` is set (Ctrl-C on ``collect``), no more host is started; those
+    in flight finish within their deadline, and the others are counted in
+    ``not_started`` and have no result.
+    """
     started = datetime.now(UTC)
     limit = asyncio.Semaphore(max(1, plan.concurrency))
     recipient = envelope.public_key_b64(plan.private_key.public_key())
@@ -180,16 +186,24 @@ async def collect_round(
     table = envelope.b64url_encode(recipient_comb(envelope.public_key_bytes(plan.private_key)))
     targets = list(clients if clients is not None else config.clients)
 
-    async def one(client: Client) -> HostResult:
+    async def one(client: Client) -> HostResult | None:
         since = await _since(plan, client)
         async with limit:
+            if interrupt is not None and interrupt.is_set():
+                return None
             result = await _collect_host(client, plan, recipient, runner, since, table)
         if progress is not None:
             progress(result)
         return result
 
-    results = await asyncio.gather(*(one(c) for c in targets))
-    return RoundResult(started_at=started, finished_at=datetime.now(UTC), results=tuple(results))
+    gathered = await asyncio.gather(*(one(c) for c in targets))
+    results = tuple(result for result in gathered if result is not None)
+    return RoundResult(
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        results=results,
+        not_started=len(gathered) - len(results),
+    )
 
 
 async def _since(plan: RoundPlan, client: Client) -> str | None:

@@ -55,6 +55,9 @@ class RoundResult:
     started_at: datetime
     finished_at: datetime
     results: tuple[HostResult, ...] = field(default_factory=tuple)
+    # Hosts never started because the round was interrupted (Ctrl-C on collect):
+    # they have no result, and the round is stored without them.
+    not_started: int = 0
 
     @property
     def ok_count(self) -> int:

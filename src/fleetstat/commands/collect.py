@@ -21,7 +21,9 @@ from fleetstat.present import RoundProgress, mail_line, out, round_line, summary
 def collect(config: Path, db: str | None, quiet: bool, wide: bool, hosts: tuple[str, ...]) -> None:
     """Run one round over every client in the config and store the results.
 
-    Exits 0 when every host succeeded, 1 when some failed, 2 on a config error.
+    Exits 0 when every host succeeded, 1 when some failed, 2 on a config error,
+    75 when another round holds the database, 130 after Ctrl-C: the first stops
+    starting hosts and stores what arrived, the second aborts at once.
 
     Example: fleetstat collect -c /etc/fleetstat/fleetstat.xml --host web-01
     """
@@ -38,4 +40,8 @@ def collect(config: Path, db: str | None, quiet: bool, wide: bool, hosts: tuple[
     # never loads rich at all (importing rich.console alone: ~0.06 s of CPU, ~6 MB).
     click.echo(round_line(outcome))
     click.echo(mail_line(outcome))
+    if outcome.round.not_started:
+        click.echo(f"interrupted: {len(outcome.round.results)} host(s) collected and stored, "
+                   f"{outcome.round.not_started} not started", err=True)  # fmt: skip
+        raise Exit(130)
     raise Exit(0 if outcome.round.failed_count == 0 else 1)
