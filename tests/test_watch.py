@@ -76,8 +76,10 @@ def test_a_crashed_round_is_logged_and_the_next_runs(caplog: pytest.LogCaptureFi
     failed_hosts = [m for m in logged if m.startswith("event=host_failed")]
     assert len(failed_hosts) == 2
     assert 'host="db 01" address=10.0.0.6:22 status=timeout' in failed_hosts[0]
-    # On schedule: starts 0.1 s apart, not 0.1 s after each other's end.
-    assert calls[2] - calls[0] == pytest.approx(0.2, abs=0.08)
+    # On schedule, never early: starts at least 0.1 s apart. No upper bound: a loaded
+    # 2-core machine delayed the third start by 0.28 s in a soak run (scripts/soak);
+    # that a slow round delays the next is test_a_slow_round_delays_the_next_and_says_so.
+    assert calls[2] - calls[0] >= 0.2 - 0.005
 
 
 def test_a_slow_round_delays_the_next_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
