@@ -51,7 +51,8 @@ def out() -> Console:
     if not sys.stdout.isatty():
         columns = os.environ.get("COLUMNS", "")
         width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
-    return Console(soft_wrap=False, width=width)
+    # soft_wrap: a line (check-config, a heading) is never broken; tables keep the width.
+    return Console(soft_wrap=True, width=width)
 
 
 @functools.cache
