@@ -52,6 +52,7 @@ BAD: dict[str, tuple[list[str], str]] = {
     "collect": (["--quiet=yes"], "--quiet"),
     "keygen": (["--output"], "--output"),
     "probe": ([], "--output"),
+    "open-envelope": (["line.txt", "--challenge", "AAAAAAAAAAAAAAAAAAAAAA"], "--key"),
     "alerts": (["-c", "{config}", "--pending", "yes"], "yes"),
     "watch": (["-c", "{config}", "--every", "0"], "--every"),
     "report": (["-c", "{config}", "--host", "nope"], "nope"),
