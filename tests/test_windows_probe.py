@@ -112,6 +112,26 @@ def test_swap_is_clamped_without_a_page_file() -> None:
     }
 
 
+def test_a_page_file_under_one_mib_is_no_swap() -> None:
+    # Wine 8 with no page file: the commit limit exceeds RAM by 8 KiB, all of it
+    # "in use" (recorded under Wine, see tests/test_windows_wine.py).
+    ram = 25275985920
+    status = {
+        "total_phys": ram,
+        "avail_phys": 23350001664,
+        "total_page_file": ram + 8192,
+        "avail_page_file": 23350001664,
+    }
+    assert windows.swap_figures(status) == {
+        "total_bytes": 0,
+        "used_bytes": 0,
+        "free_bytes": 0,
+        "used_percent": 0.0,
+    }
+    status["total_page_file"] = ram + windows.MIN_PAGE_FILE
+    assert windows.swap_figures(status)["total_bytes"] == windows.MIN_PAGE_FILE
+
+
 def test_cpu_over_the_window_and_cumulative_counters() -> None:
     ctx = ctx_with(ReplayApi())
     cpu = windows.collect_cpu(ctx, windows.begin_cpu(ctx))["cpu"]

@@ -18,6 +18,10 @@ from .common import Collector, memory_usage, percent, swap_usage, utc_iso
 
 DRIVE_FIXED = 3  # GetDriveTypeW: a hard disk or SSD (not removable, network, CD)
 _HUNDRED_NS = 1e-7  # FILETIME unit
+# Below this the commit limit's excess over RAM is no page file: Wine, with none,
+# reports 8 KiB (measured under Wine 8), which read as swap would be 100% used
+# and fire swap alerts. Windows itself sizes a page file in whole megabytes.
+MIN_PAGE_FILE = 1 << 20
 
 
 class MEMORYSTATUSEX(ctypes.Structure):
@@ -205,6 +209,8 @@ def swap_figures(status):
     # does. The commit charge beyond RAM approximates page file use; both are
     # clamped because the two numbers are not sampled atomically.
     total = max(0, status["total_page_file"] - status["total_phys"])
+    if total < MIN_PAGE_FILE:
+        total = 0
     return swap_usage(total, status["avail_page_file"] - status["avail_phys"])
 
 
