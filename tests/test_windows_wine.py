@@ -26,13 +26,20 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from wine_fixtures import VERSIONS, WindowsPython, cache_dir, windows_pythons  # noqa: F401
 
 from fleetstat import envelope
+from fleetstat.collector import open_document
+from fleetstat.document import Limits
 
 FLEETSTAT = str(Path(sys.executable).parent / "fleetstat")
 
 
+# What the server allows an os="auto" client that turns out to run Windows.
+LIMITS = Limits(events=500, events_if_windows=True)
+
+
 @dataclass(frozen=True)
 class Run:
-    doc: dict[str, Any]
+    doc: dict[str, Any]  # as the boundary checked it (Document.as_json())
+    notes: tuple[str, ...]  # what the boundary had to change
     stderr: str
     uptime_after: float  # /proc/uptime read just after the run
 
@@ -74,10 +81,11 @@ def run_probe(python: WindowsPython, probe: Path, *extra: str) -> Run:
     uptime_after = read_uptime()
     stderr = done.stderr.decode("utf-8", "replace")
     assert done.returncode == 0, stderr
-    lines = done.stdout.splitlines()
+    lines = done.stdout.decode("ascii").splitlines()
     assert len(lines) == 1, done.stdout[:500]
-    doc = envelope.decode_document(envelope.open_line(lines[0], key, challenge))
-    return Run(doc, stderr, uptime_after)
+    # The collector's own boundary: envelope opened, inflated, document checked.
+    document = open_document(lines[0], key, challenge, LIMITS)
+    return Run(document.as_json(), document.notes, stderr, uptime_after)
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +105,8 @@ def version(request: pytest.FixtureRequest) -> str:
 def test_the_document_is_the_windows_one_from_that_python(
     runs: dict[str, list[Run]], version: str
 ) -> None:
+    # A real Windows document passes the boundary untouched.
+    assert [run.notes for run in runs[version]] == [(), ()]
     doc = runs[version][0].doc
     assert doc["platform"] == "windows"
     assert doc["host"]["python"].startswith(version + ".")
