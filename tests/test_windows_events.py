@@ -5,15 +5,28 @@ from __future__ import annotations
 import io
 import tracemalloc
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from security_log_checks import (
+    as_wevtutil,
+    check_bookmarks,
+    check_fields,
+    check_stream_variants,
+    mail_lines,
+    parse,
+    split_events,
+)
 
+from fleetstat.mail.events import TALLY_FROM
 from fleetstat.probe import common, events, windows_events
+from fleetstat.probe.windows_event_text import shape_event
 
 FIXTURES = Path(__file__).parent / "fixtures" / "windows"
 SAMPLE = (FIXTURES / "security_sample.xml").read_bytes()
+NOW = datetime(2024, 5, 14, 12, 0, tzinfo=UTC)
 
 
 def chunks(data: bytes, size: int = 97) -> Iterator[bytes]:
@@ -260,3 +273,86 @@ def test_other_wevtutil_failures_say_what_happened() -> None:
     broken = fake_popen(b"", b"The specified channel could not be found.", code=15007)
     with pytest.raises(OSError, match="status 15007: The specified channel"):
         windows_events.collect_windows_events(ctx(), 500, broken)
+
+
+# --- the checks that also run on recorded logs (security_log_checks.py) ------------------
+
+RAW_SAMPLE = split_events(SAMPLE.decode("utf-8"))
+
+
+def test_sample_streams_alike_in_every_encoding_and_fills_its_fields() -> None:
+    found = check_stream_variants(RAW_SAMPLE)
+    check_fields([e for e in found if e["occurred_at"]])  # the last one has no time
+
+
+def test_bookmarks_hold_over_gaps_and_a_cleared_log() -> None:
+    check_bookmarks(RAW_SAMPLE, limit=4)
+
+
+def test_the_mail_lists_each_event_in_two_lines() -> None:
+    found = parse(as_wevtutil(RAW_SAMPLE))
+    lines, notes = mail_lines(found)
+    assert notes == ()
+    assert lines[0] == "Security events on dc01 (192.0.2.10), collected 2026-12-01 00:00:00 UTC."
+    assert "13 new events (time, event, account, source address, summary):" in lines
+    assert "2024-05-14 09:12:35 UTC  event 4625  account CORP\\Дмитрий  from 203.0.113.7" in lines
+    assert "    The audit log was cleared: CORP\\Administrator" in lines
+
+
+def test_control_characters_cannot_stop_the_batch() -> None:
+    # Recorded: a real log's 4739 carries U+0003 in MinPasswordAge; expat refuses
+    # it raw and as a reference, which failed every run at that event.
+    odd = RAW_SAMPLE[0].replace("<Data Name='KeyLength'>128</Data>",
+                                "<Data Name='KeyLength'>\x03&#x3;&#1;&#65;</Data>")  # fmt: skip
+    assert odd != RAW_SAMPLE[0]
+    stream = as_wevtutil([odd, *RAW_SAMPLE[1:]])
+    for size in (1, 3, 7, 65536):  # a reference split across reads too
+        found = parse(stream, size=size)
+        assert len(found) == len(RAW_SAMPLE)
+        assert found[0]["data"]["KeyLength"] == "\ufffd\ufffd\ufffdA"  # &#65; is fine
+
+
+def test_what_recorded_logs_taught() -> None:
+    def one(event_id: int, data: dict[str, str]) -> dict[str, Any]:
+        return shape_event(7, event_id, "2016-07-08T18:12:51.681640Z", "audit_success",
+                           "Microsoft-Windows-Security-Auditing", "PC", data)  # fmt: skip
+
+    subject = {"SubjectUserName": "WIN-03DLIIOFRRA$", "SubjectDomainName": "WORKGROUP"}
+    # SYSTEM's own logon at start-up has logon type 0.
+    boot = one(4624, {"TargetUserName": "SYSTEM", "TargetDomainName": "NT AUTHORITY",
+                      "LogonType": "0", "IpAddress": "-"})  # fmt: skip
+    assert boot["summary"].endswith("NT AUTHORITY\\SYSTEM (system logon)")
+    # Renaming: Old/NewTargetUserName and TargetDomainName, no TargetUserName.
+    renamed = one(4781, {"OldTargetUserName": "Guests", "NewTargetUserName": "Gäste",
+                         "TargetDomainName": "Builtin", **subject})  # fmt: skip
+    assert renamed["account"] == "Builtin\\Gäste"
+    assert renamed["summary"] == (
+        "The name of an account was changed: Builtin\\Gäste (was Guests)"
+        " by WORKGROUP\\WIN-03DLIIOFRRA$"
+    )
+    removed = one(4733, {"MemberName": "-", "MemberSid": "S-1-5-21-1-2-3-1000",
+                         "TargetUserName": "Administrators", "TargetDomainName": "Builtin",
+                         **subject})  # fmt: skip
+    assert removed["account"] == "S-1-5-21-1-2-3-1000"
+    assert "from group Builtin\\Administrators by WORKGROUP\\" in removed["summary"]
+    # Users changing their own password are not "by" themselves; a reset is.
+    own = {"TargetUserName": "fsir", "TargetDomainName": "PC", "SubjectUserName": "fsir",
+           "SubjectDomainName": "PC"}  # fmt: skip
+    assert one(4723, own)["summary"].endswith(": PC\\fsir")
+    assert one(4724, {**own, **subject})["summary"].endswith("by WORKGROUP\\WIN-03DLIIOFRRA$")
+    # Events about nobody read as their title alone, not "Event 5024: -".
+    assert one(5024, {})["summary"] == "The Windows Firewall Service has started successfully"
+    assert one(4799, {})["summary"] == "Event 4799"
+
+
+def test_a_long_mail_opens_with_a_count_per_kind() -> None:
+    found = parse(as_wevtutil(RAW_SAMPLE))
+    assert len(found) > TALLY_FROM
+    lines, _ = mail_lines(found)
+    listing = next(i for i, line in enumerate(lines) if line.startswith("13 new events"))
+    tally = lines[lines.index("By kind:") + 1 : listing - 1]
+    assert tally[0] == "  3  event 4625  An account failed to log on"
+    assert "  1  event 4799" in tally  # no title of its own: not "Event 4799" again
+    assert len(tally) == 11
+    few, _ = mail_lines(found[:TALLY_FROM])
+    assert "By kind:" not in few

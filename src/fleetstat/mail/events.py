@@ -48,9 +48,33 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _event_lines(row: Any) -> list[str]:
+# Above this many events the message opens with a count per kind of event: a real
+# Security log is mostly start-ups, service logons and audit-setting changes.
+TALLY_FROM = 10
+
+
+def _what(row: Any) -> str:
     data = row.data if isinstance(row.data, dict) else {}
-    what = f"event {row.event_id}" if row.event_id is not None else str(data.get("kind") or "event")
+    return f"event {row.event_id}" if row.event_id is not None else str(data.get("kind") or "event")
+
+
+def _tally(rows: Sequence[Any]) -> list[str]:
+    """``  583  event 4624  An account was successfully logged on``, most frequent first."""
+    counts: dict[str, int] = {}
+    titles: dict[str, str] = {}
+    for row in rows:
+        what = _what(row)
+        counts[what] = counts.get(what, 0) + 1
+        # Summaries start with the event's title, then ": " and the particulars.
+        title = (row.summary or "").split(": ", 1)[0]
+        titles.setdefault(what, "" if title.lower() == what.lower() else title)
+    width = len(str(max(counts.values())))
+    ranked = sorted(counts, key=lambda what: (-counts[what], what))
+    return [f"  {counts[w]:>{width}}  {w}  {titles[w]}".rstrip() for w in ranked]
+
+
+def _event_lines(row: Any) -> list[str]:
+    what = _what(row)
     head = [_when(row.occurred_at), what]
     head.append(f"account {row.account}" if row.account else "account -")
     head.append(f"from {row.source_address}" if row.source_address else "from -")
@@ -79,6 +103,8 @@ def render_events_message(result: HostResult, rows: Sequence[Any], now: datetime
     lines.append("")
     if count:
         noun = "event" if count == 1 else "events"
+        if count > TALLY_FROM:
+            lines += ["By kind:", *_tally(rows), ""]
         lines.append(f"{count} new {noun} (time, event, account, source address, summary):")
         lines.append("")
         for row in rows[:MAX_LISTED]:

@@ -12,64 +12,18 @@ bookmark, the last 24 hours, newest first (``/rd:true``), at most MAX.
 """
 
 import codecs
+import re  # loaded by xml.etree.ElementTree anyway
 import xml.etree.ElementTree as ET
 
-from .events import FIRST_RUN_SECONDS, bookmark_for, events_family, make_event
+from .events import FIRST_RUN_SECONDS, bookmark_for, events_family
+from .windows_event_text import shape_event
 
 NS = "{http://schemas.microsoft.com/win/2004/08/events/event}"
 _CHUNK = 65536
 
-TITLES = {
-    1102: "The audit log was cleared",
-    4624: "An account was successfully logged on",
-    4625: "An account failed to log on",
-    4634: "An account was logged off",
-    4647: "User initiated logoff",
-    4648: "A logon was attempted using explicit credentials",
-    4672: "Special privileges assigned to new logon",
-    4719: "System audit policy was changed",
-    4720: "A user account was created",
-    4722: "A user account was enabled",
-    4723: "An attempt was made to change an account's password",
-    4724: "An attempt was made to reset an account's password",
-    4725: "A user account was disabled",
-    4726: "A user account was deleted",
-    4728: "A member was added to a security-enabled global group",
-    4732: "A member was added to a security-enabled local group",
-    4740: "A user account was locked out",
-    4756: "A member was added to a security-enabled universal group",
-}
-LOGON_TYPES = {
-    2: "interactive",
-    3: "network",
-    4: "batch",
-    5: "service",
-    7: "unlock",
-    8: "network cleartext",
-    9: "new credentials",
-    10: "remote interactive",
-    11: "cached interactive",
-}
-# 4625's SubStatus (or Status), from the event's documentation.
-FAILURE_REASONS = {
-    "0xc0000064": "no such user",
-    "0xc000006a": "wrong password",
-    "0xc000006d": "bad user name or password",
-    "0xc000006f": "outside allowed hours",
-    "0xc0000070": "workstation not allowed",
-    "0xc0000071": "password expired",
-    "0xc0000072": "account disabled",
-    "0xc0000133": "clock skew with the domain controller",
-    "0xc000015b": "logon type not granted",
-    "0xc0000193": "account expired",
-    "0xc0000224": "password must change",
-    "0xc0000234": "account locked out",
-}
 LEVELS = {0: "information", 1: "critical", 2: "error", 3: "warning", 4: "information", 5: "verbose"}
 _AUDIT_FAILURE = 0x10000000000000
 _AUDIT_SUCCESS = 0x20000000000000
-_MEMBER_ADDED = (4728, 4732, 4756)
-_SUBJECT_IS_ACCOUNT = (1102, 4648, 4672, 4719)
 
 ACCESS_DENIED = (
     "cannot read the Security event log: access denied (the login account must be "
@@ -96,6 +50,10 @@ def wevtutil_args(bookmark, limit):
     ]
 
 
+# The newest event alone: what tells a cleared log from a quiet one.
+NEWEST_ARGS = ["wevtutil", "qe", "Security", "/f:xml", "/c:1", "/rd:true"]
+
+
 def _decoder(first):
     """wevtutil writes UTF-8 into a pipe; UTF-16 is recognized too (BOM, or NULs)."""
     if first.startswith(codecs.BOM_UTF16_LE):
@@ -103,6 +61,27 @@ def _decoder(first):
     if first[1:2] == b"\x00":
         return codecs.getincrementaldecoder("utf-16-le")("replace")
     return codecs.getincrementaldecoder("utf-8-sig")("replace")
+
+
+# XML 1.0 forbids the C0 controls but tab, LF and CR, raw or as character
+# references, and expat stops at the first one. A recorded Security log has
+# U+0003 in a 4739's MinPasswordAge: such characters become U+FFFD, or that one
+# event would fail the batch, and every later run at the same event.
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+    r"|&#(?:[xX]0*(?:[0-8bBcCeEfF]|1[0-9a-fA-F])|0*(?:[0-8]|1[1-24-9]|2[0-9]|3[01]));"
+)
+_LONGEST_REFERENCE = 12
+
+
+def _clean(text, carry=""):
+    """(text fit for the parser, the start of a reference to finish with the next chunk)."""
+    text = carry + text
+    cut = text.rfind("&", max(0, len(text) - _LONGEST_REFERENCE))
+    carry = ""
+    if cut != -1 and ";" not in text[cut:]:
+        text, carry = text[:cut], text[cut:]
+    return _CONTROL.sub("\ufffd", text), carry
 
 
 def iter_events(chunks):
@@ -115,10 +94,12 @@ def iter_events(chunks):
     parser.feed("<Events>")
     decoder = None
     root = None
+    carry = ""
     for chunk in chunks:
         if decoder is None:
             decoder = _decoder(chunk)
-        parser.feed(decoder.decode(chunk))
+        text, carry = _clean(decoder.decode(chunk), carry)
+        parser.feed(text)
         for kind, elem in parser.read_events():
             if kind == "start":
                 if root is None:
@@ -127,7 +108,7 @@ def iter_events(chunks):
                 yield event_from_element(elem)
                 root.clear()
     if decoder is not None:
-        parser.feed(decoder.decode(b"", True))
+        parser.feed(_CONTROL.sub("\ufffd", carry + decoder.decode(b"", True)))
     parser.feed("</Events>")
     parser.close()
     for kind, elem in parser.read_events():
@@ -151,23 +132,6 @@ def _int(value, base=10):
         return None
 
 
-def _value(data, name):
-    """A data field, with the log's placeholders for "none" ("-", empty) as None."""
-    value = data.get(name)
-    if value is None:
-        return None
-    value = value.strip()
-    return None if value in ("", "-") else value
-
-
-def _account(data, prefix):
-    user = _value(data, prefix + "UserName")
-    domain = _value(data, prefix + "DomainName")
-    if user is None:
-        return None
-    return "%s\\%s" % (domain, user) if domain else user
-
-
 def iso_time(system_time):
     """``2024-05-14T09:12:33.4567890Z`` -> ``2024-05-14T09:12:33.456789Z`` (microseconds)."""
     if not system_time:
@@ -179,18 +143,30 @@ def iso_time(system_time):
     return head + "Z"
 
 
+def _flat(text):
+    """Line breaks and tabs inside a value as single spaces.
+
+    Recorded: 4672's PrivilegeList separates its privileges with CR LF and
+    three tabs; the server turns such characters in host text into notes, one
+    per event, so they are folded here, where they are known to be layout.
+    """
+    if text is not None and ("\n" in text or "\t" in text or "\r" in text):
+        return " ".join(text.split())
+    return text
+
+
 def event_data(elem):
     """EventData's named <Data> (or UserData's fields) as {name: text}."""
     data = {}
     body = elem.find(NS + "EventData")
     if body is not None:
         for i, item in enumerate(body.findall(NS + "Data")):
-            data[item.get("Name") or "Data%d" % i] = item.text
+            data[item.get("Name") or "Data%d" % i] = _flat(item.text)
     user_data = elem.find(NS + "UserData")
     if user_data is not None:
         for wrapper in user_data:
             for item in wrapper:
-                data[item.tag.rpartition("}")[2]] = item.text
+                data[item.tag.rpartition("}")[2]] = _flat(item.text)
     return data
 
 
@@ -222,73 +198,12 @@ def event_from_element(elem):
     )
 
 
-def shape_event(record_id, event_id, occurred_at, level, provider, computer, data):
-    """The shared event shape, with account, address and summary per event ID."""
-    if event_id in _MEMBER_ADDED:
-        account = _value(data, "MemberName") or _value(data, "MemberSid")
-    elif event_id in _SUBJECT_IS_ACCOUNT:
-        account = _account(data, "Subject")
-    elif event_id == 4740:  # TargetDomainName is the caller's computer here
-        account = _value(data, "TargetUserName")
-    else:
-        account = _account(data, "Target") or _account(data, "Subject")
-    address = _value(data, "IpAddress")
-    if address and address.lower().startswith("::ffff:"):
-        address = address[7:]
-    logon_type = _int(_value(data, "LogonType"))
-    key = "windows:%s:%s" % (record_id, occurred_at)
-    return make_event(
-        event_key=key,
-        source="windows",
-        record_id=record_id,
-        occurred_at=occurred_at,
-        event_id=event_id,
-        level=level,
-        provider=provider,
-        computer=computer,
-        account=account,
-        source_address=address,
-        logon_type=logon_type,
-        summary=summarize(event_id, account, address, logon_type, data),
-        data=data,
-    )
-
-
-def summarize(event_id, account, address, logon_type, data):
-    title = TITLES.get(event_id, "Event %s" % event_id)
-    who = account or "-"
-    parts = [title + ":", who]
-    if logon_type is not None:
-        parts.append("(%s logon)" % LOGON_TYPES.get(logon_type, "type %d" % logon_type))
-    if address:
-        parts.append("from " + address)
-    if event_id == 4625:
-        status = (_value(data, "SubStatus") or "").lower()
-        if status in ("", "0x0"):
-            status = (_value(data, "Status") or "").lower()
-        reason = FAILURE_REASONS.get(status) or _value(data, "FailureReason") or status
-        if reason:
-            parts.append("- " + reason)
-    elif event_id in _MEMBER_ADDED:
-        parts.append("to group " + (_account(data, "Target") or "-"))
-    elif event_id == 4648:
-        parts.append("as " + (_account(data, "Target") or "-"))
-        server = _value(data, "TargetServerName")
-        if server:
-            parts.append("on " + server)
-    if event_id in (4720, 4726, 4740, 4722, 4725) + _MEMBER_ADDED:
-        by = _account(data, "Subject")
-        if by:
-            parts.append("by " + by)
-    return " ".join(parts)
-
-
-def read_events(bookmark, limit, popen=None):
-    """Run wevtutil and parse its output; (events ascending by record ID, truncated)."""
+def run_wevtutil(args, popen=None):
+    """Run wevtutil with ``args`` and parse its output as it streams; the events."""
     import subprocess
 
     popen = popen or subprocess.Popen
-    proc = popen(wevtutil_args(bookmark, limit), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     events = []
     try:
         for event in iter_events(iter(lambda: proc.stdout.read(_CHUNK), b"")):
@@ -309,13 +224,46 @@ def read_events(bookmark, limit, popen=None):
         raise OSError("wevtutil exited with status %d: %s" % (code, stderr[-300:]))
     if problem is not None:
         raise problem
+    return events
+
+
+def read_events(bookmark, limit, popen=None):
+    """(events ascending by record ID, truncated) for ``bookmark``, at most ``limit``."""
+    events = run_wevtutil(wevtutil_args(bookmark, limit), popen)
     events.sort(key=lambda e: (e["record_id"] is None, e["record_id"]))
     return events, len(events) >= limit
+
+
+def _restarted(bookmark, popen):
+    """The newest record's ID when it is below the bookmark's: the log began again.
+
+    Clearing the Security log (event 1102) starts its record numbers again
+    from 1, so after a clear "EventRecordID > bookmark" finds nothing until
+    the new log has grown past the old position. Checked only when a run
+    finds nothing new, by asking for the newest event alone.
+    """
+    mark = bookmark.get("record_id") if bookmark else None
+    if not isinstance(mark, int) or mark <= 0:
+        return None
+    newest = run_wevtutil(NEWEST_ARGS, popen)
+    record_id = newest[0]["record_id"] if newest else None
+    if isinstance(record_id, int) and record_id < mark:
+        return record_id
+    return None
 
 
 def collect_windows_events(ctx, limit, popen=None):
     bookmark = bookmark_for(ctx, "windows")
     events, truncated = read_events(bookmark, limit, popen)
+    warning = None
+    if not events:
+        newest = _restarted(bookmark, popen)
+        if newest is not None:
+            events, truncated = read_events({"source": "windows", "record_id": 0}, limit, popen)
+            warning = (
+                "the Security log numbers its records from 1 again (newest %d, last read %d): "
+                "it was cleared or replaced; read from its start" % (newest, bookmark["record_id"])
+            )
     ids = [e["record_id"] for e in events if e["record_id"] is not None]
     new_bookmark = {"source": "windows", "record_id": max(ids)} if ids else bookmark
-    return events_family("windows", events, new_bookmark, truncated)
+    return events_family("windows", events, new_bookmark, truncated, warning)
