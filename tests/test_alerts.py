@@ -280,3 +280,26 @@ def test_a_host_without_mail_address_changes_state_but_queues_nothing(store: Sto
 def test_document_helper_overrides_only_what_is_given() -> None:
     doc = document(cpu={"used_percent": 99.0})
     assert doc["cpu"]["used_percent"] == 99.0 and doc["cpu"]["count"] == 2
+
+
+def test_a_stored_round_is_evaluated_once_and_a_late_one_says_so(store: Store) -> None:
+    """``once``: of two evaluations of one stored round (a crash, then its replay from
+    the spool), only the first writes states and queues mail. ``late``: the states
+    move at the round's own time, the message says it is late and is queued then."""
+    host = client(rule("memory", 10))
+    late_round = round_of(ok(host))
+    store.record_round(late_round)
+    sent_at = T0 + timedelta(minutes=42)
+    first = evaluate_round(store, late_round, now=T0, once=True, late=sent_at)
+    again = evaluate_round(store, late_round, now=T0, once=True, late=sent_at)
+    assert (first.messages, first.firing) == (1, 1)
+    assert (again.messages, again.notices) == (0, ())
+    ((_, subject, body),) = outbox(store)
+    assert subject.startswith("[fleetstat] FIRING memory")
+    assert "Checked:  2026-11-22 10:00:00 UTC" in body
+    assert "Late:     sent 42m after the check, at 2026-11-22 10:42:00 UTC" in body
+    with store.engine.connect() as conn:
+        created = conn.execute(sa.select(mail_outbox.c.created_at)).scalar_one()
+        evaluated_at = conn.execute(sa.select(alert_states.c.last_evaluated_at)).scalar_one()
+    assert (created, evaluated_at) == (sent_at, T0)
+    assert store.round_state(late_round.uuid).alerts_at == sent_at  # type: ignore[union-attr]

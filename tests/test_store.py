@@ -231,6 +231,22 @@ def test_record_round_stores_typed_rows(store: Store, db_backend: str) -> None:
     assert (denied.error, denied.stderr, denied.started_at) == ("password rejected", "denied", T0)
 
 
+def test_a_round_is_known_by_its_uuid_and_stored_once(store: Store) -> None:
+    """The spool's replay asks before writing; a second write of one round fails whole."""
+    first = a_round(failed("10.0.0.9", Status.TIMEOUT, "timed out"))
+    assert store.round_state(first.uuid) is None
+    round_id = store.record_round(first)
+    state = store.round_state(first.uuid)
+    assert state is not None and (state.id, state.alerts_at) == (round_id, None)
+    with pytest.raises(StoreError, match="cannot record the round"):
+        store.record_round(first)
+    assert (store.count("rounds"), store.count("attempts")) == (1, 1)
+    replayed = a_round(failed("10.0.0.9", Status.TIMEOUT, "timed out"))
+    store.record_round(replayed, replayed_at=T0 + timedelta(hours=1))
+    row = one(store, sa.select(rounds).where(rounds.c.uuid == replayed.uuid))
+    assert (row.replayed_at, row.started_at) == (T0 + timedelta(hours=1), T0)
+
+
 def test_datetimes_come_back_aware_utc(store: Store, db_backend: str) -> None:
     # Given in UTC+02:00 with microseconds; stored as the same instant.
     local = datetime(2026, 11, 22, 12, 30, 15, 654321, tzinfo=timezone(timedelta(hours=2)))

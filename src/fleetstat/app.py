@@ -305,7 +305,7 @@ def _store_round(
         then=lambda conn, rid, stored: queue_event_mail(conn, stored, rid, url=store.url, now=now),
     )
     result, round_id = written.round, written.round_id
-    evaluation = evaluate_round(store, result, defaults=config.defaults, now=now)
+    evaluation = evaluate_round(store, result, defaults=config.defaults, now=now, once=True)
     if evaluation.failures:
         result = with_failures(result, "alerts", evaluation.failures)
         store.mark_failed(round_id, result, evaluation.failures)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -48,9 +49,18 @@ class HostResult:
         return self.status is Status.OK
 
 
+def new_round_uuid() -> str:
+    return str(uuid.uuid4())
+
+
 @dataclass(frozen=True)
 class RoundResult:
-    """Every configured host's result for one round."""
+    """Every configured host's result for one round.
+
+    ``uuid`` names the round for its whole life: stored in ``rounds.uuid`` (unique)
+    in the round's own transaction, so a round written again from the spool after
+    a crash is recognised and stored once (:mod:`fleetstat.spool`).
+    """
 
     started_at: datetime
     finished_at: datetime
@@ -58,6 +68,7 @@ class RoundResult:
     # Hosts never started because the round was interrupted (Ctrl-C on collect):
     # they have no result, and the round is stored without them.
     not_started: int = 0
+    uuid: str = field(default_factory=new_round_uuid)
 
     @property
     def ok_count(self) -> int:

@@ -30,7 +30,7 @@ from fleetstat.config import AlertRule, Defaults
 from fleetstat.hostfail import describe
 from fleetstat.mail import Message, Notice, enqueue, render_message
 from fleetstat.model import HostResult, RoundResult
-from fleetstat.store import Store
+from fleetstat.store import Store, claim_round_alerts
 from fleetstat.store.errors import each_in_savepoint
 from fleetstat.store.schema import alert_states
 
@@ -75,6 +75,8 @@ def evaluate_round(
     *,
     defaults: Defaults | None = None,
     now: datetime | None = None,
+    once: bool = False,
+    late: datetime | None = None,
 ) -> Evaluation:
     """Evaluate every host of ``round`` against its client's rules; queue the mail.
 
@@ -83,16 +85,25 @@ def evaluate_round(
     refuses when the round's rows are written together (then each host is written
     in a savepoint of its own); they are in ``Evaluation.failures`` with the
     reason, for the caller to mark, and the other hosts are evaluated and mailed.
+
+    ``once``: the round is stored (``rounds.uuid``) and its alerts are evaluated
+    only if no evaluation of it committed before (``rounds.alerts_at``, claimed
+    in this transaction); otherwise nothing is written and nothing queued.
+    ``late``: the round ran at ``now`` but is evaluated only at ``late`` (written
+    from the spool after a database outage): the states move with the round's
+    own time, and its messages say they are late and are queued at ``late``.
     """
     defaults = defaults or Defaults()
     now = now or datetime.now(UTC)
     failures: dict[tuple[str, int], str] = {}
     with store.errors("evaluate alerts"), store.engine.begin() as conn:
+        if once and not claim_round_alerts(conn, round.uuid, late or now):
+            return Evaluation(notices=(), messages=0, firing=0)
         known = _load(conn, round.results)
         plans: list[tuple[tuple[str, int], _Plan]] = []
         for result in round.results:
             key = (result.client.ip, result.client.port)
-            plan = _Plan()
+            plan = _Plan(late)
             try:
                 plan.host(result, known, defaults, now)
             except Exception as exc:  # this host's alerts only
@@ -103,7 +114,7 @@ def evaluate_round(
         def write(conn: Connection, batch: Sequence[tuple[tuple[str, int], _Plan]]) -> None:
             merged = _Plan.merge(plan for _, plan in batch)
             _write(conn, merged)
-            enqueue(conn, merged.messages, now=now)
+            enqueue(conn, merged.messages, now=late or now)
 
         for index, why in each_in_savepoint(conn, store.url, plans, write).items():
             failures[plans[index][0]] = why
@@ -123,7 +134,8 @@ _Key = tuple[str, int, str]  # client_ip, client_port, rule_key
 class _Plan:
     """The writes and messages one evaluation decided on."""
 
-    def __init__(self) -> None:
+    def __init__(self, late: datetime | None = None) -> None:
+        self.late = late
         self.inserts: list[dict[str, Any]] = []
         self.updates: list[dict[str, Any]] = []
         self.deletes: list[int] = []
@@ -202,7 +214,8 @@ class _Plan:
             return
         self.notices += notices
         if client.mail:
-            self.messages.append((render_message(result, notices), client.ip, client.port))
+            message = render_message(result, notices, late=self.late)
+            self.messages.append((message, client.ip, client.port))
         else:
             self.unaddressed.append(client.address)
 

@@ -86,11 +86,14 @@ def notice_subject(notice: Notice, label: str) -> str:
     return f"{state} {metric} {fmt_value(rule, notice.value)} {compare} on {label}"
 
 
-def render_message(result: HostResult, notices: Sequence[Notice]) -> Message:
+def render_message(
+    result: HostResult, notices: Sequence[Notice], *, late: datetime | None = None
+) -> Message:
     """The message for one host in one round; ``notices`` must not be empty.
 
     Firing (and repeated) alerts come before resolved ones so that the subject,
-    taken from the first, names the most urgent.
+    taken from the first, names the most urgent. ``late``: the round was stored
+    only then (from the spool, after a database outage); the body says so.
     """
     if not notices:
         raise ValueError("render_message needs at least one notice")
@@ -102,14 +105,14 @@ def render_message(result: HostResult, notices: Sequence[Notice]) -> Message:
     return Message(
         recipients=result.client.mail,
         subject=header_text(subject),
-        body=_body(result, ordered, label),
+        body=_body(result, ordered, label, late),
     )
 
 
 # -- body --------------------------------------------------------------------------
 
 
-def _body(result: HostResult, notices: Sequence[Notice], label: str) -> str:
+def _body(result: HostResult, notices: Sequence[Notice], label: str, late: datetime | None) -> str:
     client = result.client
     document = result.document if result.ok else None
     firing = sum(1 for n in notices if n.kind != "resolved")
@@ -128,6 +131,8 @@ def _body(result: HostResult, notices: Sequence[Notice], label: str) -> str:
     if count:
         lines.append(f"Processes: {count}")
     lines.append(f"Checked:  {_when(notices[0].at)}")
+    if late is not None:
+        lines.append(f"Late:     {late_reason(notices[0].at, late)}")
     if not result.ok:
         lines.append(f"Status:   {result.status.value}: {result.error or 'no answer'}")
     for notice in notices:
@@ -140,6 +145,15 @@ def _body(result: HostResult, notices: Sequence[Notice], label: str) -> str:
         "interval while it fires, and once when it resolves.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def late_reason(at: datetime, late: datetime) -> str:
+    """Why a message about a round checked at ``at`` goes out only at ``late``."""
+    delay = format_duration(max(0.0, round((late - at).total_seconds())))
+    return (
+        f"sent {delay} after the check, at {_when(late)}: the database was unavailable "
+        "and the round waited in fleetstat's spool"
+    )
 
 
 def _notice_lines(notice: Notice) -> list[str]:

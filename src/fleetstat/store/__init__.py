@@ -10,7 +10,7 @@ queue's rows), ``reports``, ``retention``, ``accounts``.
 
 from __future__ import annotations
 
-from fleetstat.store.core import RoundSummary, Store
+from fleetstat.store.core import RoundSummary, Store, StoredRound, claim_round_alerts
 from fleetstat.store.headline import headline
 
-__all__ = ["RoundSummary", "Store", "headline"]
+__all__ = ["RoundSummary", "Store", "StoredRound", "claim_round_alerts", "headline"]

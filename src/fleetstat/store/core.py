@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,14 @@ from fleetstat.store.schema import (
 # SQLite waits this long for another writer (a `watch` beside a `collect`) before
 # giving up with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class StoredRound:
+    """What the database knows of a round by its uuid (:meth:`Store.round_state`)."""
+
+    id: int
+    alerts_at: datetime | None  # None: its alerts are still to be evaluated
 
 
 @dataclass(frozen=True)
@@ -128,14 +137,18 @@ class Store:
 
     # -- writes ------------------------------------------------------------------
 
-    def record_round(self, round: RoundResult, *, then: Then | None = None) -> int:
+    def record_round(
+        self, round: RoundResult, *, then: Then | None = None, replayed_at: datetime | None = None
+    ) -> int:
         """Store a round, its attempts and its samples in one transaction; its id.
 
         See :meth:`write_round`, which also returns the round as stored.
         """
-        return self.write_round(round, then=then).round_id
+        return self.write_round(round, then=then, replayed_at=replayed_at).round_id
 
-    def write_round(self, round: RoundResult, *, then: Then | None = None) -> WrittenRound:
+    def write_round(
+        self, round: RoundResult, *, then: Then | None = None, replayed_at: datetime | None = None
+    ) -> WrittenRound:
         """Store a round in one transaction; a host the database refuses fails alone.
 
         ``then(conn, round_id, round)`` runs last inside the same transaction, for
@@ -143,9 +156,12 @@ class Store:
         store itself knows nothing of mail); it returns the hosts it failed for, and
         why. The result's ``round`` is the round as stored: a host whose rows could
         not be built or written is ``bad_payload`` there and in its attempt row
-        (store/roundwrite.py).
+        (store/roundwrite.py). ``replayed_at``: the round comes from the spool.
+
+        ``round.uuid`` goes into ``rounds.uuid`` (unique): a second write of the
+        same round fails as a whole, so check :meth:`round_state` first.
         """
-        return write_round(self, round, then)
+        return write_round(self, round, then, replayed_at=replayed_at)
 
     def mark_failed(self, round_id: int, round: RoundResult, hosts: Mapping[Host, object]) -> None:
         """Record demoted ``hosts`` of a stored round (a later step failed for them)."""
@@ -154,6 +170,13 @@ class Store:
                 mark_failed(conn, round_id, round, hosts)
 
     # -- reads -------------------------------------------------------------------
+
+    def round_state(self, round_uuid: str) -> StoredRound | None:
+        """The stored round with this uuid, or None when it was never stored."""
+        query = sa.select(rounds.c.id, rounds.c.alerts_at).where(rounds.c.uuid == round_uuid)
+        with self.errors("look up a round"), self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else StoredRound(int(row.id), row.alerts_at)
 
     def previous_cpu(self) -> dict[tuple[str, int], CpuCounters]:
         """Every host's CPU counters at its last good sample, in one query on host_latest."""
@@ -361,4 +384,19 @@ def _finite(value: object) -> object:
     return value
 
 
-__all__: Sequence[str] = ("RoundSummary", "Store")
+def claim_round_alerts(conn: Connection, round_uuid: str, at: datetime) -> bool:
+    """Mark the round's alerts as evaluated at ``at``, in the caller's transaction.
+
+    False when they already were: the row is locked by the UPDATE, so of two
+    evaluations of one round (a crash and a replay, or two replayers) exactly one
+    gets True, and the other must write nothing.
+    """
+    done = conn.execute(
+        sa.update(rounds)
+        .where(rounds.c.uuid == round_uuid, rounds.c.alerts_at.is_(None))
+        .values(alerts_at=at)
+    )
+    return done.rowcount == 1
+
+
+__all__: Sequence[str] = ("RoundSummary", "Store", "StoredRound", "claim_round_alerts")

@@ -25,7 +25,7 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -68,12 +68,18 @@ class _Rows:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-def write_round(store: Store, round: RoundResult, then: Then | None = None) -> WrittenRound:
+def write_round(
+    store: Store,
+    round: RoundResult,
+    then: Then | None = None,
+    *,
+    replayed_at: datetime | None = None,
+) -> WrittenRound:
     """Store ``round`` in one transaction (see the module's docstring)."""
     prepared = [_prepare(result) for result in round.results]
     round = replace(round, results=tuple(rows.result for rows in prepared))
     with store.errors("record the round"), store.engine.begin() as conn:
-        round_id = _insert_round(conn, round)
+        round_id = _insert_round(conn, round, replayed_at)
         latest: list[dict[str, Any]] = []
         if prepared:
             try:
@@ -183,7 +189,7 @@ def _latest_row(attempt_id: int, rows: _Rows) -> dict[str, Any]:
 # -- writing --------------------------------------------------------------------------------
 
 
-def _insert_round(conn: Connection, round: RoundResult) -> int:
+def _insert_round(conn: Connection, round: RoundResult, replayed_at: datetime | None) -> int:
     inserted = conn.execute(
         sa.insert(rounds).values(
             started_at=round.started_at,
@@ -193,6 +199,10 @@ def _insert_round(conn: Connection, round: RoundResult) -> int:
             hosts_failed=round.failed_count,
             retries=round.retries,
             duration_seconds=(round.finished_at - round.started_at).total_seconds(),
+            # The round's identity (revision 0005): a round written again from the
+            # spool after a crash is refused here, whole, and recognised.
+            uuid=round.uuid,
+            replayed_at=replayed_at,
         )
     ).inserted_primary_key
     assert inserted is not None  # a single-row INSERT always has its key
