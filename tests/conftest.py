@@ -119,3 +119,21 @@ from fleet_fixtures import sim_fleet  # noqa: E402, F401  (re-exported fixture)
 
 # SMTP (mail): real aiosmtpd servers on loopback, see tests/smtp_fixtures.py.
 from smtp_fixtures import smtp_certificate, smtp_server, smtp_tls_server  # noqa: E402, F401
+
+# =============================================================================
+# State: a config without <spool dir> keeps its spool under the XDG state
+# directory; every test (and every fleetstat it starts) gets a private one.
+# =============================================================================
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in ("XDG_STATE_HOME", "STATE_DIRECTORY")}
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    os.environ.pop("STATE_DIRECTORY", None)
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -6,7 +6,6 @@ the store is real SQLite, and a PostgreSQL URL nothing listens on for the failur
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import zlib
@@ -19,7 +18,6 @@ import pytest
 
 from fleetstat import app, collector, envelope
 from fleetstat.config import Client, load_config
-from fleetstat.errors import StoreError
 from fleetstat.model import Status
 from fleetstat.store import Store
 from fleetstat.transport import ProbeRun
@@ -66,9 +64,9 @@ def test_the_round_runs_while_the_store_opens_and_is_stored(
     reached = threading.Event()
     real_open = app._open_for_round
 
-    def open_after_a_host(config: Any, url: str | None) -> Any:
+    def open_after_a_host(config: Any, url: str | None, *args: Any) -> Any:
         assert reached.wait(30), "no host was reached while the store was opening"
-        return real_open(config, url)
+        return real_open(config, url, *args)
 
     async def runner(client: Client, probe: bytes, argv: Sequence[str], settings: Any) -> ProbeRun:
         reached.set()
@@ -85,23 +83,28 @@ def test_the_round_runs_while_the_store_opens_and_is_stored(
         assert [h.status for h in store.round_summary(outcome.round_id).hosts] == ["ok", "ok"]
 
 
-def test_a_store_that_cannot_open_cancels_the_round_and_raises_its_error(
+def test_a_store_that_cannot_open_keeps_the_round_in_the_spool_for_the_next(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cancelled: list[str] = []
+    """Nothing collected is lost: with the database away the round runs to the end
+    and is spooled; the next round that reaches a database writes it first."""
 
-    async def slow_runner(
-        client: Client, probe: bytes, argv: Sequence[str], settings: Any
-    ) -> ProbeRun:
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.append(client.ip)
-            raise
-        return ProbeRun(sealed(argv), b"", 0)  # pragma: no cover - cancelled first
+    async def runner(client: Client, probe: bytes, argv: Sequence[str], settings: Any) -> ProbeRun:
+        return ProbeRun(sealed(argv), b"", 0)
 
-    monkeypatch.setattr(app, "collect_round", partial(collector.collect_round, runner=slow_runner))
+    monkeypatch.setattr(app, "collect_round", partial(collector.collect_round, runner=runner))
     config = config_for(tmp_path, "postgresql://postgres@127.0.0.1:1/test")  # nothing listens
-    with pytest.raises(StoreError, match="connection failed"):
-        app.collect_once(config)
-    assert sorted(cancelled) == ["192.0.2.10", "192.0.2.11"]
+    outcome = app.collect_once(config)
+    assert outcome.round_id is None and outcome.spooled is not None
+    assert "connection failed" in (outcome.database_error or "")
+    assert [r.status for r in outcome.round.results] == [Status.OK, Status.OK]
+    assert outcome.spooled.path is not None and outcome.spooled.path.exists()
+
+    db_url = f"sqlite:///{tmp_path / 'fleetstat.db'}"
+    later = app.collect_once(config, database_url=db_url)
+    assert later.replayed is not None and (later.replayed.written, later.replayed.left) == (1, 0)
+    assert not outcome.spooled.path.exists()
+    with Store(db_url) as store:
+        assert (store.count("rounds"), store.count("samples")) == (2, 4)
+        first = store.round_state(outcome.round.uuid)
+        assert first is not None and first.id < (later.round_id or 0)

@@ -115,40 +115,41 @@ def test_bookmark_moves_only_after_the_events_are_stored(
 ) -> None:
     config = config_for(tmp_path, db_url)
 
-    # Round 1 collects six events, then fails before anything is stored.
+    # Round 1 collects six events, then the database refuses the write: the round
+    # is kept in the spool, and the spool's bookmark moves past its events.
     def broken(self: Store, round: RoundResult, **kwargs: Any) -> int:
         raise StoreError("database went away")
 
     with monkeypatch.context() as m:
         m.setattr(Store, "write_round", broken)
-        with pytest.raises(StoreError):
-            app.collect_once(config, now=NOW)
+        spooled = app.collect_once(config, now=NOW)
+    assert spooled.round_id is None and spooled.spooled is not None
     assert host.calls[0] == {"since": None, "events": 6}
-    assert len(host.document(["--events", "6"])["security_events"]["events"]) == 6
     host.calls.clear()
     assert stored_keys(db_url) == []
 
-    # Round 2: no bookmark was stored, so the same six come again and are stored.
-    app.collect_once(config, now=NOW)
-    assert host.calls[-1]["since"] is None
-    first_six = [e["event_key"] for e in LOG[:6]]
-    assert stored_keys(db_url) == first_six
-
-    # Round 3 continues after the sixth; round 4 reads the rest; round 5 finds nothing.
-    app.collect_once(config, now=NOW)
+    # Round 2 writes round 1 from the spool first (its six events and their mail),
+    # so the bookmark read afterwards continues after the sixth.
+    later = app.collect_once(config, now=NOW)
+    assert later.replayed is not None and later.replayed.written == 1
     assert host.calls[-1]["since"] == {"source": "windows", "record_id": LOG[5]["record_id"]}
+    assert stored_keys(db_url) == [e["event_key"] for e in LOG[:12]]
+
+    # Round 3 reads the rest; round 4 finds nothing.
     app.collect_once(config, now=NOW)
+    assert host.calls[-1]["since"] == {"source": "windows", "record_id": LOG[11]["record_id"]}
     app.collect_once(config, now=NOW)
     assert host.calls[-1]["since"] == {"source": "windows", "record_id": LOG[-1]["record_id"]}
     assert stored_keys(db_url) == [e["event_key"] for e in LOG]  # each exactly once
 
-    # One events mail per round (none for the failed one), new events only.
+    # One events mail per round (the spooled one late, saying so), new events only.
     mails = outbox(db_url)
     assert [m.kind for m in mails] == ["events"] * 4
     assert mails[0].subject == "[fleetstat] 6 new security events on dc01 (192.0.2.10)"
     assert mails[0].recipients == "sec@example.com"
     assert "event 4625" in mails[0].body and "CORP\\Дмитрий" in mails[0].body
     assert "from 203.0.113.7" in mails[0].body
+    assert "Late: sent" in mails[0].body and "Late:" not in mails[1].body
     assert mails[1].subject.startswith("[fleetstat] 6 new security events")
     assert mails[2].subject.startswith("[fleetstat] 1 new security event on")
     assert mails[3].subject == "[fleetstat] no new security events on dc01 (192.0.2.10)"
@@ -165,19 +166,18 @@ def test_events_and_their_mail_commit_together_or_not_at_all(
 
     with monkeypatch.context() as m:
         m.setattr(mail_events, "queue_event_mail", crash)
-        with pytest.raises(StoreError):
-            app.collect_once(config, now=NOW)
-    # The events were written in the same transaction as their mail: both rolled back,
-    # so the bookmark did not move and nothing is lost.
+        spooled = app.collect_once(config, now=NOW)
+    # The events were written in the same transaction as their mail: both rolled
+    # back, and the round waits in the spool.
+    assert spooled.spooled is not None
     assert stored_keys(db_url) == []
     assert outbox(db_url) == []
 
-    app.collect_once(config, now=NOW)
-    assert host.calls[-1]["since"] is None
-    assert stored_keys(db_url) == [e["event_key"] for e in LOG[:6]]
+    app.collect_once(config, now=NOW)  # writes the spooled round first, then its own
+    assert stored_keys(db_url) == [e["event_key"] for e in LOG[:12]]
     assert [m.subject for m in outbox(db_url)] == [
         "[fleetstat] 6 new security events on dc01 (192.0.2.10)"
-    ]
+    ] * 2
 
 
 def test_a_round_stored_twice_keeps_one_row_per_event(tmp_path: Path, db_url: str) -> None:

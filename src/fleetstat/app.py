@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from fleetstat import envelope
 from fleetstat.collector import Progress, RoundPlan, Runner, collect_round, plan_round
 from fleetstat.config.secrets import require_secrets
-from fleetstat.errors import MailError
+from fleetstat.errors import MailError, RoundLockedError, StoreError
 from fleetstat.model import RoundResult
 from fleetstat.probe_bundle import build_probe
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from fleetstat.errors import UsageError
     from fleetstat.mail import FlushReport
     from fleetstat.metrics import CpuCounters
+    from fleetstat.spool import Spool, Spooled
+    from fleetstat.spool.replay import ReplayReport
     from fleetstat.store import Store
     from fleetstat.store.outbox import OutboxEntry
     from fleetstat.store.reports import History, HostRef, HostState
@@ -46,13 +49,16 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CollectOutcome:
     round: RoundResult
-    round_id: int
+    round_id: int | None  # None: the round is in the spool, not (yet) in the database
     database: str
     mail_sent: int = 0  # accepted by the SMTP server in this run
     mail_queued: int = 0  # still in the outbox afterwards (new, refused, or no SMTP)
     mail_failed: int = 0  # attempted in this run and not accepted
     mail_error: str | None = None  # why nothing could be sent, when that is the case
     alerts_firing: int = 0  # alerts firing after this round
+    spooled: Spooled | None = None  # the database did not take the round: where it waits
+    database_error: str | None = None  # why the database did not take it
+    replayed: ReplayReport | None = None  # spooled rounds written before this one
 
 
 def load_or_create_key(path: Path) -> X25519PrivateKey:
@@ -120,6 +126,7 @@ class _OpenedStore:
     lock: RoundLock
     bookmarks: Mapping[tuple[str, int], str]
     previous_cpu: Mapping[tuple[str, int], CpuCounters]
+    replayed: ReplayReport | None  # the spool's rounds written first (None: it was empty)
 
 
 def round_holder() -> str:
@@ -128,9 +135,19 @@ def round_holder() -> str:
     return f"{command} (pid {os.getpid()} on {socket.gethostname()})"
 
 
-def _open_for_round(config: Config, url: str | None) -> _OpenedStore:
+def _open_for_round(
+    config: Config, url: str | None, spool: Spool, should_stop: Callable[[], bool]
+) -> _OpenedStore:
     """The store with the round lock taken (before the schema is made or upgraded:
-    two first rounds must not both migrate), then what the round reads from it."""
+    two first rounds must not both migrate), the spool's rounds written (oldest
+    first, under the lock), then what the round reads from it.
+
+    Raises the store's :class:`StoreError` when it cannot be opened, or when it
+    fails again during the replay (the spool keeps what was not written), and
+    :class:`RoundLockedError` when another round holds the lock.
+    """
+    from fleetstat.spool import SpoolError
+    from fleetstat.spool.replay import log_replayed, replay, waiting
     from fleetstat.store.events import read_bookmarks
     from fleetstat.store.roundlock import RoundLock
 
@@ -140,9 +157,21 @@ def _open_for_round(config: Config, url: str | None) -> _OpenedStore:
         try:
             store.ensure_schema()
             lock.announce()
+            replayed = None
+            if waiting(spool):
+                replayed = replay(
+                    config, store, spool, should_stop=should_stop, on_round=log_replayed
+                )
+                if replayed.error is not None:
+                    raise replayed.error
             hosts = [(c.ip, c.port) for c in config.clients]
             # Event bookmarks come from the stored events: they advance only once stored.
-            return _OpenedStore(store, lock, read_bookmarks(store, hosts), store.previous_cpu())
+            bookmarks = read_bookmarks(store, hosts)
+            try:
+                spool.save_bookmarks(bookmarks)  # what an outage starts from
+            except SpoolError as exc:
+                log.warning("%s", exc)
+            return _OpenedStore(store, lock, bookmarks, store.previous_cpu(), replayed)
         except BaseException:
             lock.release()
             raise
@@ -202,6 +231,7 @@ async def run_round(
     now: datetime | None = None,
     runner: Runner | None = None,
     interrupt: asyncio.Event | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> CollectOutcome:
     """One round: probe every host, store every result, evaluate alerts, send the mail.
 
@@ -212,31 +242,52 @@ async def run_round(
 
     The store is opened (SQLAlchemy imported, schema checked, bookmarks read) in a
     thread while the round starts: on a 500-host round that is 0.3-0.5 s of one
-    core that the first connections' sshd work would otherwise wait for. When the
-    store cannot be opened, the round is cancelled and the store's error raised,
-    so nothing is collected that could not be kept.
+    core that the first connections' sshd work would otherwise wait for. Rounds
+    the spool holds are written first, oldest first (``should_stop`` ends that
+    between two of them).
 
-    The round is stored before alerts are evaluated, and alerts are queued before
-    anything is sent: an SMTP server that is down costs neither data nor mail.
-    ``now`` stands in for the clock of the alert and mail steps (tests).
+    Nothing collected is lost when the database is away: when it cannot be
+    opened, fails while the round is written, or spooled rounds are still
+    waiting, the round goes to the spool (``outcome.spooled``) and is written
+    by a later round, in order. The round is stored before alerts are
+    evaluated, and alerts are queued before anything is sent: an SMTP server
+    that is down costs neither data nor mail. ``now`` stands in for the clock of
+    the alert and mail steps (tests).
 
     One round at a time per database: the store's thread takes the round lock
     (``store/roundlock.py``) and holds it until the mail went out. When another
-    round holds it, this one is cancelled like for any store error and
-    :class:`~fleetstat.errors.RoundLockedError` (exit 75) says who holds it.
+    round holds it, this one is cancelled and
+    :class:`~fleetstat.errors.RoundLockedError` (exit 75) says who holds it:
+    that round stores the interval, so this one is not spooled.
     """
+    from fleetstat.spool import Spool
+
     require_round_secrets(config, database_url)
     key = load_or_create_key(config.key_path)
     plan = plan_round(config, key, build_probe())
+    spool = Spool.for_config(config)
     loop = asyncio.get_running_loop()
-    opening = loop.run_in_executor(None, _open_for_round, config, database_url)
+    stop = should_stop or _never
+    opening = loop.run_in_executor(None, _open_for_round, config, database_url, spool, stop)
     try:
-        result = await _collect_while_opening(config, plan, opening, progress, runner, interrupt)
+        result = await _collect_while_opening(
+            config, plan, opening, progress, runner, spool, interrupt
+        )
     except BaseException:
         opening.add_done_callback(_close_when_opened)
         raise
-    opened = await opening
-    return await asyncio.to_thread(_store_and_close, config, opened, result, now)
+    try:
+        opened = await opening
+    except RoundLockedError:
+        raise
+    except StoreError as exc:
+        spool_it = functools.partial(_spool_round, url=database_url)
+        return await asyncio.to_thread(spool_it, config, spool, result, exc, None)
+    return await asyncio.to_thread(_store_or_spool, config, spool, opened, result, now)
+
+
+def _never() -> bool:
+    return False
 
 
 async def _collect_while_opening(
@@ -245,10 +296,20 @@ async def _collect_while_opening(
     ready: asyncio.Future[_OpenedStore],
     progress: Progress | None,
     runner: Runner | None,
+    spool: Spool,
     interrupt: asyncio.Event | None = None,
 ) -> RoundResult:
+    """The round's hosts, while the store opens. Another round holding the lock
+    cancels this one; a database that cannot be opened does not (the round is
+    spooled): hosts that read events then continue from the spool's bookmarks."""
+
     async def bookmarks() -> Mapping[tuple[str, int], str]:
-        return (await asyncio.shield(ready)).bookmarks
+        try:
+            return (await asyncio.shield(ready)).bookmarks
+        except RoundLockedError:
+            raise
+        except StoreError:  # no database: continue from the spool's bookmarks
+            return await asyncio.to_thread(spool.bookmarks)
 
     plan = replace(plan, bookmarks=bookmarks)
     options: dict[str, Any] = {"progress": progress, "interrupt": interrupt}
@@ -261,11 +322,11 @@ async def _collect_while_opening(
     except asyncio.CancelledError:
         collecting.cancel()
         raise
-    if ready.done() and ready.exception() is not None:
+    if ready.done() and isinstance(ready.exception(), RoundLockedError):
         collecting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await collecting
-        ready.result()  # raises the store's error
+        ready.result()  # raises: another round holds the lock
     return await collecting
 
 
@@ -276,48 +337,72 @@ def _close_when_opened(opening: asyncio.Future[_OpenedStore]) -> None:
             pass
 
 
-def _store_and_close(
-    config: Config, opened: _OpenedStore, result: RoundResult, now: datetime | None
+def _store_or_spool(
+    config: Config, spool: Spool, opened: _OpenedStore, result: RoundResult, now: datetime | None
 ) -> CollectOutcome:
+    from fleetstat.spool.health import DatabaseHealth
+    from fleetstat.spool.replay import store_round_once
+
     # The lock is held until the round's mail went out, then released; then the store.
     with opened.store as store, opened.lock:
-        return _store_round(config, store, result, opened.previous_cpu, now)
+        replayed = opened.replayed
+        if replayed is not None and not replayed.complete:
+            # Spooled rounds are still waiting (a stop came during the replay):
+            # this round goes after them, or the order would be lost.
+            waiting = f"{replayed.left} earlier round(s) still in the spool"
+            return _spool_round(config, spool, result, waiting, replayed, store=store)
+        try:
+            stored = store_round_once(
+                config, store, result, previous_cpu=opened.previous_cpu, now=now
+            )
+        except StoreError as exc:
+            return _spool_round(config, spool, result, exc, replayed, store=store)
+        DatabaseHealth(config, spool, store.display_url).recovered(
+            replayed.written if replayed else 0
+        )
+        outcome = CollectOutcome(
+            round=stored.round,
+            round_id=stored.round_id,
+            database=store.display_url,
+            alerts_firing=stored.evaluation.firing if stored.evaluation else 0,
+            replayed=replayed,
+        )
+        try:
+            return replace(outcome, **deliver_mail(config, store, now=now))
+        except StoreError as exc:  # the round is stored; the mail waits in the outbox
+            return replace(outcome, mail_error=str(exc))
 
 
-def _store_round(
+def _spool_round(
     config: Config,
-    store: Store,
+    spool: Spool,
     result: RoundResult,
-    previous_cpu: Mapping[tuple[str, int], CpuCounters],
-    now: datetime | None,
+    why: StoreError | str,
+    replayed: ReplayReport | None,
+    *,
+    store: Store | None = None,
+    url: str | None = None,
 ) -> CollectOutcome:
-    from fleetstat.alerts import evaluate_round
-    from fleetstat.hostfail import with_failures
-    from fleetstat.mail.events import queue_event_mail
-    from fleetstat.metrics import fill_interval_cpu
+    """Keep ``result`` in the spool; raise :class:`SpoolError` when even that fails."""
+    from fleetstat.spool import SpoolError
+    from fleetstat.spool.health import DatabaseHealth, display_url
 
-    # One host's failure in any step below is that host's (fleetstat.hostfail): it
-    # is marked bad_payload, logged, and the others are stored, alerted and mailed.
-    # Before the round is stored and alerts run: both read cpu.interval_percent.
-    result = fill_interval_cpu(result, previous_cpu)
-    written = store.write_round(
-        result,
-        then=lambda conn, rid, stored: queue_event_mail(conn, stored, rid, url=store.url, now=now),
-    )
-    result, round_id = written.round, written.round_id
-    evaluation = evaluate_round(store, result, defaults=config.defaults, now=now, once=True)
-    if evaluation.failures:
-        result = with_failures(result, "alerts", evaluation.failures)
-        store.mark_failed(round_id, result, evaluation.failures)
-    for address in evaluation.unaddressed:
-        log.warning("alert for %s not mailed: the client has no mail address", address)
-    outcome = CollectOutcome(
+    database = store.display_url if store else display_url(url or config.database_url)
+    reason = str(why)
+    try:
+        spooled = spool.put(result, reason)
+    except SpoolError as exc:
+        raise SpoolError(f"{reason}; and this round is lost: {exc}") from exc
+    if isinstance(why, StoreError):  # the database failed (not: rounds were waiting)
+        DatabaseHealth(config, spool, database).failed(reason)
+    return CollectOutcome(
         round=result,
-        round_id=round_id,
-        database=store.display_url,
-        alerts_firing=evaluation.firing,
+        round_id=None,
+        database=database,
+        spooled=spooled,
+        database_error=reason,
+        replayed=replayed,
     )
-    return replace(outcome, **deliver_mail(config, store, now=now))
 
 
 def deliver_mail(config: Config, store: Store, *, now: datetime | None = None) -> dict[str, Any]:
@@ -335,6 +420,63 @@ def deliver_mail(config: Config, store: Store, *, now: datetime | None = None) -
         "mail_failed": len(report.failed),
         "mail_error": str(report.error) if report.error else None,
     }
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    """``fleetstat spool replay``: what the replay wrote and what the mail step did."""
+
+    report: ReplayReport
+    database: str
+    mail: dict[str, Any]
+
+
+def replay_spool(
+    config: Config, *, database_url: str | None = None, now: datetime | None = None
+) -> ReplayOutcome:
+    """Write the spooled rounds now, oldest first, then send what they queued.
+
+    Holds the round lock, as a round does (the spool's rounds are written in
+    order, never beside a round); another round holding it raises
+    :class:`RoundLockedError`. When the database still cannot be reached,
+    ``report.error`` says why and every round stays spooled.
+    """
+    from fleetstat.spool import Spool
+    from fleetstat.spool.health import DatabaseHealth, display_url
+    from fleetstat.spool.replay import ReplayReport, log_replayed, replay
+    from fleetstat.store.roundlock import RoundLock
+
+    spool = Spool.for_config(config)
+    url = database_url or config.database_url
+    try:
+        store = _store(config, database_url)
+        try:
+            lock = RoundLock(store, round_holder()).acquire()
+        except BaseException:
+            store.close()
+            raise
+    except RoundLockedError:
+        raise
+    except StoreError as exc:
+        shown = display_url(url)
+        DatabaseHealth(config, spool, shown).failed(str(exc))
+        return ReplayOutcome(ReplayReport(left=len(spool.entries()), error=exc), shown, {})
+    with store, lock:
+        try:
+            store.ensure_schema()
+        except StoreError as exc:
+            DatabaseHealth(config, spool, store.display_url).failed(str(exc))
+            return ReplayOutcome(ReplayReport(left=len(spool.entries()), error=exc),
+                                 store.display_url, {})  # fmt: skip
+        lock.announce()
+        report = replay(config, store, spool, on_round=log_replayed)
+        health = DatabaseHealth(config, spool, store.display_url)
+        if report.error is not None:
+            health.failed(str(report.error))
+            return ReplayOutcome(report, store.display_url, {})
+        if report.complete:
+            health.recovered(report.written)
+        return ReplayOutcome(report, store.display_url, deliver_mail(config, store, now=now))
 
 
 def flush_mail(

@@ -3,7 +3,10 @@
 becomes a message and an exit code.
 
 Exit codes: 0 success, 1 some hosts failed (collect) or a runtime error,
-2 a config error or bad usage (click's own usage errors and ``UsageError``).
+2 a config error or bad usage (click's own usage errors and ``UsageError``),
+69 the database did not take the round, which waits in the spool (collect;
+``spool replay`` when rounds are still waiting), 75 another round holds the
+database's round lock (``RoundLockedError``), 130 after Ctrl-C on collect.
 Nothing in fleetstat imports this module.
 """
 
@@ -29,6 +32,7 @@ from fleetstat.commands import (
     mail,
     reports,
     serve,
+    spool,
     users,
     watch,
 )
@@ -100,6 +104,7 @@ app.add_command(db.db)
 app.add_command(mail.mail)
 app.add_command(users.user)
 app.add_command(users.token)
+app.add_command(spool.spool)
 
 
 def run() -> int:

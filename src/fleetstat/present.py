@@ -15,10 +15,10 @@ import functools
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from fleetstat.alerts import AlertView
     from fleetstat.app import CollectOutcome
     from fleetstat.model import HostResult, RoundResult
+    from fleetstat.spool import SpoolStatus
     from fleetstat.store.outbox import OutboxEntry
     from fleetstat.store.reports import History, HostState
 
@@ -190,11 +191,23 @@ def alert_number(metric: str, value: float | None) -> str:
 
 
 def mail_line(outcome: CollectOutcome) -> str:
-    line = f"mail: {outcome.mail_sent} sent, {outcome.mail_queued} queued"
-    if outcome.mail_failed:
-        line += f", {outcome.mail_failed} failed"
-    if outcome.mail_error:
-        line += f" ({outcome.mail_error})"
+    return mail_from(
+        {
+            "mail_sent": outcome.mail_sent,
+            "mail_queued": outcome.mail_queued,
+            "mail_failed": outcome.mail_failed,
+            "mail_error": outcome.mail_error,
+        }
+    )
+
+
+def mail_from(fields: Mapping[str, Any]) -> str:
+    """The mail line from ``app.deliver_mail``'s ``mail_*`` fields."""
+    line = f"mail: {fields.get('mail_sent', 0)} sent, {fields.get('mail_queued', 0)} queued"
+    if fields.get("mail_failed"):
+        line += f", {fields['mail_failed']} failed"
+    if fields.get("mail_error"):
+        line += f" ({fields['mail_error']})"
     return line
 
 
@@ -202,10 +215,50 @@ def round_line(outcome: CollectOutcome) -> str:
     r = outcome.round
     retries = f", {r.retries} retried connection(s)" if r.retries else ""
     seconds = (r.finished_at - r.started_at).total_seconds()
-    return (
-        f"round {outcome.round_id}: {r.ok_count}/{len(r.results)} ok, {r.failed_count} failed"
-        f"{retries} in {seconds:.1f}s; stored in {outcome.database}"
-    )
+    counts = f"{r.ok_count}/{len(r.results)} ok, {r.failed_count} failed{retries} in {seconds:.1f}s"
+    if outcome.spooled is not None:
+        where = outcome.spooled.path.name if outcome.spooled.path else "dropped (over the bound)"
+        return f"round spooled: {counts}; not stored in {outcome.database}, kept as {where}"
+    return f"round {outcome.round_id}: {counts}; stored in {outcome.database}"
+
+
+def spool_lines(outcome: CollectOutcome) -> list[str]:
+    """What the spool did in a round: rounds written first, this one kept, rounds dropped."""
+    lines = []
+    replayed = outcome.replayed
+    if replayed is not None and (replayed.written or replayed.already):
+        lines.append(
+            f"spool: {replayed.written + replayed.already} earlier round(s) written "
+            f"from the spool, {replayed.left} left"
+        )
+    spooled = outcome.spooled
+    if spooled is not None:
+        lines.append(f"database unavailable: {outcome.database_error}")
+        lines.append(
+            f"spool: {spooled.depth} round(s) waiting; the next collect or watch that "
+            "reaches the database writes them (or: fleetstat spool replay)"
+        )
+        if spooled.dropped:
+            lines.append(
+                f"spool: its bound (<spool max-size>) dropped {len(spooled.dropped)} "
+                f"round(s), oldest first: {', '.join(spooled.dropped)}"
+            )
+    return lines
+
+
+def spool_status_line(status: SpoolStatus) -> str:
+    """``spool: 3 round(s) waiting (oldest ...), 1.2 MiB of 1.0 GiB; 2 dropped``."""
+    from fleetstat.units import format_size
+
+    text = f"spool: {status.rounds} round(s) waiting"
+    if status.oldest is not None:
+        text += f" (oldest {when(status.oldest)})"
+    text += f", {format_size(status.bytes)} of {format_size(status.max_bytes)}"
+    if status.dropped:
+        text += f"; {status.dropped} dropped by the bound (last {when(status.last_dropped_at)})"
+    if status.unreadable:
+        text += f"; {status.unreadable} unreadable in {status.directory / 'unreadable'}"
+    return f"{text}; in {status.directory}"
 
 
 # -- tables ----------------------------------------------------------------------------

@@ -13,7 +13,15 @@ import math
 import re
 from datetime import UTC, datetime
 
-__all__ = ["DURATION_UNITS", "format_duration", "parse_duration", "parse_timestamp"]
+__all__ = [
+    "DURATION_UNITS",
+    "SIZE_UNITS",
+    "format_duration",
+    "format_size",
+    "parse_duration",
+    "parse_size",
+    "parse_timestamp",
+]
 
 #: Seconds per unit. Months and years are left out on purpose: their length varies.
 DURATION_UNITS: dict[str, float] = {
@@ -81,3 +89,34 @@ def parse_timestamp(value: object) -> datetime | None:
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError):  # year 1 at +05:00 is before year 1 in UTC
         return None
+
+
+#: Bytes per size unit. Binary, as ``du -h`` and ``ls -lh`` count: ``MB`` and
+#: ``MiB`` are both 1,048,576 bytes.
+SIZE_UNITS: dict[str, int] = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SIZE = re.compile(rf"\s*({_NUMBER})\s*(?:([kmgt])(?:i?b)?|b)?\s*", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Return the number of bytes ``text`` means (``"512MB"``, ``"1GiB"``, ``"4096"``).
+
+    >>> parse_size("512MB"), parse_size("1 GiB"), parse_size("64k"), parse_size("100")
+    (536870912, 1073741824, 65536, 100)
+    """
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a size; write a number with a unit, such as 512MB or 2GB "
+            "(binary units: 1MB = 1024 KB; a bare number means bytes)"
+        )
+    return int(float(match.group(1)) * SIZE_UNITS[(match.group(2) or "b").lower()])
+
+
+def format_size(count: float) -> str:
+    """``1536 -> "1.5 KiB"``: bytes in the largest binary unit that keeps a number >= 1."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -11,7 +11,13 @@
   flight completes and is stored, the outbox is flushed, and ``run`` returns 0. A
   second signal aborts at once (the round in flight is then not stored: its one
   transaction never began, or the database rolls it back).
-- A round that raises is logged and the next one runs on schedule.
+- A round that raises is logged and the next one runs on schedule. A round the
+  database did not take is kept in the spool (``event=spooled``) and written,
+  in order, by the first round that reaches the database again
+  (``event=replayed``); a stop request during that replay is honoured between
+  two spooled rounds, the rest wait (:mod:`fleetstat.spool`).
+- A stop request that comes before the loop runs (during start-up) is kept and
+  honoured as soon as it does: no round starts, and ``run`` returns 0.
 - Retention (``<retention>``) is applied after the first round and then once a day.
 - Logs: one ``key=value`` line per round (counts, duration), one per failed host,
   one per prune, on stderr; under systemd (``JOURNAL_STREAM`` set) each line
@@ -21,7 +27,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -165,6 +170,8 @@ class Watcher:
         clock: Callable[[], float] = time.monotonic,
         max_rounds: int | None = None,
         running: bool = True,
+        tick_fn: Callable[[], object] | None = None,
+        tick_every: float = 30.0,
     ) -> None:
         if not every >= MIN_EVERY_SECONDS:
             raise ValueError(f"the interval must be at least {MIN_EVERY_SECONDS}s, not {every}")
@@ -175,6 +182,10 @@ class Watcher:
         self.prune_every = prune_every
         self.clock = clock
         self.max_rounds = max_rounds
+        # Between rounds, every tick_every seconds (in a thread): the database's
+        # health check, so its DOWN mail does not wait for a long interval.
+        self.tick_fn = tick_fn
+        self.tick_every = tick_every
         self.stats = WatchStats()
         self.in_round = False
         # asyncio.Event binds to the running loop on first wait (Python 3.10+), so
@@ -244,7 +255,10 @@ class Watcher:
                 continue
             delay = next_start - self.clock()
             if delay > 0:
-                await self._wait(delay)
+                ticking = self.tick_fn is not None and delay > self.tick_every
+                woken = await self._wait(min(delay, self.tick_every) if ticking else delay)
+                if ticking and not woken:
+                    await self._tick()
                 continue  # woken early (pause, stop) or on time: check again
             started = self.clock()
             await self._one_round()
@@ -267,13 +281,23 @@ class Watcher:
               overran=self.stats.overran)  # fmt: skip
         return 0
 
-    async def _wait(self, seconds: float | None) -> None:
-        """Sleep until ``seconds`` pass or a stop/pause/resume wakes us."""
+    async def _wait(self, seconds: float | None) -> bool:
+        """Sleep until ``seconds`` pass or a stop/pause/resume wakes us (True)."""
         self._wake.clear()
         if self.stopping:
-            return
-        with contextlib.suppress(TimeoutError):
+            return True
+        try:
             await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _tick(self) -> None:
+        assert self.tick_fn is not None
+        try:
+            await asyncio.to_thread(self.tick_fn)
+        except Exception as exc:  # a check between rounds must not end the watch
+            _emit(logging.ERROR, event="check_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _one_round(self) -> None:
         number = self.stats.rounds + self.stats.crashed + 1
@@ -297,6 +321,7 @@ class Watcher:
             self.in_round = False
         self.stats.rounds += 1
         result = outcome.round
+        _log_spool(number, outcome)
         for host in result.results:
             if not host.ok:
                 _emit(logging.WARNING, event="host_failed", round=outcome.round_id,
@@ -304,8 +329,8 @@ class Watcher:
                       status=host.status.value, duration=host.duration_seconds,
                       error=host.error)  # fmt: skip
         _emit(
-            logging.INFO,
-            event="round",
+            logging.WARNING if outcome.spooled else logging.INFO,
+            event="spooled" if outcome.spooled else "round",
             n=number,
             round=outcome.round_id,
             hosts=len(result.results),
@@ -319,6 +344,9 @@ class Watcher:
             mail_queued=outcome.mail_queued,
             mail_failed=outcome.mail_failed,
             mail_error=outcome.mail_error,
+            uuid=outcome.round.uuid if outcome.spooled else None,
+            spool_depth=outcome.spooled.depth if outcome.spooled else None,
+            error=outcome.database_error,
         )
 
     async def _maybe_prune(self) -> None:
@@ -352,13 +380,50 @@ class Watcher:
         _emit(logging.INFO, event="flush", **fields)
 
 
+def _log_spool(number: int, outcome: CollectOutcome) -> None:
+    """What the spool did in this round: rounds written first, rounds dropped."""
+    replayed = outcome.replayed
+    if replayed is not None and (replayed.written or replayed.already or replayed.unreadable):
+        _emit(logging.INFO, event="replayed", n=number, rounds=replayed.written,
+              already=replayed.already or None, unreadable=replayed.unreadable or None,
+              left=replayed.left, stopped=replayed.stopped or None)  # fmt: skip
+    spooled = outcome.spooled
+    if spooled is not None and spooled.dropped:
+        _emit(logging.ERROR, event="spool_dropped", n=number, rounds=len(spooled.dropped),
+              names=",".join(spooled.dropped),
+              note="the spool reached <spool max-size>: oldest rounds dropped")  # fmt: skip
+
+
+# Stop signals that came before the loop took over (start-up): see catch_stop_signals_early.
+_early_signals: list[str] = []
+
+
+def catch_stop_signals_early() -> None:
+    """From the start of ``watch``/``serve`` until :func:`install_stop_signals`: a
+    SIGTERM or SIGINT is remembered (no round will start, the exit is 0), a second
+    one aborts. Without this, a signal during start-up (config, imports, the
+    loop's creation) would end the process by its default action, status 143.
+    """
+
+    def remember(signum: int, _frame: object) -> None:
+        if _early_signals:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        _early_signals.append(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, remember)
+
+
 def install_stop_signals(on_first: Callable[[str], object]) -> None:
     """SIGTERM/SIGINT in the running loop: the first calls ``on_first(name)``, the
     second ends the process by the signal's default action (an abort).
 
     The loop's own handlers (``add_signal_handler``) run as ordinary callbacks
     between coroutine steps, never in the middle of one, so a stop request cannot
-    tear a round apart; the second signal does not wait for anything.
+    tear a round apart; the second signal does not wait for anything. A signal
+    caught by :func:`catch_stop_signals_early` counts as the first.
     """
     loop = asyncio.get_running_loop()
     stopping = False
@@ -380,6 +445,8 @@ def install_stop_signals(on_first: Callable[[str], object]) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, handler, sig)
+    if _early_signals:  # it came during start-up: stop before the first round
+        handler(signal.Signals[_early_signals[0]])
 
 
 def watcher_for(
@@ -400,8 +467,13 @@ def watcher_for(
 
     require_round_secrets(config, database_url)
 
+    watcher: Watcher | None = None
+
+    def stopping() -> bool:  # read by the spool's replay between two rounds
+        return watcher is not None and watcher.stopping
+
     async def one_round() -> CollectOutcome:
-        return await run_round(config, database_url=database_url)
+        return await run_round(config, database_url=database_url, should_stop=stopping)
 
     def prune_old(should_stop: Callable[[], bool]) -> PruneReport | None:
         retention = config.retention
@@ -414,8 +486,15 @@ def watcher_for(
         with open_store(config, database_url) as store:
             return deliver_mail(config, store)
 
-    return Watcher(every, one_round, prune_fn=prune_old, flush_fn=flush,
-                   max_rounds=max_rounds, running=running)  # fmt: skip
+    def check_database() -> None:
+        from fleetstat.spool.health import check_database_health
+
+        check_database_health(config, database_url)
+
+    watcher = Watcher(every, one_round, prune_fn=prune_old, flush_fn=flush,
+                      max_rounds=max_rounds, running=running, tick_fn=check_database,
+                      tick_every=max(1.0, min(30.0, config.database_alert_after / 2)))  # fmt: skip
+    return watcher
 
 
 def run_watch(config: Config, every: float, *, database_url: str | None = None) -> int:

@@ -8,7 +8,19 @@ import click
 from click.exceptions import Exit
 
 from fleetstat.commands.common import command, config_option, db_option, load_config
-from fleetstat.present import RoundProgress, mail_line, out, round_line, summary_table
+from fleetstat.present import (
+    RoundProgress,
+    mail_line,
+    out,
+    round_line,
+    spool_lines,
+    summary_table,
+)
+
+# sysexits.h EX_UNAVAILABLE, "a service is unavailable": the database did not take
+# the round, which is kept in the spool and written when it is back. (75,
+# EX_TEMPFAIL, is another round holding the database's round lock.)
+EXIT_SPOOLED = 69
 
 
 @command()
@@ -22,8 +34,10 @@ def collect(config: Path, db: str | None, quiet: bool, wide: bool, hosts: tuple[
     """Run one round over every client in the config and store the results.
 
     Exits 0 when every host succeeded, 1 when some failed, 2 on a config error,
-    75 when another round holds the database, 130 after Ctrl-C: the first stops
-    starting hosts and stores what arrived, the second aborts at once.
+    69 when the database did not take the round: it is kept in the local spool and
+    the next collect (or watch, or fleetstat spool replay) writes it first, 75 when
+    another round holds the database, 130 after Ctrl-C: the first stops starting
+    hosts and stores what arrived, the second aborts at once.
 
     Example: fleetstat collect -c /etc/fleetstat/fleetstat.xml --host web-01
     """
@@ -39,9 +53,14 @@ def collect(config: Path, db: str | None, quiet: bool, wide: bool, hosts: tuple[
     # Plain lines, not rich: under cron or watch (-q, no terminal) the round then
     # never loads rich at all (importing rich.console alone: ~0.06 s of CPU, ~6 MB).
     click.echo(round_line(outcome))
-    click.echo(mail_line(outcome))
+    for line in spool_lines(outcome):
+        click.echo(line, err=True)
+    if outcome.spooled is None:
+        click.echo(mail_line(outcome))
     if outcome.round.not_started:
         click.echo(f"interrupted: {len(outcome.round.results)} host(s) collected and stored, "
                    f"{outcome.round.not_started} not started", err=True)  # fmt: skip
         raise Exit(130)
+    if outcome.spooled is not None:
+        raise Exit(EXIT_SPOOLED)
     raise Exit(0 if outcome.round.failed_count == 0 else 1)

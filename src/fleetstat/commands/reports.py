@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from fleetstat.commands.common import Duration, command, config_option, db_option, load_config
-from fleetstat.present import csv_cell, out, print_history, report_table, strict_json
+from fleetstat.errors import FleetstatError
+from fleetstat.present import (
+    csv_cell,
+    out,
+    print_history,
+    report_table,
+    spool_status_line,
+    strict_json,
+)
+
+if TYPE_CHECKING:
+    from fleetstat.config import Config
 
 
 @command()
@@ -34,9 +46,18 @@ def report(
     """
     from fleetstat.app import report as latest_report
 
-    states = latest_report(
-        load_config(config), database_url=db, hosts=list(host) or None, failing=failing
-    )
+    cfg = load_config(config)
+    # The spool's depth says what the database does not hold yet; shown even (and
+    # first) when the database cannot be read.
+    spool_line = _spool_line(cfg)
+    try:
+        states = latest_report(cfg, database_url=db, hosts=list(host) or None, failing=failing)
+    except FleetstatError:
+        if spool_line:
+            click.echo(spool_line, err=True)
+        raise
+    if spool_line:
+        click.echo(spool_line, err=as_json or as_csv)
     if as_json:
         click.echo(strict_json([state.as_json() for state in states]))
     elif as_csv:
@@ -50,6 +71,19 @@ def report(
             writer.writerow({name: csv_cell(value) for name, value in cells.items()})
     else:
         out().print(report_table(states, wide=wide))
+
+
+def _spool_line(config: Config) -> str | None:
+    """The spool's status line when rounds wait there or were dropped; else None."""
+    from fleetstat.spool import SpoolError, spool_status
+
+    try:
+        status = spool_status(config)
+    except SpoolError as exc:
+        return f"spool: {exc}"
+    if not (status.rounds or status.dropped or status.unreadable):
+        return None
+    return spool_status_line(status)
 
 
 @command()

@@ -26,7 +26,14 @@ def watch(config: Path, every: float, db: str | None) -> None:
     Example: fleetstat watch -c /etc/fleetstat/fleetstat.xml --every 5m
     """
     # Imported here: the scheduler loads asyncio, which --help does not need.
-    from fleetstat.watch import MIN_EVERY_SECONDS, configure_logging, run_watch
+    from fleetstat.watch import (
+        MIN_EVERY_SECONDS,
+        catch_stop_signals_early,
+        configure_logging,
+        run_watch,
+    )
+
+    catch_stop_signals_early()  # a stop during start-up is a clean stop, exit 0
 
     if every < MIN_EVERY_SECONDS:
         raise click.BadParameter(f"give at least {MIN_EVERY_SECONDS:g}s", param_hint="'--every'")

@@ -4,10 +4,13 @@ The format (root ``<fleetstat>``; ``<clients>`` is accepted as the same root, an
 a single bare ``<client>`` as the whole file, as the assignment shows it)::
 
     <fleetstat>
-      <database url="sqlite:///fleetstat.db"/>        <!-- relative to this file -->
+      <database url="sqlite:///fleetstat.db"          <!-- relative to this file -->
+                alert-after="5m"/>                    <!-- admin mail when it is down -->
       <key path="fleetstat.key"/>                     <!-- server private key -->
       <smtp host="mail.example.com" starttls="true" from="fleetstat@example.com"
-            username="fleetstat" password-env="FLEETSTAT_SMTP_PASSWORD"/>
+            username="fleetstat" password-env="FLEETSTAT_SMTP_PASSWORD"
+            admin="root@example.com"/>                <!-- about fleetstat itself -->
+      <spool dir="/var/lib/fleetstat/spool" max-size="1GB"/>  <!-- rounds the DB missed -->
       <defaults concurrency="100" connect-timeout="10s" run-timeout="60s"
                 host-keys="strict" known-hosts="~/.ssh/known_hosts"
                 top-processes="5" top-processes-when="alerts" repeat="4h"/>
@@ -54,6 +57,7 @@ from fleetstat.config.model import (
     Http,
     Retention,
     Smtp,
+    SpoolSettings,
     Timeouts,
     TopProcessesWhen,
 )
@@ -73,6 +77,7 @@ __all__ = [
     "Http",
     "Retention",
     "Smtp",
+    "SpoolSettings",
     "Timeouts",
     "TopProcessesWhen",
     "load_config",

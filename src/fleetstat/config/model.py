@@ -1,8 +1,9 @@
 """The frozen values ``load_config`` returns (see docs/contracts.md, "Config dataclasses").
 
-Fields beyond the contract: ``Smtp.password_env``, ``Smtp.cafile``, ``Client.events_max``,
-``Retention`` and ``Config.retention``, ``Http`` and ``Config.http``, ``UnsetSecret`` and
-``Config.unset_secrets``.
+Fields beyond the contract: ``Smtp.password_env``, ``Smtp.cafile``, ``Smtp.admin``,
+``Client.events_max``, ``Retention`` and ``Config.retention``, ``Http`` and ``Config.http``,
+``UnsetSecret`` and ``Config.unset_secrets``, ``SpoolSettings`` and ``Config.spool``,
+``Config.database_alert_after``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Smtp:
     timeout: float = 30.0
     password_env: str | None = None  # the variable the password came from, for messages
     cafile: Path | None = None  # CA bundle or certificate to trust for TLS (private CA, tests)
+    admin: tuple[str, ...] = ()  # who hears about fleetstat itself (the database down)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,22 @@ class Retention:
     samples: float | None = None
     attempts: float | None = None
     events: float | None = None
+
+
+DEFAULT_SPOOL_BYTES = 1024**3
+DEFAULT_DATABASE_ALERT_AFTER = 300.0
+
+
+@dataclass(frozen=True)
+class SpoolSettings:
+    """Where rounds the database did not take wait for it: ``<spool .../>``.
+
+    ``directory`` is always set: the configured ``dir=``, or the default for this
+    config file (``fleetstat.spool.default_directory``).
+    """
+
+    directory: Path
+    max_bytes: int = DEFAULT_SPOOL_BYTES
 
 
 DEFAULT_LISTEN = ("127.0.0.1", 8760)
@@ -178,3 +196,17 @@ class Config:
     retention: Retention = field(default_factory=Retention)
     http: Http = field(default_factory=Http)
     unset_secrets: tuple[UnsetSecret, ...] = ()  # password-env variables missing at load
+    spool: SpoolSettings | None = None  # None only for a Config built by hand (tests)
+    # Without a working database for this long, the admin gets one mail (and one
+    # when it is back): <database alert-after="5m">.
+    database_alert_after: float = DEFAULT_DATABASE_ALERT_AFTER
+
+    @property
+    def admin_addresses(self) -> tuple[str, ...]:
+        """``<smtp admin="...">``, else the first client owner's addresses."""
+        if self.smtp is not None and self.smtp.admin:
+            return self.smtp.admin
+        for client in self.clients:
+            if client.mail:
+                return client.mail[:1]
+        return ()

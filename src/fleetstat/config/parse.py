@@ -16,6 +16,8 @@ from typing import cast, get_args
 
 from fleetstat.config.dburl import normalize_database_url, url_password, with_password
 from fleetstat.config.model import (
+    DEFAULT_DATABASE_ALERT_AFTER,
+    DEFAULT_SPOOL_BYTES,
     Client,
     ClientOs,
     Config,
@@ -24,6 +26,7 @@ from fleetstat.config.model import (
     Http,
     Retention,
     Smtp,
+    SpoolSettings,
     Timeouts,
     TopProcessesWhen,
 )
@@ -34,17 +37,29 @@ from fleetstat.config.validate import (
     check_host,
     check_mail,
     check_port,
+    default_spool_directory,
     parse_bool,
     parse_int,
     parse_listen,
     parse_seconds,
+    parse_spool_size,
     split_mail,
     suggest,
 )
 from fleetstat.errors import ConfigError
 
 ROOTS = ("fleetstat", "clients")
-TOP_LEVEL = ("database", "key", "smtp", "defaults", "retention", "http", "client", "clients")
+TOP_LEVEL = (
+    "database",
+    "key",
+    "smtp",
+    "defaults",
+    "retention",
+    "http",
+    "spool",
+    "client",
+    "clients",
+)
 CLIENT_CHILDREN = ("alert", "mail", "events")
 CREDENTIAL_FIX = (
     'add password-env="VAR" (password in an environment variable), '
@@ -124,6 +139,7 @@ def _build(reader: Reader, root: Node, file: Path) -> Config:
     defaults = sections.get("defaults")
     retention = sections.get("retention")
     http = sections.get("http")
+    spool = sections.get("spool")
     return Config(
         path=file,
         database_url=_database(reader, database),
@@ -133,6 +149,12 @@ def _build(reader: Reader, root: Node, file: Path) -> Config:
         clients=tuple(clients),
         retention=_retention(reader, retention) if retention else Retention(),
         http=_http(reader, http) if http else Http(),
+        spool=_spool(reader, spool, file),
+        database_alert_after=(
+            reader.get(database, "alert-after", parse_seconds, DEFAULT_DATABASE_ALERT_AFTER)
+            if database is not None
+            else DEFAULT_DATABASE_ALERT_AFTER
+        ),
     )
 
 
@@ -201,6 +223,7 @@ def _smtp(reader: Reader, node: Node) -> Smtp | None:
             'add password-env="SMTP_PASSWORD" (or remove username= for no AUTH)',
         )
     timeout = reader.get(node, "timeout", parse_seconds, 30.0)
+    admin = tuple(dict.fromkeys(reader.get(node, "admin", split_mail, list[str]())))
     cafile = reader.path(node, "cafile")
     if cafile is not None and not cafile.is_file():
         reader.issue(
@@ -218,8 +241,22 @@ def _smtp(reader: Reader, node: Node) -> Smtp | None:
     if host is None:
         return None
     return Smtp(
-        host, port, starttls, tls, sender, username, password, timeout, password_env, cafile
+        host, port, starttls, tls, sender, username, password, timeout, password_env, cafile, admin
     )
+
+
+def _spool(reader: Reader, node: Node | None, file: Path) -> SpoolSettings:
+    directory = reader.path(node, "dir") if node is not None else None
+    if directory is not None and directory.exists() and not directory.is_dir():
+        reader.issue(
+            node.attr_line("dir") if node is not None else None,
+            f"<spool> dir {directory} is not a directory",
+            "give a directory fleetstat may create and write (it is made 0700)",
+        )
+    max_bytes = DEFAULT_SPOOL_BYTES
+    if node is not None:
+        max_bytes = reader.get(node, "max-size", parse_spool_size, DEFAULT_SPOOL_BYTES)
+    return SpoolSettings(directory or default_spool_directory(file, reader.env), max_bytes)
 
 
 def _defaults(reader: Reader, node: Node) -> Defaults:

@@ -22,7 +22,7 @@ T = TypeVar("T")
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "fleetstat": (),
     "clients": (),
-    "database": ("url", "password-env"),
+    "database": ("url", "password-env", "alert-after"),
     "key": ("path",),
     "smtp": (
         "host",
@@ -35,6 +35,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "password-env",
         "timeout",
         "cafile",
+        "admin",
     ),
     "defaults": (
         "concurrency",
@@ -47,6 +48,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "repeat",
     ),
     "retention": ("samples", "attempts", "events"),
+    "spool": ("dir", "max-size"),
     "http": ("listen", "certfile", "keyfile", "metrics-public", "watch", "session-lifetime"),
     "client": ("ip", "port", "username", "password", "password-env", "key", "mail", "name", "os"),
     "alert": ("type", "limit", "mount", "for", "clear", "resolved", "repeat", "window", "scope"),

@@ -7,12 +7,14 @@ on its own and the element builders in ``parse.py`` stay short.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import ipaddress
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
-from fleetstat.units import parse_duration
+from fleetstat.units import parse_duration, parse_size
 
 
 class Invalid(ValueError):
@@ -199,3 +201,38 @@ def check_env_name(name: str) -> str:
             'use letters, digits and _, such as password-env="WEB01_PASSWORD"',
         )
     return name
+
+
+# A spool smaller than this cannot hold one round of a few hundred hosts.
+MIN_SPOOL_BYTES = 1024**2
+
+
+def parse_spool_size(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise Invalid(str(exc), 'write max-size="1GB" (binary units: 1GB = 1024 MB)') from None
+    if size < MIN_SPOOL_BYTES:
+        raise Invalid(f"{text!r} is under 1MB", 'write max-size="1GB" or at least "1MB"')
+    return size
+
+
+def default_spool_directory(config_file: Path, env: Mapping[str, str]) -> Path:
+    """Where a config's spool lives when ``<spool dir>`` is not given.
+
+    Under the state directory systemd gives the service (``StateDirectory=`` sets
+    ``$STATE_DIRECTORY``), else the XDG state directory (``$XDG_STATE_HOME``,
+    default ``~/.local/state``), in ``fleetstat/spool-<config name>-<8 hex>``: the
+    hex digits are a digest of the config's absolute path, so two configs (two
+    databases) never share a spool.
+    """
+    base_text = (env.get("STATE_DIRECTORY") or "").split(":")[0]
+    if base_text:
+        base = Path(base_text)
+    else:
+        xdg = env.get("XDG_STATE_HOME") or ""
+        home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+        state = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".local" / "state"
+        base = state / "fleetstat"
+    digest = hashlib.sha256(str(config_file).encode("utf-8", "surrogateescape")).hexdigest()
+    return base / f"spool-{config_file.stem}-{digest[:8]}"

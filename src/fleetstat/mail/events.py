@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL
 from fleetstat.hostfail import describe
 from fleetstat.mail.headers import header_text
 from fleetstat.mail.outbox import enqueue
-from fleetstat.mail.render import SUBJECT_PREFIX, Message, host_label
+from fleetstat.mail.render import SUBJECT_PREFIX, Message, host_label, late_reason
 from fleetstat.model import HostResult, RoundResult
 from fleetstat.store.errors import each_in_savepoint
 from fleetstat.store.events import round_events_in
@@ -81,8 +81,11 @@ def _event_lines(row: Any) -> list[str]:
     return ["  ".join(head), f"    {row.summary or '-'}"]
 
 
-def render_events_message(result: HostResult, rows: Sequence[Any], now: datetime) -> Message:
-    """Subject and body for one host's events of this round (``rows``: stored events)."""
+def render_events_message(
+    result: HostResult, rows: Sequence[Any], now: datetime, late: datetime | None = None
+) -> Message:
+    """Subject and body for one host's events of this round (``rows``: stored events);
+    ``late``: the round is stored only then (from the spool), and the body says so."""
     document = result.document
     label = host_label(result.client, document)
     family = document.security_events if document is not None else None
@@ -93,6 +96,8 @@ def render_events_message(result: HostResult, rows: Sequence[Any], now: datetime
     else:
         subject = f"{SUBJECT_PREFIX} no new security events on {label}"
     lines = [f"Security events on {label}, collected {_when(now)}."]
+    if late is not None:
+        lines.append(f"Late: {late_reason(now, late)}.")
     if family is not None and family.source:
         lines.append(f"Source: {SOURCES.get(family.source, family.source)}.")
     problem = document.errors.get("security_events") if document is not None else None
@@ -134,6 +139,7 @@ def queue_event_mail(
     *,
     url: URL,
     now: datetime | None = None,
+    late: datetime | None = None,
 ) -> dict[tuple[str, int], str]:
     """Enqueue this round's events mail for every host that wants one; the hosts it failed for.
 
@@ -153,12 +159,12 @@ def queue_event_mail(
     for r in hosts:
         key = (r.client.ip, r.client.port)
         try:
-            messages.append((render_events_message(r, stored.get(key, []), now), *key))
+            messages.append((render_events_message(r, stored.get(key, []), now, late), *key))
         except Exception as exc:  # this host's mail only
             failures[key] = describe(exc)
 
     def queue(conn: sa.Connection, batch: Sequence[tuple[Message, str, int]]) -> None:
-        enqueue(conn, batch, now=now, kind="events")
+        enqueue(conn, batch, now=late or now, kind="events")
 
     for index, why in each_in_savepoint(conn, url, messages, queue).items():
         failures[messages[index][1], messages[index][2]] = why

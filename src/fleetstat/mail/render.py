@@ -18,7 +18,7 @@ from fleetstat.config import AlertRule, Client
 from fleetstat.document import Document, Process
 from fleetstat.mail.headers import header_text
 from fleetstat.model import HostResult, NoticeKind
-from fleetstat.units import format_duration
+from fleetstat.units import format_duration, format_size
 
 SUBJECT_PREFIX = "[fleetstat]"
 _PERCENT_TYPES = ("memory", "cpu", "cpu-core", "swap", "disk")
@@ -250,7 +250,7 @@ def _process_row(row: Process) -> str:
     user = (row.user or "-")[:12]
     cpu_text = "-" if row.cpu_percent is None else f"{row.cpu_percent:.1f}"
     time_text = "-" if row.cpu_seconds is None else _cpu_time(row.cpu_seconds)
-    rss_text = "-" if row.rss_bytes is None else _bytes(row.rss_bytes)
+    rss_text = "-" if row.rss_bytes is None else format_size(row.rss_bytes)
     return f"  {pid:>7}  {user:<12} {cpu_text:>6} {time_text:>10} {rss_text:>10}  {row.name or '?'}"
 
 
@@ -262,15 +262,6 @@ def _cpu_time(seconds: float) -> str:
         return f"{int(minutes)}:{rest:05.2f}"
     hours, rest = divmod(int(seconds), 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def _bytes(count: float) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover - the loop returns at GiB
 
 
 def _process_count(document: Document | None) -> str:
