@@ -69,6 +69,8 @@ BAD: dict[str, tuple[list[str], str]] = {
     "token create": (["-c", "{config}"], "--name"),
     "token list": (["-c", "{config}", "--db"], "--db"),
     "token revoke": (["-c", "{config}"], "--name"),
+    "spool replay": (["-c", "{config}", "--db"], "--db"),
+    "spool status": (["-c", "{config}", "--json=yes"], "--json"),
 }
 
 

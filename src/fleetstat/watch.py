@@ -344,7 +344,7 @@ class Watcher:
             mail_queued=outcome.mail_queued,
             mail_failed=outcome.mail_failed,
             mail_error=outcome.mail_error,
-            uuid=outcome.round.uuid if outcome.spooled else None,
+            uuid=outcome.round.uuid,
             spool_depth=outcome.spooled.depth if outcome.spooled else None,
             error=outcome.database_error,
         )

@@ -1,0 +1,188 @@
+"""Issue 21's acceptance: nothing collected is lost when the database goes away.
+
+Real parts throughout: ``fleetstat watch`` as a process over simulated hosts
+(the sshd fixture), the shared PostgreSQL and MariaDB servers reached through a
+:class:`~outage_helpers.Gate` that only this test's connections go through (the
+servers themselves are never stopped), SQLite made immutable with ``chattr +i``,
+and a real SMTP server (aiosmtpd) catching the alert and admin mail.
+
+1. The database goes away for several rounds and comes back: every round that
+   ran is stored once, with its own timestamps and in order; the alerts of the
+   rounds that ran during the outage fire on replay, each mail once and late;
+   the admin gets one DOWN and one BACK mail. PostgreSQL, MariaDB, SQLite.
+2. ``kill -9`` during a replay, several times, then a restart: no round lost,
+   none stored twice, no mail twice.
+3. SIGTERM at random moments across start-up, rounds, outage and replay: exit 0
+   every time, and every round that ran is stored in the end (50 moments under
+   ``CI``, 12 otherwise: each is a new process, 2-3 s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import _server_database
+from fleet_fixtures import fleet_config
+from outage_helpers import Gate, Watch, field, immutable
+from smtp_fixtures import SmtpServer
+
+from fleetstat.simfleet import SimFleet, free_port
+from fleetstat.store import Store
+from fleetstat.store.schema import mail_outbox, rounds
+
+pytestmark = pytest.mark.sshd
+
+ADMIN = "root@example.com"
+OWNER = "ops@example.com"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer(free_port()).start()
+    yield server
+    server.stop()
+
+
+def outage_config(
+    tmp_path: Path, fleet: SimFleet, smtp: SmtpServer, url: str, alert_after: str = "1s"
+) -> Path:
+    """Two hosts; host 0 breaks a memory rule that mails every round (repeat="0"),
+    so each round that ran yields exactly one alert mail: a second one is a bug."""
+    config = fleet_config(
+        tmp_path,
+        fleet,
+        [0, 1],
+        database_url=url,
+        extra=smtp.xml().replace("timeout=", f'admin="{ADMIN}" timeout=')
+        + f'\n  <spool dir="{tmp_path / "spool"}"/>',
+    )
+    text = config.path.read_text().replace(
+        f'<database url="{url}"/>', f'<database url="{url}" alert-after="{alert_after}"/>'
+    )
+    first = fleet.client_xml(auth="key", mail=OWNER, indices=[0]).strip()
+    assert first.endswith("/>") and first in text
+    rule = '<alert type="memory" limit="1%" repeat="0"/>'
+    text = text.replace(first, f"{first[:-2]}>{rule}</client>")
+    config.path.write_text(text)
+    return config.path
+
+
+def stored_rounds(url: str) -> list[sa.Row]:
+    with Store(url) as store, store.engine.connect() as conn:
+        return list(conn.execute(sa.select(rounds).order_by(rounds.c.id)))
+
+
+def unsent_mail(url: str) -> int:
+    with Store(url) as store, store.engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(mail_outbox)
+        return int(conn.execute(query.where(mail_outbox.c.sent_at.is_(None))).scalar_one())
+
+
+def logged_uuids(watch: Watch) -> list[str]:
+    """Every round that ran to the end: stored (event=round) or spooled."""
+    return [
+        str(field(line, "uuid"))
+        for line in watch.lines
+        if " event=round " in line or " event=spooled " in line
+    ]
+
+
+def run_outage(
+    tmp_path: Path,
+    fleet: SimFleet,
+    smtp: SmtpServer,
+    url: str,
+    real_url: str,
+    cut: Callable[[], object],
+    restore: Callable[[], object],
+) -> None:
+    config = outage_config(tmp_path, fleet, smtp, url)
+    watch = Watch(config, "1s")
+    try:
+        watch.wait_for("round")
+        cut()
+        watch.wait_for("spooled", 3)
+        restore()
+        watch.wait_for("replayed")
+        replayed_in = len(watch.events("round_start"))
+        watch.wait_for("round", len(watch.events("round")) + 1)
+        watch.proc.send_signal(signal.SIGTERM)
+        code = watch.proc.wait(60)
+    finally:
+        restore()
+        watch.stop()
+    assert code == 0, watch.log
+    spooled = [str(field(line, "uuid")) for line in watch.events("spooled")]
+    ran = logged_uuids(watch)
+    assert len(spooled) >= 3 and len(set(ran)) == len(ran)
+
+    # Every round that ran is stored, once, in the order it ran, with its own times.
+    stored = stored_rounds(real_url)
+    assert [row.uuid for row in stored] == ran, watch.log
+    assert [row.started_at for row in stored] == sorted(row.started_at for row in stored)
+    late = [row for row in stored if row.replayed_at is not None]
+    assert [row.uuid for row in late] == spooled
+    delays = [(row.replayed_at - row.finished_at).total_seconds() for row in late]
+    assert min(delays) > 0 and max(delays) > 1.5, delays  # stored late, its own times kept
+    assert all(row.alerts_at is not None for row in stored)
+    with Store(real_url) as store:
+        assert (store.count("attempts"), store.count("samples")) == (2 * len(ran), 2 * len(ran))
+    assert unsent_mail(real_url) == 0
+    assert len(watch.events("replayed")) == 1, f"replayed in round {replayed_in}:\n{watch.log}"
+
+    # The alert of each round that ran: one mail each, late for the spooled ones.
+    alerts = [m for m in smtp.messages if m.rcpt_tos == (OWNER,)]
+    ids = {str(m.message["Message-ID"]) for m in alerts}  # one per outbox row
+    assert len(alerts) == len(ids) == len(ran), [m.subject for m in alerts]
+    assert sum("Late:     sent" in m.body for m in alerts) == len(spooled)
+    assert all(m.subject.startswith("[fleetstat] FIRING memory") for m in alerts)
+
+    # The admin: one mail when the database had been away a while, one when back.
+    admin = [m.subject for m in smtp.messages if m.rcpt_tos == (ADMIN,)]
+    assert len(admin) == 2, admin
+    assert admin[0].startswith("[fleetstat] DATABASE DOWN for ")
+    assert admin[1].startswith("[fleetstat] DATABASE BACK after ")
+
+
+@pytest.fixture
+def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new database on the shared server named by the test's ``backend``."""
+    yield from _server_database(request.param)
+
+
+@pytest.mark.parametrize("server_url", ["postgresql", "mariadb"], indirect=True)
+def test_a_database_server_away_for_several_rounds(
+    tmp_path: Path, sim_fleet: SimFleet, smtp: SmtpServer, server_url: str
+) -> None:
+    database = sa.make_url(server_url)
+    gate = Gate(database.host or "127.0.0.1", database.port or 0)
+    try:
+        proxied = gate.url(server_url)
+        run_outage(tmp_path, sim_fleet, smtp, proxied, server_url, gate.cut, gate.restore)
+    finally:
+        gate.close()
+
+
+def test_a_sqlite_file_made_unwritable_for_several_rounds(
+    tmp_path: Path, sim_fleet: SimFleet, smtp: SmtpServer
+) -> None:
+    path = tmp_path / "fleetstat.db"
+    url = f"sqlite:///{path}"
+    frozen = contextlib.ExitStack()
+    try:
+        run_outage(
+            tmp_path,
+            sim_fleet,
+            smtp,
+            url,
+            url,
+            lambda: frozen.enter_context(immutable(path)),
+            frozen.close,
+        )
+    finally:
+        frozen.close()
