@@ -20,18 +20,28 @@ and a real SMTP server (aiosmtpd) catching the alert and admin mail.
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
+import random
 import signal
+import subprocess
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alert_helpers import DOCUMENT
 from conftest import _server_database
 from fleet_fixtures import fleet_config
-from outage_helpers import Gate, Watch, field, immutable
+from outage_helpers import FLEETSTAT, Gate, Watch, field, immutable
 from smtp_fixtures import SmtpServer
 
+from fleetstat.config import Config, load_config
+from fleetstat.model import HostResult, RoundResult, Status
 from fleetstat.simfleet import SimFleet, free_port
+from fleetstat.spool import Spool
 from fleetstat.store import Store
 from fleetstat.store.schema import mail_outbox, rounds
 
@@ -186,3 +196,165 @@ def test_a_sqlite_file_made_unwritable_for_several_rounds(
         )
     finally:
         frozen.close()
+
+
+# -- 2. kill -9 during a replay ------------------------------------------------------------
+
+SPOOLED = 40
+
+
+def spooled_rounds(config: Config, count: int) -> list[RoundResult]:
+    """``count`` rounds of the config's hosts as an outage leaves them in the spool."""
+    start = datetime.now(UTC) - timedelta(hours=1)
+    made = []
+    for n in range(count):
+        at = start + timedelta(seconds=30 * n)
+        results = tuple(
+            HostResult(c, Status.OK, at, 0.5, document=copy.deepcopy(DOCUMENT))
+            for c in config.clients
+        )
+        made.append(RoundResult(at, at + timedelta(seconds=1), results))
+    return made
+
+
+def stored_count(url: str) -> int:
+    with Store(url) as store:
+        return store.count("rounds")
+
+
+@pytest.mark.parametrize("server_url", ["postgresql"], indirect=True)
+def test_kill_9_during_a_replay_then_a_restart(
+    tmp_path: Path, sim_fleet: SimFleet, smtp: SmtpServer, server_url: str
+) -> None:
+    """Acceptance 2: three replays killed at random moments once they are writing
+    (in a round's transaction, between the round and its alerts, between the commit
+    and the file's removal: wherever it lands), then watch starts again."""
+    path = outage_config(tmp_path, sim_fleet, smtp, server_url)
+    config = load_config(path)
+    spool = Spool.for_config(config)
+    made = spooled_rounds(config, SPOOLED)
+    for spooled in made:
+        spool.put(spooled, "database down")
+    with Store(server_url) as store:
+        store.upgrade()
+    rng = random.Random()
+    kills = 0
+    while kills < 3 and spool.entries():
+        before = stored_count(server_url)
+        replaying = subprocess.Popen([FLEETSTAT, "spool", "replay", "-c", str(path)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while stored_count(server_url) == before and replaying.poll() is None:
+            assert time.monotonic() < deadline, "the replay wrote nothing"
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.2))
+        replaying.kill()  # SIGKILL: no clean-up of any kind
+        _, err = replaying.communicate(timeout=30)
+        kills += replaying.returncode == -signal.SIGKILL
+        assert replaying.returncode in (0, -signal.SIGKILL), err
+    assert kills == 3, "the replays ended before they could be killed"
+    assert 0 < len(spool.entries()) < SPOOLED
+
+    watch = Watch(path, "1h")  # the restart: replays the rest, then its own round
+    try:
+        watch.wait_for("round")
+        watch.proc.send_signal(signal.SIGTERM)
+        code = watch.proc.wait(60)
+    finally:
+        watch.stop()
+    assert code == 0, watch.log
+    assert spool.entries() == []
+    ran = [r.uuid for r in made] + logged_uuids(watch)
+    stored = stored_rounds(server_url)
+    assert [row.uuid for row in stored] == ran  # none lost, none twice, in order
+    assert all(row.alerts_at is not None for row in stored)
+    with Store(server_url) as store, store.engine.connect() as conn:
+        kinds = conn.execute(sa.select(mail_outbox.c.kind, mail_outbox.c.client_ip)).all()
+    assert len(kinds) == len(ran)  # one alert mail per round: none twice, none lost
+    alerts = [m for m in smtp.messages if m.rcpt_tos == (OWNER,)]
+    assert len({str(m.message["Message-ID"]) for m in alerts}) == len(alerts) == len(ran)
+
+
+# -- 3. SIGTERM at random moments ---------------------------------------------------------
+
+# Each trial is a new watch process (2-3 s on a quiet machine): CI runs the 50 of
+# the acceptance, a run without CI 12 (FLEETSTAT_SIGTERM_TRIALS overrides both).
+TRIALS = int(os.environ.get("FLEETSTAT_SIGTERM_TRIALS") or (50 if os.environ.get("CI") else 12))
+PHASES = ("start-up", "round", "outage", "replay")
+_LANDED = (*PHASES, "between rounds")
+
+
+@pytest.mark.parametrize("server_url", ["postgresql"], indirect=True)
+def test_sigterm_at_random_moments_exits_0_and_loses_nothing(
+    tmp_path: Path, sim_fleet: SimFleet, smtp: SmtpServer, server_url: str
+) -> None:
+    """Acceptance 3: SIGTERM at random moments across start-up, rounds, an outage
+    and the replay after it; exit 0 every time; in the end every round that ran
+    is stored, once."""
+    gate = Gate(*_host_port(server_url))
+    path = outage_config(tmp_path, sim_fleet, smtp, gate.url(server_url))
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    ran: list[str] = []
+    hit: dict[str, int] = dict.fromkeys(_LANDED, 0)
+    try:
+        for trial in range(TRIALS):
+            phase = PHASES[trial % len(PHASES)]
+            # An outage spools rounds; the next trial with the database back (the
+            # "replay" one) writes them first, while its first round runs.
+            (gate.cut if phase == "outage" else gate.restore)()
+            watch = Watch(path, "0.5s")
+            try:
+                # Each phase from its own starting point, then a random moment:
+                # start-up from the signal handler, the replay from the loop's
+                # start (it runs while the first round's hosts answer), rounds
+                # and the outage from the first round's start.
+                if phase == "start-up":
+                    watch.wait_for_signal_handler()
+                    delay = rng.uniform(0, 0.6)
+                elif phase == "replay":
+                    watch.wait_for("watch_start")
+                    delay = rng.uniform(0, 0.6)
+                else:
+                    watch.wait_for("round_start")
+                    delay = rng.uniform(0, 1.5)
+                time.sleep(delay)
+                watch.proc.send_signal(signal.SIGTERM)
+                code = watch.proc.wait(60)
+            finally:
+                watch.stop()
+            where = f"trial {trial} ({phase}, {delay:.3f} s, seed {seed})"
+            assert code == 0, f"{where}: exit {code}\n{watch.log}"
+            assert watch.events("watch_stop"), f"{where}\n{watch.log}"
+            ran += logged_uuids(watch)
+            hit[_landed(watch, phase)] += 1
+        gate.restore()
+        done = subprocess.run([FLEETSTAT, "spool", "replay", "-c", str(path)],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    finally:
+        gate.close()
+    stored = stored_rounds(server_url)
+    assert sorted(row.uuid for row in stored) == sorted(ran), f"seed {seed}"
+    assert len(set(ran)) == len(ran)
+    print(f"SIGTERM landed ({TRIALS} trials, seed {seed}): {hit}")  # shown with -s
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parsed = sa.make_url(url)
+    return parsed.host or "127.0.0.1", int(parsed.port or 0)
+
+
+def _landed(watch: Watch, phase: str) -> str:
+    """Where the stop request found the process, read from its log."""
+    order = [str(field(line, "event")) for line in watch.lines if " event=" in line]
+    stop = order.index("stopping") if "stopping" in order else 0
+    before = order[:stop]
+    if "watch_start" not in before:
+        return "start-up"  # caught before the loop ran
+    if before[-1] != "round_start":
+        return "between rounds"
+    cut_short = any(" event=replayed " in ln and "stopped=True" in ln for ln in watch.lines)
+    if cut_short:
+        return "replay"
+    return "outage" if phase == "outage" else "round"

@@ -389,3 +389,20 @@ def test_collect_spools_with_status_69_and_spool_replay_writes_it(tmp_path: Path
     report = run_cli("report", "-c", str(path), "--db", db, "--json")
     assert report.returncode == 0 and "spool:" not in report.stderr + report.stdout
     assert json.loads(report.stdout)[0]["status"] == "unreachable"
+
+
+def test_a_round_stored_but_not_evaluated_before_a_crash_is_evaluated_once(
+    store: Store, db_url: str, tmp_path: Path
+) -> None:
+    """The other window: the round committed, the process died before its alerts'
+    transaction did. The replay only evaluates it (once), and removes the file."""
+    config = config_with(tmp_path, db_url)
+    spool = Spool.for_config(config)
+    first = a_round(0)
+    store.record_round(first)  # ... and then the crash
+    spool.put(first, "the database went away during the evaluation")
+    report = replay(config, store, spool)
+    again = replay(config, store, spool)
+    assert (report.written, report.already, report.left) == (0, 1, 0)
+    assert (again.written, again.already) == (0, 0)
+    assert store.count("rounds") == 1 and len(outbox(store)) == 2

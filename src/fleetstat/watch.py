@@ -370,7 +370,9 @@ class Watcher:
               stopped=report.stopped or None)  # fmt: skip
 
     async def _final_flush(self) -> None:
-        if self.flush_fn is None:
+        # No round ran (stopped during start-up): nothing of ours is queued, and
+        # opening the database only to find that out would delay the stop.
+        if self.flush_fn is None or self.stats.rounds + self.stats.crashed == 0:
             return
         try:
             fields = await asyncio.to_thread(self.flush_fn)

@@ -218,9 +218,10 @@ class Spool:
 
     def save_bookmarks(self, bookmarks: Mapping[tuple[str, int], str]) -> None:
         """Remember the database's bookmarks (read at each round that reached it)."""
+        if dict(bookmarks) == self.bookmarks():
+            return  # the usual case: no file written, no directory made
         with self._locked():
-            if dict(bookmarks) != self.bookmarks():
-                self._write_json("bookmarks.json", {"hosts": _host_keys(bookmarks)})
+            self._write_json("bookmarks.json", {"hosts": _host_keys(bookmarks)})
 
     def read_json(self, name: str) -> Any:
         """A small state file of the spool directory (None when absent or unreadable)."""

@@ -34,6 +34,8 @@ from fleetstat.store.schema import (
 # SQLite waits this long for another writer (a `watch` beside a `collect`) before
 # giving up with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How long a PostgreSQL connection may take to open (unless the URL says otherwise).
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -318,6 +320,10 @@ def _create_engine(url: URL, *, echo: bool, create: bool = True) -> Engine:
     options["pool_pre_ping"] = True
     if url.get_backend_name() in ("mysql", "mariadb"):
         options["pool_recycle"] = 3600  # under MySQL's wait_timeout on most setups
+    elif "connect_timeout" not in url.query:
+        # libpq waits as long as TCP does (minutes) for a server that drops packets;
+        # a round would wait that long before it is spooled. PyMySQL's default is 10.
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     return sa.create_engine(url, **options)
 
 
