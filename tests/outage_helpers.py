@@ -1,4 +1,4 @@
-"""A database that goes away for one test only, and ``fleetstat watch`` as a process.
+"""``fleetstat watch`` as a process, and a database that goes away for one test only.
 
 The PostgreSQL and MariaDB servers on this machine are shared by every test
 suite running on it: they are never stopped. A test cuts *its own* path to them
@@ -118,11 +118,10 @@ def immutable(path: Path) -> Iterator[None]:
 class Watch:
     """``fleetstat watch`` as a child process, its stderr lines collected as they come."""
 
-    def __init__(self, config: Path, every: str, *, command: tuple[str, ...] = ("watch",)) -> None:
+    def __init__(self, config: Path, every: str) -> None:
         self.lines: list[str] = []
-        args = [*command, "-c", str(config)] + (["--every", every] if every else [])
         self.proc = subprocess.Popen(
-            [FLEETSTAT, *args],
+            [FLEETSTAT, "watch", "-c", str(config), "--every", every],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -136,15 +135,20 @@ class Watch:
         for line in self.proc.stderr:
             self.lines.append(line.rstrip("\n"))
 
+    def count(self, marker: str) -> int:
+        return sum(1 for line in list(self.lines) if marker in line)
+
     def events(self, name: str) -> list[str]:
+        """The log lines of ``event=name`` (exactly that event, not ``name_*``)."""
         return [line for line in list(self.lines) if f" event={name} " in f"{line} "]
 
-    def wait_for(self, name: str, times: int = 1, timeout: float = 90) -> None:
+    def wait_for(self, marker: str, times: int = 1, timeout: float = 90) -> None:
+        """Until ``marker`` (``"event=round "``) is in ``times`` lines; else fail."""
         deadline = time.monotonic() + timeout
-        while len(self.events(name)) < times:
+        while self.count(marker) < times:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                pytest.fail(f"no {times} x event={name} in:\n" + "\n".join(self.lines))
+                pytest.fail(f"no {times} x {marker!r} in:\n" + "\n".join(self.lines))
             time.sleep(0.05)
 
     def wait_for_signal_handler(self, timeout: float = 60) -> None:

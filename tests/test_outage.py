@@ -114,13 +114,13 @@ def run_outage(
     config = outage_config(tmp_path, fleet, smtp, url)
     watch = Watch(config, "1s")
     try:
-        watch.wait_for("round")
+        watch.wait_for("event=round ")
         cut()
-        watch.wait_for("spooled", 3)
+        watch.wait_for("event=spooled ", 3)
         restore()
-        watch.wait_for("replayed")
+        watch.wait_for("event=replayed ")
         replayed_in = len(watch.events("round_start"))
-        watch.wait_for("round", len(watch.events("round")) + 1)
+        watch.wait_for("event=round ", len(watch.events("round")) + 1)
         watch.proc.send_signal(signal.SIGTERM)
         code = watch.proc.wait(60)
     finally:
@@ -257,7 +257,7 @@ def test_kill_9_during_a_replay_then_a_restart(
 
     watch = Watch(path, "1h")  # the restart: replays the rest, then its own round
     try:
-        watch.wait_for("round")
+        watch.wait_for("event=round ")
         watch.proc.send_signal(signal.SIGTERM)
         code = watch.proc.wait(60)
     finally:
@@ -313,10 +313,10 @@ def test_sigterm_at_random_moments_exits_0_and_loses_nothing(
                     watch.wait_for_signal_handler()
                     delay = rng.uniform(0, 0.6)
                 elif phase == "replay":
-                    watch.wait_for("watch_start")
+                    watch.wait_for("event=watch_start ")
                     delay = rng.uniform(0, 0.6)
                 else:
-                    watch.wait_for("round_start")
+                    watch.wait_for("event=round_start ")
                     delay = rng.uniform(0, 1.5)
                 time.sleep(delay)
                 watch.proc.send_signal(signal.SIGTERM)

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 from alert_helpers import client, failed, ok, round_of
 from fleet_fixtures import CONNECT_TIMEOUT, HANG, HANG_LONG, RUN_TIMEOUT, fleet_config
+from outage_helpers import Watch
 from smtp_fixtures import SmtpServer
 
 from fleetstat.app import CollectOutcome
@@ -44,6 +44,16 @@ DOWN = client(ip="10.0.0.6", name="db 01")
 def outcome(round_id: int = 1) -> CollectOutcome:
     now = datetime.now(UTC)
     return CollectOutcome(round_of(ok(WEB, now), failed(DOWN, now)), round_id, "sqlite://")
+
+
+async def run_with_signal_handlers(watcher: Watcher) -> int:
+    """``watcher.run()`` with its SIGTERM/SIGINT handlers, removed again afterwards."""
+    watcher.install_signal_handlers()
+    try:
+        return await watcher.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().remove_signal_handler(sig)
 
 
 def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -120,16 +130,7 @@ def test_stop_finishes_the_round_in_flight_and_flushes(caplog: pytest.LogCapture
         return {"mail_sent": 1, "mail_queued": 0}
 
     watcher = Watcher(0.05, round_fn, flush_fn=flush)
-
-    async def main() -> int:
-        watcher.install_signal_handlers()
-        try:
-            return await watcher.run()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                asyncio.get_running_loop().remove_signal_handler(sig)
-
-    assert asyncio.run(main()) == 0
+    assert asyncio.run(run_with_signal_handlers(watcher)) == 0
     assert events == [
         "round start", "round end", "round start", "stop requested", "round end", "flush"
     ]  # fmt: skip
@@ -223,48 +224,6 @@ def test_bad_interval_is_a_usage_error(tmp_path: Path) -> None:
 
 
 # -- the real thing: sshd, SMTP, a subprocess, SIGTERM ---------------------------------------
-
-
-class Watch:
-    """``fleetstat watch`` as a child process, its stderr lines collected as they come."""
-
-    def __init__(self, config: Path, every: str) -> None:
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [FLEETSTAT, "watch", "-c", str(config), "--every", every],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "JOURNAL_STREAM": ""},
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def count(self, marker: str) -> int:
-        return sum(1 for line in list(self.lines) if marker in line)
-
-    def wait_for(self, marker: str, times: int = 1, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while self.count(marker) < times:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"no {times} x {marker!r} in:\n" + "\n".join(self.lines))
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """Kill it if still running; collect the last lines; close the pipes."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self._reader.join(5)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 @pytest.mark.sshd
@@ -405,3 +364,31 @@ def test_watch_process_second_signal_aborts(tmp_path: Path, sim_fleet: SimFleet)
     with Store(config.database_url) as store:
         store.ensure_schema()  # the abort may have come before the schema was made
         assert store.count("rounds") == 0
+
+
+def test_a_stop_during_start_up_is_a_clean_stop(caplog: pytest.LogCaptureFixture) -> None:
+    """SIGTERM before the loop runs (config, imports): kept, and honoured as soon as
+    the loop's handlers take over: no round starts, run() returns 0."""
+    from fleetstat import watch as watch_module
+
+    caplog.set_level(logging.INFO, logger="fleetstat.watch")
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    rounds: list[int] = []
+
+    async def round_fn() -> CollectOutcome:  # pragma: no cover - must not run
+        rounds.append(1)
+        return outcome()
+
+    try:
+        watch_module.catch_stop_signals_early()
+        os.kill(os.getpid(), signal.SIGTERM)  # during "start-up": no loop yet
+        assert watch_module._early_signals == ["SIGTERM"]
+        assert asyncio.run(run_with_signal_handlers(Watcher(0.05, round_fn))) == 0
+    finally:
+        watch_module._early_signals.clear()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert rounds == []
+    logged = messages(caplog)
+    assert logged[0].startswith("event=stopping signal=SIGTERM")
+    assert logged[-1].startswith("event=watch_stop reason=SIGTERM rounds=0")

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
 import re
-import secrets
 import stat
 import zlib
 from pathlib import Path
@@ -37,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fleetstat.errors import EnvelopeError, KeyFileError
+from fleetstat.files import write_atomically
 
 __all__ = [
     "DEFAULT_MAX_DOCUMENT_BYTES",
@@ -264,31 +263,6 @@ def _pub_path(path: Path) -> Path:
     return path.with_name(path.name + ".pub")
 
 
-def _write_new_file(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` atomically: a private temp file, then a rename.
-
-    The temp file is created with ``mode`` already (O_CREAT | O_EXCL, then fchmod
-    so the umask cannot widen or narrow it), so the key is never readable by
-    others, not even for a moment, and a crash leaves the old file or none.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def generate_keypair(path: Path, *, force: bool = False) -> X25519PublicKey:
     """Write a new server key pair: ``path`` (PKCS8 PEM, 0600) and ``path.pub``.
 
@@ -315,8 +289,8 @@ def generate_keypair(path: Path, *, force: bool = False) -> X25519PublicKey:
     try:
         # A folder made here holds only the key pair: private to its owner, as ~/.ssh.
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _write_new_file(path, pem, 0o600)
-        _write_new_file(pub_path, (public_key_b64(public_key) + "\n").encode("ascii"), 0o644)
+        write_atomically(path, pem, 0o600)
+        write_atomically(pub_path, (public_key_b64(public_key) + "\n").encode("ascii"), 0o644)
     except OSError as exc:
         raise KeyFileError(f"cannot write {path}: {exc.strerror or exc}") from None
     return public_key

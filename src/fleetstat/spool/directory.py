@@ -40,6 +40,7 @@ from typing import Any
 
 from fleetstat.config import Client, Config
 from fleetstat.errors import FleetstatError
+from fleetstat.files import fsync_directory, write_atomically
 from fleetstat.model import RoundResult
 from fleetstat.spool.codec import (
     PREFIX,
@@ -166,7 +167,7 @@ class Spool:
             target_dir.mkdir(mode=0o700, exist_ok=True)
             target = target_dir / entry.name
             os.replace(entry.path, target)
-            _fsync_dir(self.directory)
+            fsync_directory(self.directory)
         log.error("spool file %s cannot be read (%s): moved to %s", entry.name, why, target)
         return target
 
@@ -290,21 +291,9 @@ class Spool:
 
     def _write(self, name: str, data: bytes) -> None:
         """``name`` with ``data``, whole or not at all: temp file, fsync, rename, fsync dir."""
-        temp = self.directory / f".{name}.{os.getpid()}.tmp"
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, self.directory / name)
-            _fsync_dir(self.directory)
+            write_atomically(self.directory / name, data, 0o600)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
             raise SpoolError(f"cannot write {name} in the spool {self.directory}: {exc}") from exc
 
     def _write_json(self, name: str, value: object) -> None:
@@ -313,7 +302,7 @@ class Spool:
     def _unlink(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        _fsync_dir(self.directory)
+        fsync_directory(self.directory)
 
     def _count_dropped(self, count: int) -> None:
         counter = _read_json(self.directory / "dropped.json")
@@ -353,12 +342,3 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_bytes())
     except (OSError, ValueError):
         return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in ``directory`` durable (POSIX: fsync the directory)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

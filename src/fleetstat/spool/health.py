@@ -34,7 +34,7 @@ from fleetstat.config import Config
 from fleetstat.errors import MailError
 from fleetstat.spool.codec import iso, parse_iso
 from fleetstat.spool.directory import Spool
-from fleetstat.units import format_duration
+from fleetstat.units import format_duration, format_size
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,8 @@ class DatabaseHealth:
                 "and the alerts they hold are mailed (late, and saying so).",
                 "",
                 f"Spool:    {self.spool.directory}",
-                f"          {status.rounds} round(s) waiting, bound {status.max_bytes} bytes"
+                f"          {status.rounds} round(s) waiting, "
+                f"{format_size(status.bytes)} of {format_size(status.max_bytes)}"
                 + (f", {status.dropped} dropped so far" if status.dropped else ""),
                 "",
                 "-- ",
