@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alert_helpers import DOCUMENT
+from alert_helpers import DOCUMENT, checked
 from conftest import _server_database
 from fleet_fixtures import fleet_config
 from outage_helpers import FLEETSTAT, Gate, Watch, field, immutable
@@ -210,7 +210,7 @@ def spooled_rounds(config: Config, count: int) -> list[RoundResult]:
     for n in range(count):
         at = start + timedelta(seconds=30 * n)
         results = tuple(
-            HostResult(c, Status.OK, at, 0.5, document=copy.deepcopy(DOCUMENT))
+            HostResult(c, Status.OK, at, 0.5, document=checked(copy.deepcopy(DOCUMENT)))
             for c in config.clients
         )
         made.append(RoundResult(at, at + timedelta(seconds=1), results))

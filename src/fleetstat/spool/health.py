@@ -31,7 +31,7 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
 
 from fleetstat.config import Config
-from fleetstat.errors import MailError
+from fleetstat.errors import MailError, StoreError
 from fleetstat.spool.codec import iso, parse_iso
 from fleetstat.spool.directory import Spool
 from fleetstat.units import format_duration, format_size
@@ -200,11 +200,11 @@ def _when(moment: datetime) -> str:
 
 def display_url(url: str) -> str:
     """A database URL with its password masked, for messages (the URL may be invalid)."""
-    import sqlalchemy as sa
+    from fleetstat.store.errors import parse_url
 
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError):
+        return parse_url(url).render_as_string(hide_password=True)
+    except StoreError:
         return "the configured database (its URL does not parse)"
 
 
@@ -212,7 +212,6 @@ def check_database_health(config: Config, database_url: str | None = None) -> Ou
     """Between two rounds (``watch``): when an outage's DOWN mail is due, try the
     database and mail the admin if it still fails. Costs one small file read
     when the database is fine; the outage (if any) is returned."""
-    from fleetstat.errors import StoreError
     from fleetstat.store import Store
 
     spool = Spool.for_config(config)
