@@ -36,6 +36,7 @@ from alert_helpers import DOCUMENT, checked
 from conftest import _server_database
 from fleet_fixtures import fleet_config
 from outage_helpers import FLEETSTAT, Gate, Watch, field, immutable
+from serve_fixtures import Served, serve_config
 from smtp_fixtures import SmtpServer
 
 from fleetstat.config import Config, load_config
@@ -358,3 +359,39 @@ def _landed(watch: Watch, phase: str) -> str:
     if cut_short:
         return "replay"
     return "outage" if phase == "outage" else "round"
+
+
+# -- serve: /health says how deep the spool is ---------------------------------------------
+
+
+@pytest.mark.parametrize("server_url", ["postgresql"], indirect=True)
+def test_serve_health_shows_the_spool_during_an_outage(
+    tmp_path: Path, sim_fleet: SimFleet, server_url: str
+) -> None:
+    """``serve`` runs the same rounds: with its database cut off they are spooled,
+    ``/api/v1/health`` says so (503, the depth from the spool directory alone),
+    and once it is back they are written and the depth is 0 again."""
+    gate = Gate(*_host_port(server_url))
+    path = serve_config(tmp_path, sim_fleet, [0], database_url=gate.url(server_url))
+    served = Served(path, "--every", "0.5s")
+    try:
+        served.wait_for("event=round ")
+        with served.client() as http:
+            assert http.get("/api/v1/health").json()["spool_rounds"] == 0
+            gate.cut()
+            served.wait_for("event=spooled ", 2)
+            down = http.get("/api/v1/health")
+            assert down.status_code == 503 and down.json()["database"] == "unreachable"
+            assert down.json()["spool_rounds"] >= 2 and down.json()["spool_dropped"] == 0
+            gate.restore()
+            served.wait_for("event=replayed ")
+            served.wait_for("event=round ", served.count("event=round ") + 1)
+            back = http.get("/api/v1/health").json()
+            assert (back["database"], back["spool_rounds"]) == ("ok", 0)
+        assert served.stop() == 0, served.log
+    finally:
+        served.kill()
+        gate.close()
+    spooled = [field(line, "uuid") for line in served.lines if " event=spooled " in line]
+    stored = {row.uuid for row in stored_rounds(server_url)}
+    assert spooled and set(spooled) <= stored

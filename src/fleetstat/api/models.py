@@ -194,3 +194,10 @@ class Health(BaseModel):
     last_round_age_seconds: float | None
     monitoring: bool
     uptime_seconds: float
+    spool_rounds: int | None = Field(
+        None, description="rounds waiting in the local spool for the database (0: none)"
+    )
+    spool_dropped: int | None = Field(
+        None, description="rounds the spool's size bound dropped, since the counter began"
+    )
+    spool_oldest: datetime | None = Field(None, description="start of the oldest spooled round")

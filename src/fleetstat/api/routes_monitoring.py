@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from fleetstat.api import models
 from fleetstat.api.deps import MONITORING_STATE, Context, ServerContext, User
 from fleetstat.api.errors import emit
+from fleetstat.config import Config
 from fleetstat.errors import StoreError
 from fleetstat.store.accounts import read_state, write_state
 from fleetstat.store.browse import last_round, ping
@@ -78,6 +79,7 @@ def health(context: Context) -> Any:
         "last_round_age_seconds": None,
         "monitoring": context.watcher.running if context.watcher else False,
         "uptime_seconds": round((now - context.started_at).total_seconds(), 3),
+        **_spool_depth(context.config),
     }
     try:
         ping(context.store)
@@ -90,3 +92,22 @@ def health(context: Context) -> Any:
         body["last_round_at"] = latest.finished_at
         body["last_round_age_seconds"] = round((now - latest.finished_at).total_seconds(), 3)
     return body
+
+
+def _spool_depth(config: Config) -> dict[str, Any]:
+    """Rounds waiting in the spool for the database, and those its bound dropped.
+
+    Read from the spool directory only: it answers with the database down.
+    """
+    from fleetstat.spool import SpoolError, spool_status
+
+    try:
+        status = spool_status(config)
+    except SpoolError as exc:
+        emit(logging.ERROR, event="health_spool_error", error=str(exc))
+        return {"spool_rounds": None, "spool_dropped": None, "spool_oldest": None}
+    return {
+        "spool_rounds": status.rounds,
+        "spool_dropped": status.dropped,
+        "spool_oldest": status.oldest,
+    }

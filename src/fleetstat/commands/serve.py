@@ -63,8 +63,9 @@ def serve(
     if (certfile is None) != (keyfile is None):
         raise click.UsageError("TLS needs both --certfile and --keyfile")
     from fleetstat.serve import ServeOptions, run_serve
-    from fleetstat.watch import configure_logging
+    from fleetstat.watch import catch_stop_signals_early, configure_logging
 
+    catch_stop_signals_early()  # a stop during start-up is a clean stop, exit 0
     cfg = load_config(config)
     configure_logging()
     options = ServeOptions(
