@@ -7,8 +7,10 @@ during a replay, SIGTERM at random moments) are in ``test_outage.py``.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -23,18 +25,21 @@ import sqlalchemy as sa
 from alert_helpers import T0, client, failed, ok, round_of, rule
 from smtp_fixtures import SmtpServer
 
+from fleetstat.app import CollectOutcome
 from fleetstat.config import Config, SpoolSettings, load_config
 from fleetstat.config.validate import default_spool_directory
 from fleetstat.errors import ConfigError
 from fleetstat.model import RoundResult
+from fleetstat.present import spool_lines
 from fleetstat.simfleet import free_port
-from fleetstat.spool import Spool
+from fleetstat.spool import Spool, Spooled
 from fleetstat.spool.codec import decode_round, encode_round
 from fleetstat.spool.health import DatabaseHealth
 from fleetstat.spool.replay import replay, store_round_once
 from fleetstat.store import Store
 from fleetstat.store.schema import mail_outbox, rounds
 from fleetstat.units import parse_size
+from fleetstat.watch import Watcher
 
 FLEETSTAT = str(Path(sys.executable).parent / "fleetstat")
 WEB = client(rule("memory", 10), ip="10.0.0.5")
@@ -410,3 +415,30 @@ def test_a_round_stored_but_not_evaluated_before_a_crash_is_evaluated_once(
     assert (report.written, report.already, report.left) == (0, 1, 0)
     assert (again.written, again.already) == (0, 0)
     assert store.count("rounds") == 1 and len(outbox(store)) == 2
+
+
+def test_what_the_bound_dropped_is_said_by_collect_and_watch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Acceptance 4, the reporting: collect's lines, watch's event=spool_dropped."""
+    dropped = ("round-20261122T100000.000000Z-a.json.gz", "round-20261122T100500.000000Z-b.json.gz")
+    outcome = CollectOutcome(
+        a_round(10),
+        None,
+        "postgresql+psycopg://db/fleet",
+        spooled=Spooled(tmp_path / "r.json.gz", dropped, 3),
+        database_error="connection refused",
+    )
+    lines = spool_lines(outcome)
+    assert "database unavailable: connection refused" in lines
+    assert any("dropped 2 round(s), oldest first: round-20261122T1000" in line for line in lines)
+
+    caplog.set_level(logging.INFO, logger="fleetstat.watch")
+
+    async def round_fn() -> CollectOutcome:
+        return outcome
+
+    asyncio.run(Watcher(0.01, round_fn, max_rounds=1).run())
+    logged = [r.getMessage() for r in caplog.records if r.name == "fleetstat.watch"]
+    assert any(m.startswith("event=spool_dropped n=1 rounds=2 names=") for m in logged)
+    assert any(m.startswith("event=spooled n=1") and "spool_depth=3" in m for m in logged)
