@@ -180,10 +180,10 @@ def test_a_host_whose_alert_mail_cannot_be_rendered_is_marked_and_the_rest_go_on
 
     real = evaluate.render_message
 
-    def render(result: Any, notices: Any) -> Any:
+    def render(result: Any, notices: Any, **options: Any) -> Any:
         if result.client.name is None:  # the fourth host: a bug only its data reaches
             raise RuntimeError("a bug one host's data reaches")
-        return real(result, notices)
+        return real(result, notices, **options)
 
     monkeypatch.setattr(evaluate, "render_message", render)
     config = config_for(tmp_path, shared_db, smtp_server, 99)
@@ -214,7 +214,7 @@ def test_a_host_whose_events_mail_cannot_be_rendered_is_marked_and_the_rest_go_o
 ) -> None:
     from fleetstat.mail import events
 
-    def render(result: Any, rows: Any, now: Any) -> Any:
+    def render(result: Any, rows: Any, now: Any, late: Any = None) -> Any:
         raise RuntimeError("events mail broke")
 
     monkeypatch.setattr(events, "render_events_message", render)
