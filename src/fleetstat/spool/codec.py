@@ -53,6 +53,7 @@ def encode_round(round: RoundResult, reason: str) -> bytes:
         "finished_at": iso(round.finished_at),
         "spooled_at": iso(datetime.now(UTC)),
         "reason": reason,
+        "not_started": round.not_started,
         "results": [_encode_result(result) for result in round.results],
     }
     # NaN and Infinity that a document may hold are kept as Python writes them
@@ -90,6 +91,7 @@ def decode_round(data: bytes, clients: Mapping[tuple[str, int], Client]) -> Roun
             started_at=need_time(raw["started_at"]),
             finished_at=need_time(raw["finished_at"]),
             results=results,
+            not_started=int(raw.get("not_started") or 0),
             uuid=str(raw["uuid"]),
         )
     except (EOFError, OSError, KeyError, TypeError, ValueError) as exc:

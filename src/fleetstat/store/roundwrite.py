@@ -199,7 +199,7 @@ def _insert_round(conn: Connection, round: RoundResult, replayed_at: datetime | 
             hosts_failed=round.failed_count,
             retries=round.retries,
             duration_seconds=(round.finished_at - round.started_at).total_seconds(),
-            # The round's identity (revision 0006): a round written again from the
+            # The round's identity (revision 0007): a round written again from the
             # spool after a crash is refused here, whole, and recognised.
             uuid=round.uuid,
             replayed_at=replayed_at,

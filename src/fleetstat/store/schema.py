@@ -75,7 +75,7 @@ rounds = sa.Table(
     sa.Column("hosts_failed", sa.Integer, nullable=False),
     sa.Column("retries", sa.Integer, nullable=False),
     sa.Column("duration_seconds", sa.Double, nullable=False),
-    # Revision 0006: the round's identity (RoundResult.uuid), unique, so a round
+    # Revision 0007: the round's identity (RoundResult.uuid), unique, so a round
     # written again from the spool (fleetstat.spool) is stored once; when its
     # alerts were evaluated (set once, by the evaluation's transaction); when it
     # was written from the spool (null: stored as it ran).
