@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import os
 import random
 import signal
@@ -395,3 +396,49 @@ def test_serve_health_shows_the_spool_during_an_outage(
     spooled = [field(line, "uuid") for line in served.lines if " event=spooled " in line]
     stored = {row.uuid for row in stored_rounds(server_url)}
     assert spooled and set(spooled) <= stored
+
+
+# -- the database gone while a round holds the round lock ------------------------------------
+
+
+@pytest.mark.parametrize("server_url", ["postgresql", "mariadb"], indirect=True)
+def test_the_database_gone_while_the_round_holds_its_lock(
+    tmp_path: Path, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock is a session of the database (an advisory lock, GET_LOCK): when the
+    database goes away after the round took it, the round is spooled and says so;
+    letting go of a lock the server already dropped is not the round's error."""
+    from fleetstat import app, collector
+    from fleetstat.transport import ProbeRun
+
+    gate = Gate(*_host_port(server_url))
+    real_open = app._open_for_round
+
+    def open_then_cut(*args: object) -> object:
+        opened = real_open(*args)  # type: ignore[arg-type]
+        gate.cut()  # the lock's session and the store's connections break
+        return opened
+
+    async def no_host(*args: object) -> ProbeRun:
+        return ProbeRun(b"", b"", 1)
+
+    monkeypatch.setattr(app, "_open_for_round", open_then_cut)
+    monkeypatch.setattr(app, "collect_round", functools.partial(collector.collect_round,
+                                                                runner=no_host))  # fmt: skip
+    path = tmp_path / "fleetstat.xml"
+    path.write_text(
+        f"""<fleetstat>
+  <database url="{gate.url(server_url)}"/>
+  <key path="{tmp_path / "server.key"}"/>
+  <spool dir="{tmp_path / "spool"}"/>
+  <client ip="192.0.2.10" username="u" password="p"/>
+</fleetstat>""",
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+    try:
+        outcome = app.collect_once(load_config(path))
+    finally:
+        gate.close()
+    assert outcome.round_id is None and outcome.spooled is not None, outcome
+    assert Spool(tmp_path / "spool", 1).status().rounds == 1

@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -290,6 +290,20 @@ def _never() -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _releasing(lock: RoundLock) -> Iterator[None]:
+    """Hold ``lock`` for the block, then release it; a database gone meanwhile has
+    dropped the session's lock itself, and its error is not the round's: the
+    round was spooled already, or its own error is on its way."""
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except StoreError as exc:
+            log.info("round lock released by the database going away: %s", exc)
+
+
 async def _collect_while_opening(
     config: Config,
     plan: RoundPlan,
@@ -333,7 +347,7 @@ async def _collect_while_opening(
 def _close_when_opened(opening: asyncio.Future[_OpenedStore]) -> None:
     if not opening.cancelled() and opening.exception() is None:
         opened = opening.result()
-        with opened.store, opened.lock:
+        with opened.store, _releasing(opened.lock):
             pass
 
 
@@ -344,7 +358,7 @@ def _store_or_spool(
     from fleetstat.spool.replay import store_round_once
 
     # The lock is held until the round's mail went out, then released; then the store.
-    with opened.store as store, opened.lock:
+    with opened.store as store, _releasing(opened.lock):
         replayed = opened.replayed
         if replayed is not None and not replayed.complete:
             # Spooled rounds are still waiting (a stop came during the replay):
@@ -461,7 +475,7 @@ def replay_spool(
         shown = display_url(url)
         DatabaseHealth(config, spool, shown).failed(str(exc))
         return ReplayOutcome(ReplayReport(left=len(spool.entries()), error=exc), shown, {})
-    with store, lock:
+    with store, _releasing(lock):
         try:
             store.ensure_schema()
         except StoreError as exc:
