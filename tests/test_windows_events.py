@@ -97,7 +97,9 @@ def test_account_comes_from_the_right_fields_per_event() -> None:
         created["summary"] == "A user account was created: CORP\\José.García by CORP\\Administrator"
     )
     member = found[1048578]
-    assert member["account"] == "S-1-5-21-3623811015-3361044348-30300820-1201"  # MemberName "-"
+    # A domain account on a domain controller: MemberName is its DN, as recorded
+    # (a local account's is "-": test_what_recorded_logs_taught).
+    assert member["account"] == "CN=José García,CN=Users,DC=corp,DC=example,DC=com"
     assert "to group Builtin\\Administrators" in member["summary"]
     assert found[1048579]["event_id"] == 4726
     locked = found[1048580]
@@ -340,6 +342,10 @@ def test_what_recorded_logs_taught() -> None:
            "SubjectDomainName": "PC"}  # fmt: skip
     assert one(4723, own)["summary"].endswith(": PC\\fsir")
     assert one(4724, {**own, **subject})["summary"].endswith("by WORKGROUP\\WIN-03DLIIOFRRA$")
+    # "user@REALM" (recorded in 4769) carries its domain: not prefixed again.
+    ticket = one(4769, {"TargetUserName": "at_adm@TEST.SAAS", "TargetDomainName": "TEST.SAAS",
+                        "IpAddress": "::ffff:192.0.2.9", "Status": "0x0"})  # fmt: skip
+    assert ticket["summary"].endswith("requested: at_adm@TEST.SAAS from 192.0.2.9")
     # Events about nobody read as their title alone, not "Event 5024: -".
     assert one(5024, {})["summary"] == "The Windows Firewall Service has started successfully"
     assert one(4799, {})["summary"] == "Event 4799"
@@ -356,3 +362,18 @@ def test_a_long_mail_opens_with_a_count_per_kind() -> None:
     assert len(tally) == 11
     few, _ = mail_lines(found[:TALLY_FROM])
     assert "By kind:" not in few
+
+
+def test_kerberos_and_ntlm_failures_name_the_result() -> None:
+    # Constructed: the recorded 4768, 4769 and 4776 all succeeded (Status 0x0).
+    def one(event_id: int, status: str) -> str:
+        data = {"TargetUserName": "at_adm", "TargetDomainName": "TEST", "Status": status}
+        event = shape_event(9, event_id, "2020-04-01T08:45:44.171741Z", "audit_failure",
+                            "Microsoft-Windows-Security-Auditing", "DC", data)  # fmt: skip
+        return event["summary"]
+
+    assert one(4771, "0x18").endswith("TEST\\at_adm - wrong password")
+    assert one(4768, "0x6").endswith("- no such user")
+    assert one(4769, "0x1f").endswith("- status 0x1f")  # not in the table: the code itself
+    assert one(4776, "0xC000006A").endswith("- wrong password")  # NTLM: NTSTATUS, any case
+    assert " - " not in one(4776, "0x0")

@@ -22,8 +22,12 @@ TITLES = {
     4634: "An account was logged off",
     4647: "User initiated logoff",
     4648: "A logon was attempted using explicit credentials",
+    4670: "Permissions on an object were changed",
     4672: "Special privileges assigned to new logon",
     4673: "A privileged service was called",
+    4688: "A new process has been created",
+    4697: "A service was installed in the system",
+    4698: "A scheduled task was created",
     4719: "System audit policy was changed",
     4720: "A user account was created",
     4722: "A user account was enabled",
@@ -40,8 +44,13 @@ TITLES = {
     4738: "A user account was changed",
     4739: "Domain Policy was changed",
     4740: "A user account was locked out",
+    4741: "A computer account was created",
+    4742: "A computer account was changed",
     4756: "A member was added to a security-enabled universal group",
     4757: "A member was removed from a security-enabled universal group",
+    4768: "A Kerberos authentication ticket (TGT) was requested",
+    4769: "A Kerberos service ticket was requested",
+    4771: "Kerberos pre-authentication failed",
     4776: "The computer attempted to validate the credentials for an account",
     4781: "The name of an account was changed",
     4902: "The Per-user audit policy table was created",
@@ -81,11 +90,35 @@ FAILURE_REASONS = {
     "0xc0000224": "password must change",
     "0xc0000234": "account locked out",
 }
+# The result of a Kerberos request (4768, 4769, 4771's Status): RFC 4120's error
+# codes, those Microsoft's pages for these events list as the usual ones.
+KERBEROS_RESULTS = {
+    "0x6": "no such user",
+    "0x7": "no such service",
+    "0x12": "account disabled, expired or locked out",
+    "0x17": "password expired",
+    "0x18": "wrong password",
+    "0x25": "clock skew",
+}
+# Events whose Status is their result: 0x0 is success, anything else is named.
+RESULT_CODES = {
+    4768: KERBEROS_RESULTS,
+    4769: KERBEROS_RESULTS,
+    4771: KERBEROS_RESULTS,
+    4776: FAILURE_REASONS,  # NTLM: the NTSTATUS codes of 4625
+}
+# What the event is about besides who: (field, word before it).
+_OBJECTS = {
+    4688: ("NewProcessName", "process"),
+    4697: ("ServiceName", "service"),
+    4698: ("TaskName", "task"),
+    4776: ("Workstation", "workstation"),  # NTLM names the caller, not its address
+}
 _MEMBER_ADDED = (4728, 4732, 4756)
 _MEMBER_REMOVED = (4729, 4733, 4757)
 _SUBJECT_IS_ACCOUNT = (1102, 4648, 4672, 4719)
 # Account and group management: the Subject is who did it ("by ...").
-_MANAGED = (4720, 4722, 4723, 4724, 4725, 4726, 4731, 4735, 4738, 4740, 4781)
+_MANAGED = (4720, 4722, 4723, 4724, 4725, 4726, 4731, 4735, 4738, 4740, 4741, 4742, 4781)
 
 
 def _value(data, name):
@@ -102,6 +135,8 @@ def _account(data, prefix, domain_prefix=None):
     domain = _value(data, (domain_prefix or prefix) + "DomainName")
     if user is None:
         return None
+    if "@" in user:  # recorded: 4769 names "user@REALM", which carries its domain
+        return user
     return "%s\\%s" % (domain, user) if domain else user
 
 
@@ -156,6 +191,11 @@ def summarize(event_id, account, address, logon_type, data):
         parts.append("(%s logon)" % LOGON_TYPES.get(logon_type, "type %d" % logon_type))
     if address:
         parts.append("from " + address)
+    if event_id in _OBJECTS:
+        name, word = _OBJECTS[event_id]
+        thing = _value(data, name)
+        if thing:
+            parts.append("(%s %s)" % (word, thing))
     if event_id == 4625:
         status = (_value(data, "SubStatus") or "").lower()
         if status in ("", "0x0"):
@@ -163,6 +203,10 @@ def summarize(event_id, account, address, logon_type, data):
         reason = FAILURE_REASONS.get(status) or _value(data, "FailureReason") or status
         if reason:
             parts.append("- " + reason)
+    elif event_id in RESULT_CODES:
+        status = (_value(data, "Status") or "").lower()
+        if status not in ("", "0x0"):
+            parts.append("- " + RESULT_CODES[event_id].get(status, "status " + status))
     elif event_id in _MEMBER_ADDED:
         parts.append("to group " + (_account(data, "Target") or "-"))
     elif event_id in _MEMBER_REMOVED:

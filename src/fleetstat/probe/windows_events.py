@@ -50,7 +50,7 @@ def wevtutil_args(bookmark, limit):
     ]
 
 
-# The newest event alone: what tells a cleared log from a quiet one.
+# The newest event alone: what tells a log begun again from a quiet one.
 NEWEST_ARGS = ["wevtutil", "qe", "Security", "/f:xml", "/c:1", "/rd:true"]
 
 
@@ -237,10 +237,12 @@ def read_events(bookmark, limit, popen=None):
 def _restarted(bookmark, popen):
     """The newest record's ID when it is below the bookmark's: the log began again.
 
-    Clearing the Security log (event 1102) starts its record numbers again
-    from 1, so after a clear "EventRecordID > bookmark" finds nothing until
-    the new log has grown past the old position. Checked only when a run
-    finds nothing new, by asking for the newest event alone.
+    Not what a clear does: recorded logs show the cleared log's first event
+    (1102) numbered after the old ones (14224 after 4657 on one server), so a
+    clear is read like any new event. A new log file (the host reinstalled, or
+    its log replaced) numbers from 1, and "EventRecordID > bookmark" would find
+    nothing until it grew past the old position. Checked only when a run finds
+    nothing new, by asking for the newest event alone.
     """
     mark = bookmark.get("record_id") if bookmark else None
     if not isinstance(mark, int) or mark <= 0:
@@ -262,7 +264,8 @@ def collect_windows_events(ctx, limit, popen=None):
             events, truncated = read_events({"source": "windows", "record_id": 0}, limit, popen)
             warning = (
                 "the Security log numbers its records from 1 again (newest %d, last read %d): "
-                "it was cleared or replaced; read from its start" % (newest, bookmark["record_id"])
+                "it is a new log (host reinstalled or log file replaced); read from its start"
+                % (newest, bookmark["record_id"])
             )
     ids = [e["record_id"] for e in events if e["record_id"] is not None]
     new_bookmark = {"source": "windows", "record_id": max(ids)} if ids else bookmark
