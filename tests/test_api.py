@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import re
 import ssl
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from serve_fixtures import PASSWORD, Served, add_user, run_cli, serve_config
+from serve_fixtures import PASSWORD, Served, add_user, run_cli, self_signed, serve_config
 
 from fleetstat.simfleet import SimFleet
 
@@ -173,17 +172,6 @@ def test_failed_logins_are_throttled_per_address(tmp_path: Path, sim_fleet: SimF
     finally:
         served.kill()
     assert_clean(served.log, PASSWORD)
-
-
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
 
 
 @pytest.mark.sshd

@@ -46,6 +46,8 @@ def test_the_contracts_hold() -> None:
         ("alerts/machine.py", "from fleetstat.mail.render import Message", "alerts uses mail's"),
         ("mail/render.py", "import fleetstat.alerts", "mail imports nothing of alerts"),
         ("app.py", "from fleetstat import cli", "Nothing imports the command line"),
+        ("web/views.py", "import sqlalchemy", "The pages read through store's queries"),
+        ("api/app.py", "from fleetstat import web", "The API does not import the pages"),
     ],
 )
 def test_an_import_across_a_layer_breaks_a_contract(

@@ -96,6 +96,7 @@ def run_serve(config: Config, options: ServeOptions) -> int:
 async def serve(config: Config, options: ServeOptions) -> int:
     import uvicorn
 
+    from fleetstat import web
     from fleetstat.api import ServerContext, create_app
     from fleetstat.api.routes_monitoring import stored_running
     from fleetstat.app import open_store
@@ -129,7 +130,7 @@ async def serve(config: Config, options: ServeOptions) -> int:
                 )
             server = _server(
                 uvicorn.Config(
-                    create_app(context),
+                    create_app(context, extensions=(web.install,)),
                     log_config=None,
                     access_log=False,  # the app logs requests itself, without query strings
                     lifespan="off",

@@ -20,6 +20,8 @@ The classes (``CLASSES``), by what they attack:
   CR/LF header injection, in every text field a person or a mail header sees;
 - ``markup``: printable text that is markup or a formula elsewhere: rich markup
   (``[link=...]``, ``[blink]``, a stray ``[/]``) and spreadsheet formulas;
+- ``html``: HTML that would run in a browser (``<script>``, an ``onerror``
+  handler, a ``javascript:`` link) in every text field a page shows;
 - ``numbers``: integers too large for a float or a column, NaN and infinities,
   1e308 (an average of two overflows), negative sizes, percentages of 250;
 - ``timestamps``: times whose UTC conversion overflows, years 1 and 9999, junk;
@@ -42,6 +44,7 @@ import zlib
 CLASSES = (
     "strings",
     "markup",
+    "html",
     "numbers",
     "timestamps",
     "deep",
@@ -56,7 +59,7 @@ CLASSES = (
     "garbage",
 )
 # Classes whose document the server stores (sanitised); the others end as a failed row.
-STORED = ("strings", "markup", "numbers", "timestamps", "deep", "events", "wide")
+STORED = ("strings", "markup", "html", "numbers", "timestamps", "deep", "events", "wide")
 
 # Sequences a terminal would act on: set the window title, clear the screen,
 # an OSC 8 hyperlink, a C1 CSI (8-bit) clearing the screen, a bell.
@@ -69,6 +72,11 @@ ESCAPES = (
 )
 MARKUP = ("[link=https://evil.example/]click[/link]", "[blink]BLINK[/blink]", "[/]", "[bold red]x")
 FORMULAS = ('=HYPERLINK("https://evil.example/","x")', "+1+1", "-2+3", "@SUM(1)", "\t=1+1")
+# Sets window.fleetstatPwned if a page ever runs it (the browser tests look).
+HTML = (
+    '<script>window.fleetstatPwned=1</script><img src=x onerror="window.fleetstatPwned=2">'
+    '<a href="javascript:window.fleetstatPwned=3">x</a>&amp;'
+)
 HEADER_INJECTION = "\r\nBcc: victim@evil.example\r\nX-Injected: yes"
 NASTY = "".join(ESCAPES) + "\x00nul\ud800lone\u202ereversed\u2028sep" + HEADER_INJECTION
 
@@ -143,6 +151,8 @@ def document(name):
         doc["host"]["os"] = " ".join(MARKUP)
         doc["disks"][1]["mount"] = FORMULAS[1]
         return json.dumps(doc)
+    if name == "html":
+        return json.dumps(_texts(base_document("evil"), HTML))
     if name == "numbers":
         doc = base_document("numbers")
         text = json.dumps(doc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -28,8 +29,12 @@ token it returns as `Authorization: Bearer <token>`. Programs use a token from
 """
 
 
-def create_app(context: ServerContext) -> Any:
-    """The ASGI app for ``context``: FastAPI wrapped in :class:`Guard`."""
+def create_app(context: ServerContext, extensions: Sequence[Callable[[FastAPI], None]] = ()) -> Any:
+    """The ASGI app for ``context``: FastAPI wrapped in :class:`Guard`.
+
+    ``extensions`` add routes of their own (``fleetstat.web.install``: the pages),
+    after the API's, so the API never depends on them.
+    """
     app = FastAPI(
         title="fleetstat",
         version=__version__,
@@ -46,4 +51,6 @@ def create_app(context: ServerContext) -> Any:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(metrics.router)
+    for extend in extensions:
+        extend(app)
     return Guard(app)

@@ -11,7 +11,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from fleetstat import auth
 from fleetstat.api import models
-from fleetstat.api.deps import Context, User, client_address
+from fleetstat.api.deps import Context, ServerContext, User, client_address
 from fleetstat.api.errors import BEARER, ApiError, emit
 
 router = APIRouter(tags=["auth"])
@@ -29,8 +29,20 @@ def login(
 ) -> models.Token:
     """Trade a user's name and password (form fields ``username``, ``password``) for a
     bearer token that expires (12 h by default); send it as ``Authorization: Bearer``."""
+    issued = attempt_login(request, context, form.username, form.password)
+    return models.Token(access_token=issued.token, expires_at=issued.expires_at)
+
+
+def attempt_login(
+    request: Request, context: ServerContext, username: str, password: str
+) -> auth.IssuedToken:
+    """A session token for a right password; ApiError 429 while throttled, 401 otherwise.
+
+    The one login path: the API's form and the dashboard's login page both call it,
+    so both share the throttle and the log lines.
+    """
     address = client_address(request)
-    user = form.username[: auth.NAME_MAX]  # for the log; a longer one cannot exist
+    user = username[: auth.NAME_MAX]  # for the log; a longer one cannot exist
     wait = context.throttle.retry_after(address)
     if wait > 0:
         emit(logging.WARNING, event="login_throttled", user=user, client=address)
@@ -42,15 +54,13 @@ def login(
             {"Retry-After": seconds},
         )
     try:
-        issued = auth.login(
-            context.store, form.username, form.password, lifetime=context.session_lifetime
-        )
+        issued = auth.login(context.store, username, password, lifetime=context.session_lifetime)
     except auth.AuthError as exc:
         context.throttle.failed(address)
         emit(logging.WARNING, event="login_failed", user=user, client=address, reason=exc.reason)
         raise ApiError(401, "not_authenticated", "wrong user name or password", BEARER) from None
     emit(logging.INFO, event="login", user=user, client=address)
-    return models.Token(access_token=issued.token, expires_at=issued.expires_at)
+    return issued
 
 
 @router.post("/logout", status_code=204, responses={401: {"model": models.Error}})

@@ -54,18 +54,22 @@ async def set_monitoring(
 ) -> dict[str, Any]:
     """``{"running": false}`` pauses the rounds (one in flight completes), ``true``
     resumes them at once; the state is stored and survives a restart."""
-    value = "true" if state.running else "false"
-    await run_in_threadpool(
-        write_state, context.store, MONITORING_STATE, value, datetime.now(UTC), user.name
-    )
-    # In the loop's thread (this is an async route): the watcher is not thread-safe.
+    await set_running(context, state.running, user.name)
+    return _view(context, state.running)
+
+
+async def set_running(context: ServerContext, running: bool, by: str) -> None:
+    """Store the state and tell this process's watcher (the API's and the pages' path)."""
+    value = "true" if running else "false"
+    await run_in_threadpool(write_state, context.store, MONITORING_STATE, value,
+                            datetime.now(UTC), by)  # fmt: skip
+    # In the loop's thread (the callers are async routes): the watcher is not thread-safe.
     if context.watcher is not None:
-        if state.running:
+        if running:
             context.watcher.resume()
         else:
             context.watcher.pause()
-    emit(logging.INFO, event="monitoring", running=value, by=user.name)
-    return _view(context, state.running)
+    emit(logging.INFO, event="monitoring", running=value, by=by)
 
 
 @router.get("/health", response_model=models.Health, responses={503: {"model": models.Health}})

@@ -1,0 +1,218 @@
+"""Reads for the dashboard (``fleetstat.web``): chart series, sparklines, a host's recent rows.
+
+Every query is bounded whatever the size of the tables:
+
+- chart series are averaged into buckets in SQL from the covering index
+  ``(client_ip, client_port, received_at, <figures>)`` (an index range scan, never
+  the wide rows), so a window of 90 days returns at most ``buckets`` points;
+- the fleet's sparklines are the same range scan per host (one statement each,
+  on one connection); the caller asks only for the buckets it does not hold yet;
+- lists of a host's attempts, events and alert mail are ``LIMIT``-ed and walk an
+  index that starts with the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from fleetstat.store.browse import EVENT_COLUMNS
+from fleetstat.store.core import Store
+from fleetstat.store.reports import _bucket
+from fleetstat.store.schema import (
+    alert_states,
+    attempts,
+    host_latest,
+    mail_outbox,
+    samples,
+    security_events,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The figures a host page charts, as averages per bucket. CPU is the interval
+# figure where the server computed one, else the probe's short window.
+CHART_COLUMNS: dict[str, Any] = {
+    "cpu": sa.func.coalesce(samples.c.cpu_interval_percent, samples.c.cpu_percent),
+    "memory": samples.c.memory_percent,
+    "swap": samples.c.swap_percent,
+    "disk": samples.c.disk_max_percent,
+    "load": samples.c.load1,
+}
+
+
+def aligned(moment: datetime, width: int) -> datetime:
+    """``moment`` rounded down to a multiple of ``width`` seconds since the epoch, so
+    bucket numbers are the same whichever window asks (sparkline buckets are cached)."""
+    seconds = int((moment - _EPOCH).total_seconds())
+    return _EPOCH + timedelta(seconds=seconds - seconds % width)
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One bucket that holds samples: its start and the averages in it (None: no value)."""
+
+    at: datetime
+    values: dict[str, float | None]
+
+
+def host_series(
+    store: Store, client_ip: str, client_port: int, since: datetime, until: datetime, width: int
+) -> list[SeriesPoint]:
+    """Averages of CPU, memory, swap, fullest disk and load per ``width``-second bucket
+    over ``[since, until)``; only the buckets that hold samples, oldest first."""
+    start = aligned(since, width)
+    with store.errors("read the chart series"), store.engine.connect() as conn:
+        bucket = _bucket(conn, samples.c.received_at, start, width).label("bucket")
+        query = (
+            sa.select(bucket, *(sa.func.avg(c).label(name) for name, c in CHART_COLUMNS.items()))
+            .where(
+                samples.c.client_ip == client_ip,
+                samples.c.client_port == client_port,
+                samples.c.received_at >= since,
+                samples.c.received_at < until,
+            )
+            .group_by(sa.literal_column("bucket"))
+            .order_by(sa.literal_column("bucket"))
+        )
+        rows = conn.execute(query).all()
+    return [
+        SeriesPoint(
+            start + timedelta(seconds=int(row.bucket) * width),
+            {name: _float(getattr(row, name)) for name in CHART_COLUMNS},
+        )
+        for row in rows
+    ]
+
+
+def fleet_buckets(
+    store: Store,
+    hosts: Sequence[tuple[str, int]],
+    since: datetime,
+    until: datetime,
+    width: int,
+    metric: str = "cpu",
+) -> list[tuple[str, int, int, float | None]]:
+    """``(client_ip, client_port, bucket, average)`` of ``metric`` for each of ``hosts``;
+    ``bucket`` counts ``width`` seconds from the epoch.
+
+    One statement per host on one connection, each a range scan of that host's part
+    of the covering index: a join from ``host_latest`` would be one statement, but
+    SQLite's planner may then scan the whole index, every host and every day.
+    """
+    start = aligned(since, width)
+    base = int((start - _EPOCH).total_seconds()) // width
+    found: list[tuple[str, int, int, float | None]] = []
+    with store.errors("read the fleet's sparklines"), store.engine.connect() as conn:
+        bucket = _bucket(conn, samples.c.received_at, start, width).label("bucket")
+        query = (
+            sa.select(bucket, sa.func.avg(CHART_COLUMNS[metric]).label("v"))
+            .where(
+                samples.c.client_ip == sa.bindparam("ip"),
+                samples.c.client_port == sa.bindparam("port"),
+                samples.c.received_at >= since,
+                samples.c.received_at < until,
+            )
+            .group_by(sa.literal_column("bucket"))
+        )
+        for ip, port in hosts:
+            for row in conn.execute(query, {"ip": ip, "port": port}):
+                found.append((ip, port, base + int(row.bucket), _float(row.v)))
+    return found
+
+
+def fleet_version(store: Store) -> int:
+    """A number that moves whenever a round stored an attempt (the newest attempt id)."""
+    query = sa.select(sa.func.max(host_latest.c.last_attempt_id))
+    with store.errors("read the fleet's version"), store.engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
+def recent_attempts(
+    store: Store, client_ip: str, client_port: int, *, limit: int = 20
+) -> list[Any]:
+    """The host's latest attempts, newest first, with status, error and stderr."""
+    query = (
+        sa.select(
+            attempts.c.id,
+            attempts.c.round_id,
+            attempts.c.started_at,
+            attempts.c.status,
+            attempts.c.duration_seconds,
+            attempts.c.retries,
+            attempts.c.error,
+            attempts.c.stderr,
+        )
+        .where(attempts.c.client_ip == client_ip, attempts.c.client_port == client_port)
+        .order_by(attempts.c.started_at.desc())
+        .limit(limit)
+    )
+    with store.errors("read the host's attempts"), store.engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
+def host_alert_states(store: Store, client_ip: str, client_port: int) -> list[sa.Row[Any]]:
+    """Every alert state of the host (one per rule), most recently changed first."""
+    query = (
+        sa.select(alert_states)
+        .where(alert_states.c.client_ip == client_ip, alert_states.c.client_port == client_port)
+        .order_by(alert_states.c.rule_key)
+    )
+    with store.errors("read the host's alerts"), store.engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
+def resolved_alerts(store: Store, since: datetime) -> list[sa.Row[Any]]:
+    """Alert states that resolved at or after ``since``, newest first."""
+    query = (
+        sa.select(alert_states)
+        .where(alert_states.c.state == "ok", alert_states.c.resolved_at >= since)
+        .order_by(alert_states.c.resolved_at.desc())
+        .limit(200)
+    )
+    with store.errors("read the resolved alerts"), store.engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
+def alert_mail(store: Store, host: tuple[str, int] | None = None, *, limit: int = 20) -> list[Any]:
+    """The latest alert messages (the record of what fired and resolved), newest first."""
+    query = (
+        sa.select(
+            mail_outbox.c.id,
+            mail_outbox.c.created_at,
+            mail_outbox.c.client_ip,
+            mail_outbox.c.client_port,
+            mail_outbox.c.subject,
+            mail_outbox.c.sent_at,
+        )
+        .where(mail_outbox.c.kind == "alert")
+        .order_by(mail_outbox.c.id.desc())
+        .limit(limit)
+    )
+    if host is not None:
+        query = query.where(
+            mail_outbox.c.client_ip == host[0], mail_outbox.c.client_port == host[1]
+        )
+    with store.errors("read the alert mail"), store.engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
+def recent_events(store: Store, client_ip: str, client_port: int, *, limit: int = 20) -> list[Any]:
+    """The host's newest security events, newest first (``data`` stays in the database)."""
+    query = (
+        sa.select(*(security_events.c[name] for name in EVENT_COLUMNS))
+        .where(
+            security_events.c.client_ip == client_ip, security_events.c.client_port == client_port
+        )
+        .order_by(security_events.c.id.desc())
+        .limit(limit)
+    )
+    with store.errors("read the host's security events"), store.engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]

@@ -1,0 +1,99 @@
+// The fleet page: filter and sort the rows in place, and fetch new rows after each
+// round (polling a version number) without reloading the page. Rows come from the
+// server's HTML (escaped there); nothing here builds markup from text.
+"use strict";
+(function () {
+  const form = document.getElementById("filters");
+  const table = document.getElementById("hosts");
+  if (!form || !table) return;
+  document.documentElement.classList.add("js");
+  const status = document.getElementById("f-status");
+  const name = document.getElementById("f-name");
+  const firing = document.getElementById("f-firing");
+  const sortInput = document.getElementById("f-sort");
+  const shown = document.getElementById("shown");
+  const POLL_MS = 10000;
+
+  function apply() {
+    const needle = name.value.trim().toLowerCase();
+    const rows = table.tBodies[0].rows;
+    let count = 0;
+    for (const row of rows) {
+      const ok = (!status.value || row.dataset.kind === status.value) &&
+        (!needle || row.dataset.name.includes(needle)) &&
+        (!firing.checked || row.dataset.firing === "1");
+      row.hidden = !ok;
+      if (ok) count++;
+    }
+    shown.textContent = count + " of " + rows.length + " shown";
+    const params = new URLSearchParams();
+    if (status.value) params.set("status", status.value);
+    if (needle) params.set("q", name.value.trim());
+    if (firing.checked) params.set("firing", "true");
+    if (sortInput.value) params.set("sort", sortInput.value);
+    const query = params.toString();
+    history.replaceState(null, "", query ? "?" + query : location.pathname);
+  }
+
+  function sortRows() {
+    const [key, order] = sortInput.value.split(":");
+    for (const th of table.tHead.rows[0].cells) th.removeAttribute("aria-sort");
+    if (!key) return;
+    const link = table.tHead.querySelector('a.sort[data-key="' + key + '"]');
+    if (link) link.parentElement.setAttribute("aria-sort", order === "desc" ? "descending" : "ascending");
+    const body = table.tBodies[0];
+    const numeric = key !== "name" && key !== "last";
+    const value = (row) => {
+      const raw = row.dataset[key];
+      if (raw === "" || raw === undefined) return null;
+      return numeric ? parseFloat(raw) : raw;
+    };
+    const rows = Array.from(body.rows);
+    rows.sort((a, b) => {
+      const x = value(a), y = value(b);
+      if (x === null || y === null) return x === null ? (y === null ? 0 : 1) : -1;  // blanks last
+      const c = x < y ? -1 : x > y ? 1 : 0;
+      return order === "desc" ? -c : c;
+    });
+    body.append(...rows);
+  }
+
+  table.tHead.addEventListener("click", (event) => {
+    const link = event.target.closest("a.sort");
+    if (!link) return;
+    event.preventDefault();
+    const [key, order] = sortInput.value.split(":");
+    sortInput.value = link.dataset.key + (key === link.dataset.key && order !== "desc" ? ":desc" : "");
+    sortRows();
+    apply();
+  });
+  form.addEventListener("submit", (event) => { event.preventDefault(); apply(); });
+  status.addEventListener("change", apply);
+  firing.addEventListener("change", apply);
+  name.addEventListener("input", apply);
+
+  async function refresh() {
+    if (document.visibilityState !== "visible") return;
+    const counts = document.getElementById("counts");
+    let answer = await fetch("/fleet/version", { credentials: "same-origin", cache: "no-store" });
+    if (answer.status === 401) { location.reload(); return; }
+    if (!answer.ok) return;
+    const { version } = await answer.json();
+    if (String(version) === counts.dataset.version) return;
+    answer = await fetch("/", { credentials: "same-origin", cache: "no-store" });
+    if (!answer.ok || answer.redirected) { location.reload(); return; }
+    const fresh = new DOMParser().parseFromString(await answer.text(), "text/html");
+    const newCounts = fresh.getElementById("counts");
+    const newBody = fresh.querySelector("#hosts tbody");
+    if (!newCounts || !newBody) return;
+    counts.replaceWith(document.adoptNode(newCounts));
+    table.tBodies[0].replaceWith(document.adoptNode(newBody));
+    sortRows();
+    apply();
+    table.dispatchEvent(new CustomEvent("fleetstat:refreshed"));
+  }
+  setInterval(() => { refresh().catch(() => {}); }, POLL_MS);
+  document.addEventListener("visibilitychange", () => { refresh().catch(() => {}); });
+  sortRows();
+  apply();
+})();

@@ -1,0 +1,71 @@
+"""``store/dashboard.py``: the dashboard's reads, on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alert_helpers import client, failed, ok, round_of, rule
+
+from fleetstat.alerts import evaluate_round
+from fleetstat.config import Client
+from fleetstat.metrics import fill_interval_cpu
+from fleetstat.model import HostResult
+from fleetstat.store import Store, dashboard
+
+WEB = client(rule("memory", 50), ip="10.0.0.5", name="web-01")
+DB = client(ip="10.0.0.6", name="db-01")
+WIDTH = 600  # 10-minute buckets
+
+
+def sample(host: Client, at: datetime, cpu: float, memory: float) -> HostResult:
+    load = {"avg1": cpu / 100, "avg5": 0.1, "avg15": 0.1}
+    return ok(host, at, cpu={"count": 2, "used_percent": cpu}, memory={"used_percent": memory},
+              swap={"used_percent": 1.0}, load=load)  # fmt: skip
+
+
+def test_series_buckets_and_recent_rows(db_url: str) -> None:
+    # Aligned to a bucket edge an hour ago, so the expected buckets are plain.
+    t0 = dashboard.aligned(datetime.now(UTC) - timedelta(hours=1), WIDTH) + timedelta(seconds=5)
+    minute = timedelta(minutes=1)
+    rounds = [
+        round_of(sample(WEB, t0, 10.0, 40.0), sample(DB, t0, 50.0, 20.0)),
+        round_of(sample(WEB, t0 + 2 * minute, 30.0, 60.0), failed(DB, t0 + 2 * minute)),
+        round_of(sample(WEB, t0 + 25 * minute, 70.0, 80.0)),  # two buckets later
+    ]
+    with Store(db_url) as store:
+        store.upgrade()
+        assert dashboard.fleet_version(store) == 0
+        for one in rounds:
+            one = fill_interval_cpu(one, store.previous_cpu())
+            store.record_round(one)
+            evaluate_round(store, one, now=one.finished_at)
+        now = datetime.now(UTC)
+        points = dashboard.host_series(store, "10.0.0.5", 22, t0 - minute, now, WIDTH)
+        edge = t0 - timedelta(seconds=5)
+        assert [p.at for p in points] == [edge, edge + 2 * timedelta(seconds=WIDTH)]
+        assert points[0].values["memory"] == pytest.approx(50.0)
+        assert points[1].values["memory"] == pytest.approx(80.0)
+        assert points[0].values["swap"] == pytest.approx(1.0)
+        assert points[1].values["load"] == pytest.approx(0.7)
+        assert points[0].values["cpu"] is not None
+
+        rows = dashboard.fleet_buckets(
+            store, [("10.0.0.5", 22), ("10.0.0.6", 22), ("10.0.0.9", 22)], t0 - minute, now, WIDTH
+        )
+        first = int(t0.timestamp()) // WIDTH
+        by_host = {(ip, bucket): v for ip, _port, bucket, v in rows}
+        assert set(by_host) == {("10.0.0.5", first), ("10.0.0.5", first + 2), ("10.0.0.6", first)}
+        assert by_host[("10.0.0.6", first)] == pytest.approx(50.0)
+
+        assert dashboard.fleet_version(store) > 0
+        tried = dashboard.recent_attempts(store, "10.0.0.6", 22)
+        assert [a.status for a in tried] == ["timeout", "ok"]
+        assert tried[0].error == "timeout after 5s"
+        states = dashboard.host_alert_states(store, "10.0.0.5", 22)
+        assert [(s.rule_key, s.state) for s in states] == [("memory", "firing")]
+        mail = dashboard.alert_mail(store, ("10.0.0.5", 22))
+        assert mail and "FIRING memory" in mail[0].subject
+        assert dashboard.alert_mail(store, ("10.0.0.6", 22)) == []
+        assert dashboard.recent_events(store, "10.0.0.5", 22) == []
+        assert dashboard.resolved_alerts(store, now - timedelta(days=1)) == []
