@@ -7,7 +7,7 @@ every page, check that the charts drew (blue line pixels on their canvases),
 that the filters, the sort and the window picker work, that the fleet page
 takes a new round's rows without reloading, that the hostile host's
 ``<script>`` is text and runs nothing, and that a logged-out visit lands on the
-login page. One browser for the session; never a downloaded one: Chromium is
+login page. One browser for the suite; never a downloaded one: Chromium is
 ``/usr/bin/chromium`` (``scripts/setup`` installs it). Missing, the tests skip
 locally and fail under ``CI``.
 """
@@ -59,7 +59,10 @@ def _unavailable(why: str) -> None:
     pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
+# Module-scoped (all the browser tests are here, so still one browser for the
+# suite): while Playwright's sync API runs, its event loop counts as running in
+# this thread, and later tests' asyncio.run() would refuse to start.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         _unavailable(f"no {CHROMIUM} (scripts/setup installs Debian's chromium)")

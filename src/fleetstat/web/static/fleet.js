@@ -96,4 +96,5 @@
   document.addEventListener("visibilitychange", () => { refresh().catch(() => {}); });
   sortRows();
   apply();
+  performance.mark("fleetstat:fleet-ready");  // handlers attached: bench/dashboard_bench.py
 })();
