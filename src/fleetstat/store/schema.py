@@ -168,6 +168,8 @@ security_events = sa.Table(
     sa.Column("data", document(none_as_null=True)),
     sa.Column("round_id", sa.BigInteger, sa.ForeignKey("rounds.id")),
     sa.UniqueConstraint("client_ip", "client_port", "event_key"),
+    # A host's newest events first (the dashboard's host page; revision 0008).
+    sa.Index("ix_security_events_host", "client_ip", "client_port", "id"),
     **MYSQL_TABLE_ARGS,
 )
 
@@ -214,6 +216,8 @@ mail_outbox = sa.Table(
     sa.Column("claimed_by", sa.String(64)),
     sa.Column("claimed_until", UTCDateTime),
     sa.Index(None, "sent_at", "next_attempt_at"),
+    # A host's latest alert mail (the dashboard's host page; revision 0008).
+    sa.Index("ix_mail_outbox_host", "client_ip", "client_port", "kind", "id"),
     **MYSQL_TABLE_ARGS,
 )
 
