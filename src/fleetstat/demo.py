@@ -27,6 +27,7 @@ from rich.console import Console
 
 from fleetstat.present import inert_lines, summary_table
 from fleetstat.simfleet import SimFleet, SimFleetError, free_port
+from fleetstat.units import format_duration
 
 if TYPE_CHECKING:
     from fleetstat.app import CollectOutcome
@@ -125,11 +126,13 @@ DEMO_PORT = 8760
 DEMO_USER = "demo"
 
 
-def run_demo(workdir: Path, *, hosts: int, console: Console, keep: bool = False) -> int:
+def run_demo(
+    workdir: Path, *, hosts: int, console: Console, keep: bool = False, every: float = 60.0
+) -> int:
     """One round against ``hosts`` simulated hosts; with ``keep``, then serve until a signal.
 
     With ``keep`` the simulated hosts, the mail sink and ``fleetstat serve`` (API,
-    rounds every minute) stay up until SIGTERM or Ctrl-C, so ``collect``,
+    dashboard, a round every ``every`` seconds) stay up until SIGTERM or Ctrl-C, so ``collect``,
     ``watch``, ``report`` and a browser can be tried against them.
     """
     from fleetstat.app import collect_once
@@ -157,7 +160,7 @@ def run_demo(workdir: Path, *, hosts: int, console: Console, keep: bool = False)
             outcome = collect_once(config)
             _show_outcome(console, outcome, sink)
             if keep:
-                return _keep_running(config, config_path, console)
+                return _keep_running(config, config_path, console, every)
     finally:
         fleet.stop()
     db_file = workdir / "fleetstat.db"
@@ -184,7 +187,7 @@ def _show_outcome(console: Console, outcome: CollectOutcome, sink: MailSink | No
         _show_message(console, sink, sink.messages[0])
 
 
-def _keep_running(config: Config, config_path: Path, console: Console) -> int:
+def _keep_running(config: Config, config_path: Path, console: Console, every: float) -> int:
     """A demo user with a fresh password, then ``fleetstat serve`` in this process."""
     from fleetstat import auth
     from fleetstat.app import open_store
@@ -202,8 +205,9 @@ def _keep_running(config: Config, config_path: Path, console: Console) -> int:
     console.print(
         f"""
 Still running until Ctrl-C: the simulated hosts, the mail sink, and fleetstat serve
-(a round every minute) on {url}
-  browser:  {url}/docs  (Authorize: user {DEMO_USER}, password {password})
+(a round every {format_duration(every)}) on {url}
+  dashboard: {url}/  (log in as {DEMO_USER}, password {password})
+  API docs: {url}/docs  (Authorize: the same user and password)
   curl:     curl -d username={DEMO_USER} -d password={password} {url}/api/v1/login
   commands: fleetstat report -c {config_path}
             fleetstat collect -c {config_path}
@@ -212,7 +216,7 @@ Still running until Ctrl-C: the simulated hosts, the mail sink, and fleetstat se
         markup=False,
     )
     configure_logging()
-    return run_serve(config, ServeOptions(host="127.0.0.1", port=port, every=60.0))
+    return run_serve(config, ServeOptions(host="127.0.0.1", port=port, every=every))
 
 
 def _port_free(port: int) -> bool:

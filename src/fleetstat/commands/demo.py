@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from click.exceptions import Exit
 
-from fleetstat.commands.common import PATH, command
+from fleetstat.commands.common import PATH, Duration, command
 from fleetstat.present import out
 
 
@@ -17,20 +17,22 @@ from fleetstat.present import out
 @click.option("--hosts", type=click.IntRange(min=1), default=5, show_default=True,
               help="Number of simulated hosts.")  # fmt: skip
 @click.option("--keep", is_flag=True,
-              help="Leave the simulated hosts, the mail sink and fleetstat serve (the API on "
-                   "127.0.0.1:8760, rounds every minute) running until Ctrl-C.")  # fmt: skip
-def demo(workdir: Path, hosts: int, keep: bool) -> None:
+              help="Leave the simulated hosts, the mail sink and fleetstat serve (the "
+                   "dashboard and the API on 127.0.0.1:8760) running until Ctrl-C.")  # fmt: skip
+@click.option("--every", type=Duration(1), default="1m", show_default=True,
+              help="With --keep: the interval between rounds.")  # fmt: skip
+def demo(workdir: Path, hosts: int, keep: bool, every: float) -> None:
     """Start a local sshd with a few simulated hosts on loopback and collect from them.
 
     Everything stays on this machine: the hosts are 127.1.0.x addresses served by a
     private OpenSSH sshd, the database is SQLite in --dir.
 
     With --keep everything stays up afterwards, with the config written, so
-    collect, watch, report and a browser (/docs, user demo, the password printed)
-    work against it.
+    collect, watch, report and a browser (the dashboard at /, the API's /docs;
+    user demo, the password printed) work against it.
 
-    Example: fleetstat demo --hosts 5 --keep
+    Example: fleetstat demo --hosts 5 --keep --every 30s
     """
     from fleetstat.demo import run_demo
 
-    raise Exit(run_demo(workdir.resolve(), hosts=hosts, console=out(), keep=keep))
+    raise Exit(run_demo(workdir.resolve(), hosts=hosts, console=out(), keep=keep, every=every))
