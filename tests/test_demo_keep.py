@@ -41,7 +41,7 @@ def test_demo_keep_leaves_the_fleet_and_the_api_running(tmp_path: Path) -> None:
             time.sleep(0.1)
         text = "".join(out)
         url = re.search(r"url=(\S+)", "".join(err)).group(1)  # type: ignore[union-attr]
-        password = re.search(r"user demo, password (\S+)\)", text).group(1)  # type: ignore[union-attr]
+        password = re.search(r"log in as demo, password (\S+)\)", text).group(1)  # type: ignore[union-attr]
         assert "2/2 hosts ok" in text
         config = str(workdir / "fleetstat.xml")
 

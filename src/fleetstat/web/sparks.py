@@ -64,18 +64,25 @@ class SparkCache:
 
 
 def spark_path(values: list[float | None]) -> str:
-    """SVG path data on a 0-100 scale in a ``0 0 (POINTS-1) 100`` box; gaps break it."""
-    segments: list[list[str]] = []
+    """SVG path data on a 0-100 scale for x 0..POINTS-1 (the template's viewBox leaves
+    half a step and a little height around it); gaps break the line."""
+    segments: list[list[tuple[int, int]]] = []
     pen_up = True
     for x, value in enumerate(values):
         if value is None:
             pen_up = True
             continue
-        y = 100 - round(min(max(value, 0.0), 100.0))
+        point = (x, 100 - round(min(max(value, 0.0), 100.0)))
         if pen_up:
-            segments.append([f"M{x} {y}"])
+            segments.append([point])
         else:
-            segments[-1].append(f"L{x} {y}")
+            segments[-1].append(point)
         pen_up = False
-    # A lone point gets a short flat stroke, or it would not show.
-    return "".join("".join(s) + ("h0.8" if len(s) == 1 else "") for s in segments)
+    parts = []
+    for segment in segments:
+        if len(segment) == 1:  # a lone point: a short flat stroke around it, or it won't show
+            x, y = segment[0]
+            parts.append(f"M{x - 0.4:g} {y}h0.8")
+        else:
+            parts.append("M" + "L".join(f"{x} {y}" for x, y in segment))
+    return "".join(parts)

@@ -7,7 +7,9 @@
   const payload = JSON.parse(source.textContent);
   const data = payload.data;
   const end = payload.end;
-  const start = end - payload.window;
+  // The window's start, or the first sample when the host is younger than the window
+  // (a new host's few points would otherwise sit in a sliver at the right).
+  const start = Math.max(end - payload.window, data.t.length ? data.t[0] - 60 : end - payload.window);
   const plots = [];
   const colour = "#0072B2";  // Okabe-Ito blue: readable with red-green colour blindness
 
