@@ -45,6 +45,11 @@ def test_demo_keep_leaves_the_fleet_and_the_api_running(tmp_path: Path) -> None:
         assert "2/2 hosts ok" in text
         config = str(workdir / "fleetstat.xml")
 
+        # serve starts a round at once and holds the round lock meanwhile: a collect
+        # beside it would be refused (exit 75), rightly. Wait for that round to end.
+        while not any("event=round " in line for line in err):
+            assert proc.poll() is None and time.monotonic() < deadline + 120, "".join(err)
+            time.sleep(0.1)
         # The CLI against the running fleet: another round, then the report.
         collected = run_cli("collect", "-c", config, "-q")
         assert collected.returncode == 0, collected.stdout + collected.stderr
