@@ -9,6 +9,7 @@ differs is refused, exactly as under ``strict``.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import os
 from collections.abc import Callable
@@ -51,6 +52,12 @@ class KnownHosts:
         return None if self.policy == "off" else self._parsed
 
     def has_entry(self, host: str, addr: str, port: int) -> bool:
+        """Whether known_hosts holds a key for ``host`` (a name or an address).
+
+        asyncssh parses ``addr`` as an IP address; a client given by name (or
+        reached through a jump host, where there is no peer address) has none.
+        """
+        addr = addr if _is_ip(addr) else ""
         trusted, _ca, _revoked, *_rest = self._parsed.match(host, addr, port)
         return bool(trusted)
 
@@ -70,6 +77,14 @@ class KnownHosts:
         self.recorded.append(line.strip())
         log.warning("recorded new host key for %s in %s", host_pattern(host, port), self.path)
         return True
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _unusable(path: Path, exc: OSError | ValueError) -> ConfigError:

@@ -23,7 +23,7 @@ import asyncssh
 from fleetstat.errors import TransportError
 from fleetstat.model import Status
 from fleetstat.transport import posix, signfirst, windows
-from fleetstat.transport.hostkeys import KnownHosts, client_factory
+from fleetstat.transport.hostkeys import KnownHosts, client_factory, host_pattern
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -103,7 +103,8 @@ def _classify_connect_error(exc: BaseException, client: Client, settings: Transp
             msg = (
                 f"host key for {where} does not match the one in {known.path}: "
                 "if the host was reinstalled, remove the old line with "
-                f"ssh-keygen -R '{client.ip}' -f {known.path}; otherwise investigate"
+                f"ssh-keygen -R '{host_pattern(client.ip, client.port)}' -f {known.path}; "
+                "otherwise investigate"
             )
         else:
             msg = (
