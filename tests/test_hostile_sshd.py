@@ -14,6 +14,7 @@ JSON. No traceback anywhere.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -21,6 +22,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +33,15 @@ from fleet_fixtures import HOSTILE, fleet_config
 from smtp_fixtures import SmtpServer
 
 from fleetstat import simhostile
+from fleetstat.app import load_or_create_key
+from fleetstat.collector import collect_round, limits_for, output_limit, plan_round
+from fleetstat.model import Status
+from fleetstat.probe_bundle import build_probe
 from fleetstat.simfleet import SimFleet
 from fleetstat.store import Store
 from fleetstat.store.schema import alert_states, attempts, samples
+from fleetstat.transport import KnownHosts, TransportSettings
+from fleetstat.transport.ssh import RECV_WINDOW
 
 FLEETSTAT = str(Path(sys.executable).parent / "fleetstat")
 HEALTHY = [0, 1, 2, 3]
@@ -183,3 +191,35 @@ def test_hostile_hosts_on_sshd_cost_the_others_nothing_and_reach_no_terminal(
         )  # fmt: skip
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
         json.loads(done.stdout, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+
+
+@pytest.mark.sshd
+def test_an_endless_stdout_is_read_only_up_to_the_clients_limit(
+    tmp_path: Path, sim_fleet: SimFleet
+) -> None:
+    """A host that writes 64 MiB on stdout costs the central machine its client's
+    limit (plus the channel's window), not the transport's 16 MiB ceiling."""
+    endless = (
+        f'<client ip="{address_of(sim_fleet, "endless")}" port="{sim_fleet.port}" os="linux" '
+        f'username="{sim_fleet.user}" key="{sim_fleet.client_key}"/>'
+    )
+    config = fleet_config(tmp_path, sim_fleet, [], extra_clients=endless)
+    (client,) = config.clients
+    limit = output_limit(limits_for(client, config.defaults.top_processes))
+    default = TransportSettings(KnownHosts(tmp_path / "none", "off")).max_output_bytes
+    assert limit * 8 < default < simhostile.ENDLESS_BYTES  # the test tells the two apart
+    plan = plan_round(config, load_or_create_key(config.key_path), build_probe())
+
+    tracemalloc.start()
+    try:
+        result = asyncio.run(collect_round(config, plan))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    (host,) = result.results
+    assert host.status is Status.BAD_PAYLOAD, host.error
+    assert f"sent more than {limit} bytes on stdout" in (host.error or "")
+    # What _drain kept, what asyncssh held within the channel's window, one read,
+    # and the round's own allocations (1.2-1.4 MB in all here): far from 16 MiB.
+    assert peak < limit + RECV_WINDOW + 2 * 1024 * 1024, peak

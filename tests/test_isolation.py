@@ -35,7 +35,7 @@ from fleetstat.store.schema import alert_states, attempts, samples
 from fleetstat.transport import ProbeRun
 
 HEALTHY = 3
-DOCUMENT_CLASSES = [c for c in simhostile.CLASSES if c not in ("stderr", "garbage")]
+DOCUMENT_CLASSES = [c for c in simhostile.CLASSES if c not in simhostile.NO_DOCUMENT]
 
 
 # MariaDB's per-host fallback is covered in tests/test_store.py; a class per round

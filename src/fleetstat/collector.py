@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -149,6 +149,30 @@ def limits_for(client: Client, top: int) -> Limits:
     return Limits(top=top)
 
 
+def line_bound(limits: Limits) -> int:
+    """The longest sealed line a document within ``limits`` makes.
+
+    A sealed line holds the compressed document base64url-encoded; zlib makes
+    incompressible data a little larger, never by half.
+    """
+    return (limits.max_bytes * 3 // 2 + 1024) * 4 // 3 + len(MAGIC_PREFIX)
+
+
+# Room on stdout beside the sealed line: what a chatty shell rc prints before it
+# (find_envelope_line skips it) and the line's newline.
+STDOUT_SLACK = 64 * 1024
+
+
+def output_limit(limits: Limits) -> int:
+    """The most of a host's stdout the transport keeps: its longest line, plus slack.
+
+    Without it the transport read up to its own 16 MiB ceiling before the
+    client's limit applied, so a host could make the central machine hold 16 MiB
+    per connection; now it holds what this client's document may take.
+    """
+    return line_bound(limits) + STDOUT_SLACK
+
+
 # What a probe's stderr and our messages about a host keep (attempts.stderr, .error).
 STDERR_CHARS = 4096
 ERROR_CHARS = 2000
@@ -231,6 +255,10 @@ async def _collect_host(
     argv = probe_argv(
         recipient, challenge, plan.top_processes, since, events_wanted(client), when, comb
     )
+    limits = limits_for(client, plan.top_processes)
+    # The transport stops reading at this client's bound, not at its own ceiling.
+    most = min(plan.settings.max_output_bytes, output_limit(limits))
+    settings = replace(plan.settings, max_output_bytes=most)
     retries = 0
 
     def failed(status: Status, error: str, stderr: str | None = None) -> HostResult:
@@ -247,7 +275,7 @@ async def _collect_host(
 
     try:
         async with asyncio.timeout(plan.settings.host_deadline):
-            run = await runner(client, plan.probe, argv, plan.settings)
+            run = await runner(client, plan.probe, argv, settings)
     except TransportError as exc:
         retries = getattr(exc, "retries", 0)
         return failed(exc.status, str(exc), exc.stderr)
@@ -264,7 +292,6 @@ async def _collect_host(
     stderr = _clean_stderr(run.stderr.decode("utf-8", "replace")[-STDERR_CHARS:])
     try:
         line = find_envelope_line(run.stdout)
-        limits = limits_for(client, plan.top_processes)
         document = open_document(line, plan.private_key, challenge, limits)
     except EnvelopeError as exc:  # DocumentError too: it names the field
         return failed(Status.BAD_PAYLOAD, f"{client.ip}:{client.port}: {exc}", stderr)
@@ -290,10 +317,7 @@ def open_document(line: str, key: X25519PrivateKey, challenge: bytes, limits: Li
     Raises :class:`EnvelopeError` (or its :class:`DocumentError`) for anything
     that is not a sane document for this client; nothing downstream sees the raw JSON.
     """
-    # A sealed line holds the compressed document base64url-encoded; zlib makes
-    # incompressible data a little larger, never by half.
-    most = (limits.max_bytes * 3 // 2 + 1024) * 4 // 3 + len(MAGIC_PREFIX)
-    plaintext = envelope.open_line(line, key, challenge, max_line_bytes=most)
+    plaintext = envelope.open_line(line, key, challenge, max_line_bytes=line_bound(limits))
     return parse(envelope.inflate(plaintext, limits.max_bytes), limits)
 
 

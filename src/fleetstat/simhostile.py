@@ -34,7 +34,9 @@ The classes (``CLASSES``), by what they attack:
 - ``types``: a family of the wrong kind (a ``bad_payload`` naming the field);
 - ``schema``: a schema the server does not speak;
 - ``stderr``: a probe that fails with escapes and markup on stderr;
-- ``garbage``: no envelope at all, escapes and markup on stdout.
+- ``garbage``: no envelope at all, escapes and markup on stdout;
+- ``endless``: stdout without an end (``ENDLESS_BYTES``, far more than any
+  document may take): the transport stops reading at the client's limit.
 """
 
 import json
@@ -57,10 +59,15 @@ CLASSES = (
     "schema",
     "stderr",
     "garbage",
+    "endless",
 )
 # Classes whose document the server stores (sanitised); the others end as a failed row.
 STORED = ("strings", "markup", "html", "numbers", "timestamps", "deep", "events", "wide")
-
+# Classes that send no sealed document at all.
+NO_DOCUMENT = ("stderr", "garbage", "endless")
+# What an endless host writes at most (it stops sooner when the channel closes):
+# more than the transport's own 16 MiB ceiling.
+ENDLESS_BYTES = 64 * 1024 * 1024
 # Sequences a terminal would act on: set the window title, clear the screen,
 # an OSC 8 hyperlink, a C1 CSI (8-bit) clearing the screen, a bell.
 ESCAPES = (
@@ -253,6 +260,18 @@ def _seal_with_the_probe(probe, plaintext, recipient, challenge):
         os.unlink(path)
 
 
+def _endless(out):
+    """Write ``ENDLESS_BYTES`` of one long line, until the reader goes away."""
+    chunk = b"A" * 65536
+    try:
+        for _ in range(ENDLESS_BYTES // len(chunk)):
+            out.write(chunk)
+        out.flush()
+    except (BrokenPipeError, OSError):  # the server stopped reading and closed: expected
+        return 0
+    return 0
+
+
 def main(argv):
     name, args = argv[0], argv[1:]
     probe = sys.stdin.buffer.read()  # the upload, as the real bootstrap takes it
@@ -262,6 +281,8 @@ def main(argv):
     if name == "garbage":
         sys.stdout.write("hello " + "".join(ESCAPES) + " ".join(MARKUP) + "\n")
         return 0
+    if name == "endless":
+        return _endless(sys.stdout.buffer)
     line = _seal_with_the_probe(
         probe, payload(name), _argument(args, "--recipient"), _argument(args, "--challenge")
     )

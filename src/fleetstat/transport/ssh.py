@@ -39,6 +39,12 @@ SIGN_FIRST = signfirst.install()
 RUN_GRACE_SECONDS = 3.0
 STDERR_EXCERPT_BYTES = 4096
 _READ_CHUNK = 65536
+# The session channel's receive window: what the host may send before we read it,
+# held by asyncssh on top of what _drain keeps (asyncssh's default is 2 MiB). With
+# it, a host's stdout costs at most max_output_bytes + this + one read. A Linux
+# document is 1.5-10.4 KB of JSON before compression (docs/contracts.md); a
+# larger one (security events) costs a window update per 128 KiB, not a failure.
+RECV_WINDOW = 256 * 1024
 # Ciphers, in order of preference: asyncssh's own list with AES-GCM ahead of
 # chacha20-poly1305 (OpenSSH's first choice, and asyncssh's). Both are AEADs
 # with the same strength for this use; the difference is the central machine's
@@ -229,20 +235,40 @@ async def _connect(
             await asyncio.sleep(random.uniform(delay / 2, delay * 1.5))
 
 
-async def _drain(stream: asyncssh.SSHReader[bytes], limit: int) -> tuple[bytes, bool]:
-    """Read a stream to EOF, keeping at most ``limit`` bytes; True if it overflowed."""
+async def _drain(
+    stream: asyncssh.SSHReader[bytes], limit: int, *, keep: bool = True
+) -> tuple[bytes, bool]:
+    """Read a stream to EOF, keeping at most ``limit`` bytes; True if it overflowed,
+    then with what it read so far, or (``keep=False``) nothing, never copied."""
     chunks: list[bytes] = []
     size = 0
-    overflow = False
     while True:
         chunk = await stream.read(_READ_CHUNK)
         if not chunk:
-            return b"".join(chunks), overflow
+            return b"".join(chunks), False
         size += len(chunk)
         if size > limit:
-            overflow = True
-            return b"".join(chunks), overflow
+            return (b"".join(chunks) if keep else b""), True
         chunks.append(chunk)
+
+
+async def _read_output(
+    proc: asyncssh.SSHClientProcess[bytes], limit: int
+) -> tuple[bytes, bool, bytes]:
+    """stdout (at most ``limit`` bytes; True if it overflowed) and stderr's start.
+
+    An overflowing stdout returns at once: the host, blocked on a full channel
+    window, would never end its stderr, so waiting for both cost the run timeout.
+    """
+    errors = asyncio.ensure_future(_drain(proc.stderr, STDERR_EXCERPT_BYTES * 4))
+    try:
+        out, overflow = await _drain(proc.stdout, limit, keep=False)
+        if overflow:
+            return out, True, b""
+        err, _ = await errors
+        return out, False, err
+    finally:
+        errors.cancel()
 
 
 async def _probe_command(
@@ -276,12 +302,9 @@ async def run_probe(
         try:
             async with asyncio.timeout(settings.run_timeout + RUN_GRACE_SECONDS):
                 command = await _probe_command(conn, client, argv, settings)
-                proc = await conn.create_process(command, encoding=None)
+                proc = await conn.create_process(command, encoding=None, window=RECV_WINDOW)
                 _send_upload(proc, probe)
-                (out, out_over), (err, _err_over) = await asyncio.gather(
-                    _drain(proc.stdout, settings.max_output_bytes),
-                    _drain(proc.stderr, STDERR_EXCERPT_BYTES * 4),
-                )
+                out, out_over, err = await _read_output(proc, settings.max_output_bytes)
                 if out_over:
                     proc.close()
                     raise TransportError(
