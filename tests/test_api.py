@@ -152,6 +152,10 @@ def test_every_endpoint_and_every_refusal(tmp_path: Path, sim_fleet: SimFleet, d
     assert "access_token" not in served.log
 
 
+FAILED = "event=login_failed user=alice client=127.0.0.1"
+THROTTLED = "event=login_throttled user=alice client=127.0.0.1"
+
+
 @pytest.mark.sshd
 def test_failed_logins_are_throttled_per_address(tmp_path: Path, sim_fleet: SimFleet) -> None:
     config = serve_config(tmp_path, sim_fleet, [0])
@@ -166,11 +170,17 @@ def test_failed_logins_are_throttled_per_address(tmp_path: Path, sim_fleet: SimF
             right = http.post("/api/v1/login", data={"username": "alice", "password": PASSWORD})
             detail = error_of(right, 429, "too_many_attempts")
             assert 0 < int(right.headers["retry-after"]) <= 300 and "try again" in detail
-        assert served.count("event=login_failed user=alice client=127.0.0.1") == 5
-        assert served.count("event=login_throttled user=alice client=127.0.0.1") == 1
+        # The server logs each line before it answers, but the test reads its stderr
+        # in a thread of its own: a line may still be in the pipe when the answer is
+        # here. Wait for them (bounded), then count once the server is gone and its
+        # stderr read to the end: exactly five failures and one refusal.
+        served.wait_for(FAILED, times=5)
+        served.wait_for(THROTTLED)
         assert served.stop() == 0
     finally:
         served.kill()
+    assert served.count(FAILED) == 5, served.log
+    assert served.count(THROTTLED) == 1, served.log
     assert_clean(served.log, PASSWORD)
 
 
