@@ -43,8 +43,10 @@ def serve_config(
     *,
     database_url: str | None = None,
     http: str = "",
+    inside: dict[int, str] | None = None,
 ) -> Path:
-    """A config for these simulated hosts; the first also has a memory rule it breaks.
+    """A config for these simulated hosts; the first also has a memory rule it breaks;
+    ``inside`` adds elements to some clients (by index: ``{3: '<events enabled="true"/>'}``).
 
     Generous timeouts: on a loaded 2-core machine a probe run can take seconds,
     and the tests assert that every host answered.
@@ -53,7 +55,7 @@ def serve_config(
     clients = []
     for n, i in enumerate(indices):
         host = fleet.hosts[i]
-        rule = '<alert type="memory" limit="1%"/>' if n == 0 else ""
+        rule = ('<alert type="memory" limit="1%"/>' if n == 0 else "") + (inside or {}).get(i, "")
         clients.append(
             f'<client ip="{host.address}" port="{fleet.port}" username="{fleet.user}" '
             f'key="{fleet.client_key}" mail="ops@example.com" name="sim-{i:03d}">{rule}</client>'

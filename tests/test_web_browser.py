@@ -14,7 +14,9 @@ locally and fail under ``CI``.
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,7 +100,12 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         fleet.stop()
         _unavailable(f"cannot start sshd: {exc}")
     try:
-        config = serve_config(folder, fleet, [OK_A, OK_B, FAILING, HOSTILE])
+        config = serve_config(
+            folder,
+            fleet,
+            [OK_A, OK_B, FAILING, HOSTILE],
+            inside={HOSTILE: '<events enabled="true"/>'},  # its events carry markup too
+        )
         with Store(f"sqlite:///{folder / 'fleetstat.db'}") as store:
             store.upgrade()
             healthy = [
@@ -140,10 +147,14 @@ def page(browser: Any, dashboard: Dashboard) -> Iterator[Any]:
     found = context.new_page()
     errors: list[str] = []
     found.on("pageerror", lambda exc: errors.append(str(exc)))
+    requested: list[str] = []
+    found.on("request", lambda request: requested.append(request.url))
     log_in(found)
     yield found
     context.close()
     assert errors == [], errors  # no script error on any page
+    # Nothing loaded from anywhere else: every request went to fleetstat serve.
+    assert requested and all(u.startswith(dashboard.url + "/") for u in requested), requested
 
 
 def log_in(page: Any, next_path: str = "/") -> None:
@@ -263,6 +274,55 @@ def test_the_host_page_draws_every_chart_and_the_window_picker_works(page: Any) 
     assert "over the last 1h" in page.locator("p.note").first.inner_text()
 
 
+def test_a_failing_host_page_shows_its_attempts_errors(page: Any) -> None:
+    page.goto("/hosts/sim-002")
+    assert "probe_error" in page.locator(".facts").inner_text()
+    attempts = page.locator("#h-attempts + .table-wrap tbody tr").first
+    assert "probe_error" in attempts.inner_text()
+    assert "exited with status 3" in attempts.inner_text()
+    attempts.locator("summary", has_text="stderr").click()
+    assert "probe crashed on purpose" in attempts.locator("pre").inner_text()
+    # No sample yet: the charts say so instead of drawing nothing silently.
+    assert "no samples in this window" in page.locator("#chart-cpu figcaption").inner_text()
+
+
+# A tick label on the time axis: "HH:MM", the first one and each new day's with the date
+# under it, or a date alone for day-sized steps.
+TICK = re.compile(r"^(?:(?P<hh>[01]\d|2[0-3]):(?P<mm>[0-5]\d)(?:\n[A-Z][a-z]{2} \d{1,2})?"
+                  r"|[A-Z][a-z]{2} \d{1,2})$")  # fmt: skip
+
+
+@pytest.mark.parametrize("window", ["1h", "6h", "24h", "7d", "90d"])
+def test_the_time_axis_is_utc_on_a_24_hour_clock(
+    browser: Any, dashboard: Dashboard, window: str
+) -> None:
+    # A browser far from UTC, whose own clock would say "9:00 PM" where the page says 02:00.
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800}, base_url=dashboard.url, bypass_csp=True,
+        timezone_id="America/New_York", locale="en-US",
+    )  # fmt: skip
+    page = context.new_page()
+    log_in(page, f"/hosts/sim-000?window={window}")
+    page.wait_for_function("document.documentElement.dataset.chartsDrawn === '5'")
+    ticks = page.locator("#chart-cpu").get_attribute("data-x-ticks").split("|")
+    context.close()
+    assert 3 <= len(ticks) <= 10, ticks  # at least 64 px apart on a ~590 px chart
+    assert all(TICK.match(t) for t in ticks), ticks  # no "12:47am", no "12/2/26"
+    assert len(set(ticks)) == len(ticks), ticks
+    clocks = [TICK.match(t) for t in ticks]
+    if clocks[0]["hh"] is None:  # day-sized steps: dates only
+        assert all(c["hh"] is None for c in clocks), ticks
+        return
+    assert "\n" in ticks[0], ticks  # the first tick says which day
+    minutes = [int(c["hh"]) * 60 + int(c["mm"]) for c in clocks]
+    steps = {(b - a) % 1440 for a, b in itertools.pairwise(minutes)}
+    assert len(steps) == 1, ticks
+    # Ticks fall on multiples of their step counted from UTC midnight (New York's
+    # midnight would put 3-hour ticks on 02:00, 05:00, ...).
+    step = steps.pop()
+    assert all(m % step == 0 for m in minutes), ticks
+
+
 def test_a_hostile_host_shows_its_markup_as_text_and_runs_nothing(page: Any) -> None:
     script = "<script>window.fleetstatPwned=1</script>"
     for path in ("/", "/hosts/sim-003"):
@@ -274,6 +334,10 @@ def test_a_hostile_host_shows_its_markup_as_text_and_runs_nothing(page: Any) -> 
         sources = page.eval_on_selector_all("script", "s => s.map(e => e.src || e.type)")
         assert all(s.startswith(("http", "application/json")) for s in sources), sources
         assert page.locator("img").count() == 0 and page.locator("a[href^=javascript]").count() == 0
+    # Its security events (it was asked for them) are stored and shown, as text too.
+    events = page.locator("#h-events + .table-wrap tbody tr").first
+    assert script in events.inner_text()
+    assert events.locator("script").count() == 0
 
 
 def test_alerts_and_rounds_pages(page: Any) -> None:

@@ -23,7 +23,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from fleetstat.web.views import FILTERS
+from fleetstat.web.views import FILTERS, SPARK_BOX
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -81,6 +81,7 @@ class Renderer:
         )
         self.env.filters.update(FILTERS)
         self.env.globals["asset"] = self.asset_url
+        self.env.globals["spark_box"] = SPARK_BOX
 
     def asset_url(self, name: str) -> str:
         return f"/static/{name}?v={self.assets[name].version}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from fleetstat.store import Store
@@ -63,26 +64,47 @@ class SparkCache:
             return self._series
 
 
-def spark_path(values: list[float | None]) -> str:
-    """SVG path data on a 0-100 scale for x 0..POINTS-1 (the template's viewBox leaves
-    half a step and a little height around it); gaps break the line."""
-    segments: list[list[tuple[int, int]]] = []
+# The sparkline's box in CSS pixels (fleetstat.css draws it at this size, so the
+# SVG's units are pixels and the end dot stays round); the line keeps PAD inside.
+SPARK_W, SPARK_H, PAD = 110, 28, 3
+
+
+@dataclass(frozen=True)
+class Spark:
+    """SVG path data for the line (gaps break it) and where the newest value is."""
+
+    path: str
+    end: tuple[float, float] | None  # the last known point: drawn as a dot
+
+
+def _xy(index: int, value: float) -> tuple[float, float]:
+    x = PAD + index * (SPARK_W - 2 * PAD) / (POINTS - 1)
+    y = PAD + (100 - min(max(value, 0.0), 100.0)) * (SPARK_H - 2 * PAD) / 100
+    return round(x, 1), round(y, 1)
+
+
+def spark(values: list[float | None]) -> Spark:
+    """The line of ``values`` (0-100, one per bucket, oldest first) on the 0-100 % scale.
+
+    The newest known value is also returned as a dot, so a host with a single
+    half-hour of history (a new fleet, the demo) still shows its figure.
+    """
+    segments: list[list[tuple[float, float]]] = []
     pen_up = True
-    for x, value in enumerate(values):
+    end = None
+    for index, value in enumerate(values):
         if value is None:
             pen_up = True
             continue
-        point = (x, 100 - round(min(max(value, 0.0), 100.0)))
+        end = _xy(index, value)
         if pen_up:
-            segments.append([point])
+            segments.append([end])
         else:
-            segments[-1].append(point)
+            segments[-1].append(end)
         pen_up = False
-    parts = []
-    for segment in segments:
-        if len(segment) == 1:  # a lone point: a short flat stroke around it, or it won't show
-            x, y = segment[0]
-            parts.append(f"M{x - 0.4:g} {y}h0.8")
-        else:
-            parts.append("M" + "L".join(f"{x} {y}" for x, y in segment))
-    return "".join(parts)
+    # A lone point between gaps is a zero-length stroke: its round cap draws a dot.
+    path = "".join(
+        "M" + "L".join(f"{x:g} {y:g}" for x, y in segment) + ("h0" if len(segment) == 1 else "")
+        for segment in segments
+    )
+    return Spark(path, end)

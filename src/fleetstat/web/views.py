@@ -20,7 +20,7 @@ from urllib.parse import quote
 from fleetstat.store.dashboard import CHART_COLUMNS, SeriesPoint
 from fleetstat.store.reports import HostState
 from fleetstat.units import format_duration
-from fleetstat.web.sparks import spark_path
+from fleetstat.web.sparks import SPARK_H, SPARK_W, Spark, spark
 
 # The window picker: name -> seconds. 1 h to 90 days (what retention keeps by default).
 WINDOWS: dict[str, int] = {
@@ -108,7 +108,7 @@ def duration(seconds: float | None) -> str:
 class FleetRow:
     state: HostState
     kind: str
-    spark: str  # SVG path data
+    spark: Spark
     spark_label: str
 
 
@@ -141,7 +141,7 @@ def fleet_rows(
             if known
             else "no CPU figures in the last 24 h"
         )
-        rows.append(FleetRow(state, kind, spark_path(values), label))
+        rows.append(FleetRow(state, kind, spark(values), label))
     return rows, counts
 
 
@@ -274,3 +274,4 @@ def uptime(seconds: object) -> str:
 FILTERS = {"pct": pct, "number": number, "size": size, "utc": utc, "iso": iso, "ago": ago,
            "duration": duration, "host_href": host_href, "kind": status_kind,
            "uptime": uptime, "every": format_duration}  # fmt: skip
+SPARK_BOX = {"width": SPARK_W, "height": SPARK_H}
