@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from fleetstat.api.errors import StrictJSONResponse
 from fleetstat.api.metrics import MAX_FILESYSTEMS, MAX_LABEL, _series
 from fleetstat.api.middleware import _token_in_query
 from fleetstat.api.throttle import LoginThrottle
@@ -84,3 +85,9 @@ def test_log_values_never_carry_control_characters() -> None:
     line = logfmt(user="\x1b]0;owned\x07", path="/api/v1/hosts/a b", ok="alice", note="é")
     assert "\x1b" not in line and "\x07" not in line
     assert line == 'user="\\u001b]0;owned\\u0007" path="/api/v1/hosts/a b" ok=alice note=é'
+
+
+def test_bodies_built_by_hand_write_nan_and_infinity_as_null() -> None:
+    """Errors and /health's 503 (Starlette's JSONResponse would raise: a 500)."""
+    body = StrictJSONResponse({"a": float("nan"), "b": [float("-inf"), 1.5], "c": "é"}).body
+    assert body == '{"a":null,"b":[null,1.5],"c":"é"}'.encode()

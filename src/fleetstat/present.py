@@ -12,7 +12,6 @@ costs ~0.06 s of CPU and ~6 MB).
 from __future__ import annotations
 
 import functools
-import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -142,22 +141,9 @@ def csv_cell(value: object) -> object:
 
 def strict_json(value: object) -> str:
     """Indented, strict JSON (RFC 8259): a NaN or an infinity is written as null."""
-    import json
+    from fleetstat import units
 
-    try:
-        return json.dumps(value, indent=2, allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite(value), indent=2, allow_nan=False)
-
-
-def _finite(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
+    return units.strict_json(value, indent=2)
 
 
 # -- figures as text -------------------------------------------------------------------

@@ -5,22 +5,27 @@ Durations are written the way operators say them: ``"10s"``, ``"5m"``, ``"4h"``,
 sequence such as ``"1h30m"``. :func:`parse_duration` turns them into seconds
 (a ``float``); :func:`format_duration` goes the other way for messages.
 :func:`parse_timestamp` reads the ISO 8601 instants a probe writes.
+:func:`strict_json` writes JSON as RFC 8259 has it, a NaN or an infinity as null.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 __all__ = [
     "DURATION_UNITS",
     "SIZE_UNITS",
+    "finite",
     "format_duration",
     "format_size",
     "parse_duration",
     "parse_size",
     "parse_timestamp",
+    "strict_json",
 ]
 
 #: Seconds per unit. Months and years are left out on purpose: their length varies.
@@ -120,3 +125,27 @@ def format_size(count: float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def strict_json(value: object, **options: Any) -> str:
+    """``json.dumps(value, **options)`` with every NaN and infinity written as null.
+
+    Python writes them as the tokens ``NaN`` and ``Infinity``, which are not JSON
+    (RFC 8259 section 6): browsers' JSON.parse, PostgreSQL's JSONB and MariaDB's
+    json_valid() refuse them. The walk that replaces them runs only when one occurs.
+    """
+    try:
+        return json.dumps(value, allow_nan=False, **options)
+    except ValueError:
+        return json.dumps(finite(value), allow_nan=False, **options)
+
+
+def finite(value: object) -> object:
+    """``value`` with every float that is NaN or infinite, at any depth, as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetstat.errors import StoreError
+from fleetstat.units import strict_json
 from fleetstat.watch import logfmt
 
 log = logging.getLogger("fleetstat.api")
@@ -50,10 +51,25 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class StrictJSONResponse(JSONResponse):
+    """A JSON body as RFC 8259 has it: a NaN or an infinity is null.
+
+    For the bodies the API builds by hand (errors, /health's 503); Starlette's own
+    refuses them with a ValueError, a 500 instead of the answer. The routes'
+    response models are written by pydantic, which writes null too
+    (``models.Model``).
+    """
+
+    def render(self, content: Any) -> bytes:
+        return strict_json(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def error_response(
     status: int, error: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+    return StrictJSONResponse(
+        {"error": error, "detail": detail}, status_code=status, headers=headers
+    )
 
 
 def emit(level: int, **fields: object) -> None:

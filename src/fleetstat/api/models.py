@@ -1,7 +1,9 @@
 """The API's response bodies: the contract, as the OpenAPI page at /docs shows it.
 
 Times are ISO 8601 in UTC; figures keep the units in their names (``_percent``
-0-100, ``_bytes``, ``_seconds``) as the CLI's ``--json`` output does.
+0-100, ``_bytes``, ``_seconds``) as the CLI's ``--json`` output does. A figure
+that is NaN or infinite in the store (PostgreSQL's float8 takes both) is null:
+the tokens Python would write are not JSON (tests/test_api_finite.py).
 """
 
 from __future__ import annotations
@@ -9,21 +11,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class Error(BaseModel):
+class Model(BaseModel):
+    """Every body: pydantic writes a NaN or an infinity as null (its default for
+    JSON, said here because the API's strictness depends on it). FastAPI writes
+    a response model's JSON with pydantic since 0.130 (the floor in pyproject);
+    before, it went through json.dumps and a NaN was a 500."""
+
+    model_config = ConfigDict(ser_json_inf_nan="null")
+
+
+class Error(Model):
     error: str = Field(description="a stable code: not_authenticated, not_found, ...")
     detail: str = Field(description="what went wrong and what to do, for people")
 
 
-class Token(BaseModel):
+class Token(Model):
     access_token: str
     token_type: str = "bearer"
     expires_at: datetime | None
 
 
-class Host(BaseModel):
+class Host(Model):
     """A configured host's latest state (``fleetstat report``)."""
 
     host: str
@@ -48,7 +59,7 @@ class Host(BaseModel):
     alerts: list[str] = Field(description="rule keys firing now")
 
 
-class HostPage(BaseModel):
+class HostPage(Model):
     items: list[Host]
     total: int
     offset: int
@@ -56,7 +67,7 @@ class HostPage(BaseModel):
     next_offset: int | None = Field(description="pass as offset= for the next page")
 
 
-class HostDocument(BaseModel):
+class HostDocument(Model):
     host: str
     ip: str
     port: int
@@ -68,7 +79,7 @@ class HostDocument(BaseModel):
     document: dict[str, Any] | None = Field(description="the probe's document as stored")
 
 
-class Process(BaseModel):
+class Process(Model):
     pid: int | None = None
     name: str | None = None
     user: str | None = None
@@ -76,7 +87,7 @@ class Process(BaseModel):
     rss_bytes: int | None = None
 
 
-class Processes(BaseModel):
+class Processes(Model):
     host: str
     sample_at: datetime | None
     top_cpu: list[Process] | None
@@ -84,19 +95,19 @@ class Processes(BaseModel):
     reason: str | None = Field(description="why the lists are empty or absent, when they are")
 
 
-class Stat(BaseModel):
+class Stat(Model):
     min: float | None
     avg: float | None
     max: float | None
 
 
-class Series(BaseModel):
+class Series(Model):
     bucket_seconds: int
     cpu: list[float | None]
     memory: list[float | None]
 
 
-class Stats(BaseModel):
+class Stats(Model):
     """Figures over a window (``fleetstat history``), computed in SQL."""
 
     host: str
@@ -118,7 +129,7 @@ class Stats(BaseModel):
     series: Series
 
 
-class Alert(BaseModel):
+class Alert(Model):
     host: str
     ip: str
     port: int
@@ -132,11 +143,11 @@ class Alert(BaseModel):
     last_evaluated_at: datetime | None
 
 
-class AlertList(BaseModel):
+class AlertList(Model):
     items: list[Alert]
 
 
-class Round(BaseModel):
+class Round(Model):
     id: int
     started_at: datetime
     finished_at: datetime
@@ -147,12 +158,12 @@ class Round(BaseModel):
     duration_seconds: float
 
 
-class RoundPage(BaseModel):
+class RoundPage(Model):
     items: list[Round]
     next_before: int | None = Field(description="pass as before= for older rounds")
 
 
-class Event(BaseModel):
+class Event(Model):
     id: int
     host: str
     ip: str
@@ -171,23 +182,23 @@ class Event(BaseModel):
     round_id: int | None
 
 
-class EventPage(BaseModel):
+class EventPage(Model):
     items: list[Event]
     next_after: int | None = Field(description="pass as after= for the next page")
 
 
-class MonitoringState(BaseModel):
+class MonitoringState(Model):
     running: bool
 
 
-class Monitoring(BaseModel):
+class Monitoring(Model):
     running: bool = Field(description="rounds are scheduled (false: paused)")
     rounds_here: bool = Field(description="this server runs the rounds (false: --no-watch)")
     in_round: bool
     every_seconds: float | None
 
 
-class Health(BaseModel):
+class Health(Model):
     status: str = Field(description="ok, or degraded when the database does not answer")
     database: str
     last_round_at: datetime | None

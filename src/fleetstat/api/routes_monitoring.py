@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from fleetstat.api import models
 from fleetstat.api.deps import MONITORING_STATE, Context, ServerContext, User
-from fleetstat.api.errors import emit
+from fleetstat.api.errors import StrictJSONResponse, emit
 from fleetstat.config import Config
 from fleetstat.errors import StoreError
 from fleetstat.store.accounts import read_state, write_state
@@ -91,7 +90,7 @@ def health(context: Context) -> Any:
     except StoreError as exc:
         emit(logging.ERROR, event="health_database_error", error=str(exc))
         body.update(status="degraded", database="unreachable")
-        return JSONResponse(models.Health(**body).model_dump(mode="json"), status_code=503)
+        return StrictJSONResponse(models.Health(**body).model_dump(mode="json"), status_code=503)
     if latest is not None:
         body["last_round_at"] = latest.finished_at
         body["last_round_age_seconds"] = round((now - latest.finished_at).total_seconds(), 3)

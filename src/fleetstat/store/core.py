@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -30,6 +28,7 @@ from fleetstat.store.schema import (
     rounds,
     samples,
 )
+from fleetstat.units import strict_json
 
 # SQLite waits this long for another writer (a `watch` beside a `collect`) before
 # giving up with "database is locked".
@@ -308,7 +307,9 @@ def _require_sqlite_file(url: URL) -> None:
 
 
 def _create_engine(url: URL, *, echo: bool, create: bool = True) -> Engine:
-    options: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps}
+    # Strict JSON: PostgreSQL's JSONB and MariaDB's json_valid() check refuse a
+    # NaN, and one odd host would cost the whole round its write.
+    options: dict[str, Any] = {"echo": echo, "json_serializer": strict_json}
     if url.get_backend_name() == "sqlite":
         if create:
             _make_parent(url)
@@ -368,26 +369,6 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
-
-
-def _json_dumps(value: object) -> str:
-    # Python writes NaN/Infinity, which are not JSON: PostgreSQL's JSONB and
-    # MariaDB's json_valid() check refuse them, and one odd host would cost the
-    # whole round its write. Replace them with null only when they occur.
-    try:
-        return json.dumps(value, allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite(value), allow_nan=False)
-
-
-def _finite(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
 
 
 def claim_round_alerts(conn: Connection, round_uuid: str, at: datetime) -> bool:

@@ -23,6 +23,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from fleetstat.units import strict_json
 from fleetstat.web.views import FILTERS, SPARK_BOX
 
 CSP = (
@@ -80,6 +81,8 @@ class Renderer:
             lstrip_blocks=True,
         )
         self.env.filters.update(FILTERS)
+        # |tojson feeds JSON.parse (the chart's data): a NaN or an infinity is null.
+        self.env.policies["json.dumps_function"] = strict_json
         self.env.globals["asset"] = self.asset_url
         self.env.globals["spark_box"] = SPARK_BOX
 
