@@ -398,6 +398,45 @@ def test_serve_health_shows_the_spool_during_an_outage(
     assert spooled and set(spooled) <= stored
 
 
+@pytest.mark.parametrize("server_url", ["postgresql"], indirect=True)
+def test_serve_starts_with_its_database_away_and_catches_up(
+    tmp_path: Path, sim_fleet: SimFleet, server_url: str
+) -> None:
+    """A database that does not answer when ``serve`` starts (nothing listens on
+    its port) does not stop it: it listens, /api/v1/health says the database is
+    unreachable, the rounds are spooled as ``collect`` spools them; once the
+    database answers, the schema is made, the spool written and health is ok."""
+    gate = Gate(*_host_port(server_url))
+    gate.cut()  # a closed port: connections are refused
+    path = serve_config(tmp_path, sim_fleet, [0], database_url=gate.url(server_url))
+    served = Served(path, "--every", "0.5s")
+    try:
+        assert served.count("event=database_unreachable") == 1, served.log
+        served.wait_for("event=spooled ", 2)
+        with served.client() as http:
+            down = http.get("/api/v1/health")
+            assert down.status_code == 503, down.text
+            assert (down.json()["status"], down.json()["database"]) == ("degraded", "unreachable")
+            assert down.json()["spool_rounds"] >= 2
+            refused = http.post("/api/v1/login", data={"username": "a", "password": "b"})
+            assert refused.status_code == 503 and refused.json()["error"] == "database_unavailable"
+            gate.restore()
+            served.wait_for("event=database_ready")
+            served.wait_for("event=replayed ")
+            served.wait_for("event=round ", served.count("event=round ") + 1)
+            back = http.get("/api/v1/health")
+            assert back.status_code == 200, back.text
+            assert (back.json()["database"], back.json()["spool_rounds"]) == ("ok", 0)
+        assert served.stop() == 0, served.log
+    finally:
+        served.kill()
+        gate.close()
+    spooled = [field(line, "uuid") for line in served.lines if " event=spooled " in line]
+    stored = {row.uuid for row in stored_rounds(server_url)}
+    assert spooled and set(spooled) <= stored
+    assert "Traceback" not in served.log
+
+
 # -- the database gone while a round holds the round lock ------------------------------------
 
 

@@ -90,9 +90,15 @@ def _store(config: Config, url: str | None) -> Store:
     return Store(url or config.database_url)
 
 
-def open_store(config: Config, url: str | None = None) -> Store:
-    """The store at ``url`` (``--db``), else the config's, schema brought up to date."""
+def open_store(config: Config, url: str | None = None, *, schema: bool = True) -> Store:
+    """The store at ``url`` (``--db``), else the config's, schema brought up to date.
+
+    ``schema=False``: not connected yet (``serve``, which starts whether or not
+    the database answers, and makes the schema once it does).
+    """
     store = _store(config, url)
+    if not schema:
+        return store
     try:
         store.ensure_schema()
     except BaseException:

@@ -10,6 +10,12 @@
   server (open requests get ``GRACE_SECONDS``); exit 0. A second aborts.
 - Requests that read the database run in worker threads, so a request never
   waits for a round and a round never waits for a request.
+- A database that does not answer at start does not stop it (``event=
+  database_unreachable``): it serves, ``/api/v1/health`` says the database is
+  unreachable (503), other requests get 503 ``database_unavailable``, the rounds
+  are spooled as ``collect`` spools them, and the database is asked again (after
+  1 s, doubling up to 30 s) until it answers (``event=database_ready``): then the
+  schema is made and a pause stored there applies.
 """
 
 from __future__ import annotations
@@ -26,17 +32,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fleetstat.errors import FleetstatError
+from fleetstat.errors import FleetstatError, RoundLockedError, StoreError
 from fleetstat.watch import _emit, install_stop_signals, watcher_for
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     import uvicorn
 
+    from fleetstat.api import ServerContext
     from fleetstat.config import Config
+    from fleetstat.store import Store
     from fleetstat.watch import Watcher
 
 GRACE_SECONDS = 5.0
 DEAD_TOKENS_KEPT = timedelta(days=30)  # for `fleetstat token list` and the log's ids
+# A database that did not answer at start is asked again after this long, doubling
+# up to the most: an outage of hours costs a connection attempt every 30 s.
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MOST_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -98,9 +112,7 @@ async def serve(config: Config, options: ServeOptions) -> int:
 
     from fleetstat import web
     from fleetstat.api import ServerContext, create_app
-    from fleetstat.api.routes_monitoring import stored_running
     from fleetstat.app import open_store
-    from fleetstat.store.accounts import delete_dead_tokens
 
     http = config.http
     host = options.host or http.host
@@ -113,18 +125,18 @@ async def serve(config: Config, options: ServeOptions) -> int:
     watching = http.watch if options.watch is None else options.watch
     sock = bind(host, port)
     with contextlib.closing(sock):
-        store = await asyncio.to_thread(open_store, config, options.database_url)
+        store = await asyncio.to_thread(open_store, config, options.database_url, schema=False)
         with store:
-            # Every login leaves a row; those expired or revoked a month ago go.
-            await asyncio.to_thread(delete_dead_tokens, store, datetime.now(UTC) - DEAD_TOKENS_KEPT)
             context = ServerContext(
                 config,
                 store,
                 session_lifetime=timedelta(seconds=http.session_lifetime),
                 metrics_public=http.metrics_public,
             )
+            away, running = await _prepare(context)
             if watching:
-                running = await asyncio.to_thread(stored_running, context)
+                # Paused or not is kept in the database: while it is away the rounds
+                # run (spooled, nothing lost), and a stored pause applies once it answers.
                 context.watcher = watcher_for(
                     config, options.every, database_url=options.database_url, running=running
                 )
@@ -143,14 +155,69 @@ async def serve(config: Config, options: ServeOptions) -> int:
             server.config.ssl = tls  # checked above, with a message that names the files
             name, bound_port = sock.getsockname()[:2]
             url = f"{'https' if tls else 'http'}://{_url_host(name)}:{bound_port}"
+            if away is not None:
+                _emit(logging.WARNING, event="database_unreachable", error=away,
+                      retry_seconds=RETRY_FIRST_SECONDS)  # fmt: skip
             _emit(logging.INFO, event="serve_start", url=url, watch=watching, pid=os.getpid(),
                   database=store.display_url)  # fmt: skip
-            return await _run(server, sock, context.watcher)
+            later = _until_ready(context) if away is not None else None
+            return await _run(server, sock, context.watcher, later)
 
 
-async def _run(server: uvicorn.Server, sock: socket.socket, watcher: Watcher | None) -> int:
+def prepare_database(store: Store) -> None:
+    """Make the schema or bring it up to date, drop dead tokens; StoreError when the
+    database does not answer.
+
+    The schema under the round lock, as a round makes it: when the database was
+    away at start this process's rounds already run, and two migrations must not
+    run at once. A round that holds the lock makes the schema itself.
+    """
+    from fleetstat.app import round_holder
+    from fleetstat.store.accounts import delete_dead_tokens
+    from fleetstat.store.roundlock import RoundLock
+
+    with contextlib.suppress(RoundLockedError), RoundLock(store, round_holder()).acquire():
+        store.ensure_schema()
+    # Every login leaves a row; those expired or revoked a month ago go.
+    delete_dead_tokens(store, datetime.now(UTC) - DEAD_TOKENS_KEPT)
+
+
+async def _prepare(context: ServerContext) -> tuple[str | None, bool]:
+    """The database made ready and the stored pause read: (None, running), or
+    (the error, True) when it does not answer."""
+    from fleetstat.api.routes_monitoring import stored_running
+
+    try:
+        await asyncio.to_thread(prepare_database, context.store)
+        return None, await asyncio.to_thread(stored_running, context)
+    except StoreError as exc:
+        return str(exc), True
+
+
+async def _until_ready(context: ServerContext) -> None:
+    """Ask the database again, waiting longer each time, until it is ready."""
+    delay = RETRY_FIRST_SECONDS
+    while True:
+        await asyncio.sleep(delay)
+        away, running = await _prepare(context)
+        if away is None:
+            break
+        delay = min(delay * 2, RETRY_MOST_SECONDS)
+    _emit(logging.INFO, event="database_ready", database=context.store.display_url)
+    if context.watcher is not None and not running:
+        context.watcher.pause()
+
+
+async def _run(
+    server: uvicorn.Server,
+    sock: socket.socket,
+    watcher: Watcher | None,
+    later: Awaitable[None] | None = None,
+) -> int:
     serving = asyncio.ensure_future(server.serve(sockets=[sock]))
     watching = asyncio.ensure_future(watcher.run()) if watcher is not None else None
+    # Asking a database that was away at start again: ends when it answers, or here.
+    waiting = asyncio.ensure_future(later) if later is not None else None
 
     def stop(name: str) -> None:
         if watcher is not None:
@@ -166,6 +233,10 @@ async def _run(server: uvicorn.Server, sock: socket.socket, watcher: Watcher | N
         await watching
         server.should_exit = True
     await serving
+    if waiting is not None:
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
     _emit(logging.INFO, event="serve_stop")
     return 0
 
