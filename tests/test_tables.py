@@ -68,6 +68,12 @@ def test_tables_fit_80_columns_and_wide_shows_everything(
     assert len(rows(report.stdout)) == 4, report.stdout  # one line per host
     for status in STATUSES:
         assert sum(f" {status} " in line for line in rows(report.stdout)) == 1, report.stdout
+    # A failing host's error has the width the fixed columns leave: the narrow layout
+    # drops swap, load, uptime and the disk's mount for it (at 80 columns the full
+    # one left the error 11 characters here).
+    (failed,) = [line for line in rows(report.stdout) if " probe_error " in line]
+    assert 80 - failed.index("probe on ") >= 30 and failed.rstrip().endswith("…"), report.stdout
+    assert "swap%" not in report.stdout and "disk%" in report.stdout
     piped = run("report", "-c", c, columns=None)  # a pipe without COLUMNS: 160 wide
     assert "last error" in piped.stdout and "Traceback: probe crashed" in piped.stdout
 

@@ -311,33 +311,82 @@ def summary_table(result: RoundResult, *, wide: bool = False) -> Table:
     return table
 
 
-def report_table(states: list[HostState], *, wide: bool = False) -> Table:
+# `report` on a console too narrow for every column and a failing host's error
+# (at least ERROR_ROOM characters of it) leaves out what is least needed at a
+# glance: swap, load, uptime and the fullest disk's mount (its percentage stays),
+# and puts the alerts behind the error in one column. At 80 columns the error had
+# 11 characters or none, with every other column squeezed.
+ERROR_ROOM = 40
+
+
+def report_table(states: list[HostState], *, wide: bool = False, width: int | None = None) -> Table:
     """``fleetstat report``: the latest state of each host (disk: the fullest one), and
     the last error of those failing (cut to the width that is left, as in
-    :func:`summary_table`; alerts and the error give way, nothing else wraps)."""
+    :func:`summary_table`; alerts and the error give way, nothing else wraps).
+
+    On a ``width`` too narrow for all of it (see :data:`ERROR_ROOM`; never with
+    ``wide``), the narrow layout: host, status, age, CPU%, mem%, disk%, and the
+    error then the alerts in the rest of the line.
+    """
+    rows = [_report_row(s) for s in states]
+    if wide or width is None or width >= _full_width(rows, any(s.failing for s in states)):
+        table = _table([
+            ("host", "left"), ("status", "left"), ("age", "right"), ("CPU%", "right"),
+            ("mem%", "right"), ("swap%", "right"), ("disk", "left"), ("load", "right"),
+            ("uptime", "right"), ("alerts", "left"), ("last error", "left"),
+        ], flexible=("alerts", "last error"))  # fmt: skip
+        for s, row in zip(states, rows, strict=True):
+            alerts = _styled(row["alerts"], "red")
+            _row(table, *_report_lead(s, row), row["swap"], row["disk"], row["load"],
+                 row["uptime"], alerts, _cut(row["error"], wide))  # fmt: skip
+        return table
     table = _table([
         ("host", "left"), ("status", "left"), ("age", "right"), ("CPU%", "right"),
-        ("mem%", "right"), ("swap%", "right"), ("disk", "left"), ("load", "right"),
-        ("uptime", "right"), ("alerts", "left"), ("last error", "left"),
-    ], flexible=("alerts", "last error"))  # fmt: skip
-    for s in states:
-        cpu = s.cpu_interval_percent if s.cpu_interval_percent is not None else s.cpu_percent
-        disk = f"{pct(s.disk_max_percent)}% {s.disk_max_mount}" if s.disk_max_mount else "-"
-        _row(
-            table,
-            s.name,
-            _styled(s.status, "green" if s.status == "ok" else "red"),
-            human_duration(s.sample_age_seconds) if s.sample_age_seconds is not None else "never",
-            pct(cpu),
-            pct(s.memory_percent),
-            pct(s.swap_percent),
-            disk,
-            f"{s.load1:.2f}" if s.load1 is not None else "-",
-            human_duration(s.uptime_seconds),
-            _styled(" ".join(s.alerts), "red"),
-            _cut(s.error or "" if s.failing else "", wide),
-        )
+        ("mem%", "right"), ("disk%", "right"), ("last error · alerts", "left"),
+    ], flexible=("last error · alerts",))  # fmt: skip
+    for s, row in zip(states, rows, strict=True):
+        last = _cut(" · ".join(part for part in (row["error"], row["alerts"]) if part), False)
+        if row["alerts"]:
+            last.stylize("red", len(last) - len(visible(row["alerts"])))
+        _row(table, *_report_lead(s, row), pct(s.disk_max_percent), last)
     return table
+
+
+def _report_row(s: HostState) -> dict[str, str]:
+    """A report row's cells as plain text (their widths choose the layout)."""
+    cpu = s.cpu_interval_percent if s.cpu_interval_percent is not None else s.cpu_percent
+    return {
+        "host": s.name,
+        "status": s.status,
+        "age": human_duration(s.sample_age_seconds) if s.sample_age_seconds is not None
+        else "never",
+        "cpu": pct(cpu),
+        "mem": pct(s.memory_percent),
+        "swap": pct(s.swap_percent),
+        "disk": f"{pct(s.disk_max_percent)}% {s.disk_max_mount}" if s.disk_max_mount else "-",
+        "load": f"{s.load1:.2f}" if s.load1 is not None else "-",
+        "uptime": human_duration(s.uptime_seconds),
+        "alerts": " ".join(s.alerts),
+        "error": s.error or "" if s.failing else "",
+    }  # fmt: skip
+
+
+def _report_lead(s: HostState, row: dict[str, str]) -> list[str | Text]:
+    status = _styled(row["status"], "green" if s.status == "ok" else "red")
+    return [row["host"], status, row["age"], row["cpu"], row["mem"]]
+
+
+def _full_width(rows: list[dict[str, str]], failing: bool) -> int:
+    """The console width the full layout needs: every column but the error at its
+    widest (with its padding and the space between columns), then room for the error."""
+    headers = {"host": "host", "status": "status", "age": "age", "cpu": "CPU%", "mem": "mem%",
+               "swap": "swap%", "disk": "disk", "load": "load", "uptime": "uptime",
+               "alerts": "alerts"}  # fmt: skip
+    fixed = sum(
+        2 + max([len(title), *(len(visible(row[key])) for row in rows)])
+        for key, title in headers.items()
+    )
+    return fixed + (ERROR_ROOM if failing else len("last error"))
 
 
 def alerts_table(views: list[AlertView]) -> Table:

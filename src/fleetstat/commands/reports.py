@@ -70,7 +70,8 @@ def report(
             cells = row | {"alerts": " ".join(row["alerts"])}
             writer.writerow({name: csv_cell(value) for name, value in cells.items()})
     else:
-        out().print(report_table(states, wide=wide))
+        console = out()
+        console.print(report_table(states, wide=wide, width=console.width))
 
 
 def _spool_line(config: Config) -> str | None:
