@@ -71,6 +71,8 @@ BAD: dict[str, tuple[list[str], str]] = {
     "token revoke": (["-c", "{config}"], "--name"),
     "spool replay": (["-c", "{config}", "--db"], "--db"),
     "spool status": (["-c", "{config}", "--json=yes"], "--json"),
+    "worker": (["-c", "{config}", "--zone", "dc 2"], "zone"),
+    "cluster status": (["-c", "{config}", "--since", "0"], "--since"),
 }
 
 

@@ -121,7 +121,7 @@ def test_upgrade_creates_every_table_once(db_url: str) -> None:
     with Store(db_url) as store:
         assert store.current_revision() is None
         assert store.ensure_schema() is True
-        assert store.current_revision() == "0008"
+        assert store.current_revision() == "0009"
         assert store.ensure_schema() is False
         store.upgrade()  # idempotent at head
 

@@ -25,6 +25,7 @@ from fleetstat import __version__
 from fleetstat.commands import (
     alerts,
     check_config,
+    cluster,
     collect,
     db,
     demo,
@@ -105,6 +106,8 @@ app.add_command(mail.mail)
 app.add_command(users.user)
 app.add_command(users.token)
 app.add_command(spool.spool)
+app.add_command(cluster.worker)
+app.add_command(cluster.cluster)
 
 
 def run() -> int:

@@ -24,6 +24,15 @@ class Status(StrEnum):
     TIMEOUT = "timeout"  # connect or run deadline passed
     PROBE_ERROR = "probe_error"  # the probe ran and failed (non-zero exit, no line)
     BAD_PAYLOAD = "bad_payload"  # output present but not a valid sealed envelope
+    # <cluster> only (fleetstat.cluster): the host was not collected this round.
+    ZONE_UNAVAILABLE = "zone_unavailable"  # no live worker of the host's zone took it
+    SHARD_LOST = "shard_lost"  # its shard was not committed within the round's deadline
+
+    @property
+    def collected(self) -> bool:
+        """False when nobody tried the host (a cluster round that could not place it):
+        such a result says nothing about the host, and its alerts are not evaluated."""
+        return self not in (Status.ZONE_UNAVAILABLE, Status.SHARD_LOST)
 
 
 # What happened to an alert, said by alerts (the state machine) and rendered by mail:

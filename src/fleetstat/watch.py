@@ -122,7 +122,7 @@ def configure_logging(stream: Any = None) -> None:
     root.addHandler(handler)
     # The rounds' lines, and serve's logins, refusals and failed requests (with
     # -v every request): INFO, or DEBUG when the root logger is at DEBUG.
-    for name in (log.name, "fleetstat.api"):
+    for name in (log.name, "fleetstat.api", "fleetstat.cluster"):
         logging.getLogger(name).setLevel(min(logging.INFO, root.level or logging.INFO))
 
 
@@ -474,8 +474,16 @@ def watcher_for(
     def stopping() -> bool:  # read by the spool's replay between two rounds
         return watcher is not None and watcher.stopping
 
-    async def one_round() -> CollectOutcome:
+    async def local_round() -> CollectOutcome:
         return await run_round(config, database_url=database_url, should_stop=stopping)
+
+    one_round: RoundFn = local_round
+    if config.cluster is not None:
+        # <cluster>: this loop is the coordinator, the workers collect. Imported
+        # only here: without <cluster> nothing loads the broker code.
+        from fleetstat.cluster.coordinator import Coordinator
+
+        one_round = Coordinator(config, database_url).round_fn()
 
     def prune_old(should_stop: Callable[[], bool]) -> PruneReport | None:
         retention = config.retention

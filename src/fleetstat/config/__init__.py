@@ -15,10 +15,14 @@ a single bare ``<client>`` as the whole file, as the assignment shows it)::
                 host-keys="strict" known-hosts="~/.ssh/known_hosts"
                 top-processes="5" top-processes-when="alerts" repeat="4h"/>
       <retention samples="90d" attempts="30d" events="365d"/>
+      <cluster broker="amqp://fleetstat:secret@rabbitmq.example.com:5672/"
+               shard-size="100" deadline="5m" heartbeat="2s"
+               queue-prefix="fleetstat"/>          <!-- rounds shared by workers -->
       <http listen="127.0.0.1:8760" certfile="tls.crt" keyfile="tls.key"
             metrics-public="false" watch="true" session-lifetime="12h"/>
       <client ip="10.0.0.5" port="22" username="monitor" password-env="WEB01_PW"
-              mail="ops@example.com, web@example.com" name="web-01" os="linux">
+              mail="ops@example.com, web@example.com" name="web-01" os="linux"
+              zone="dc2">                              <!-- only dc2's workers reach it -->
         <alert type="memory" limit="50%"/>
         <alert type="cpu" limit="90%" clear="70%" for="3" window="interval"/>
         <alert type="disk" mount="/var" limit="85%" repeat="1h"/>
@@ -51,6 +55,7 @@ from fleetstat.config.model import (
     AlertWindow,
     Client,
     ClientOs,
+    Cluster,
     Config,
     Defaults,
     HostKeyPolicy,
@@ -71,6 +76,7 @@ __all__ = [
     "AlertWindow",
     "Client",
     "ClientOs",
+    "Cluster",
     "Config",
     "Defaults",
     "HostKeyPolicy",

@@ -3,7 +3,7 @@
 Fields beyond the contract: ``Smtp.password_env``, ``Smtp.cafile``, ``Smtp.admin``,
 ``Client.events_max``, ``Retention`` and ``Config.retention``, ``Http`` and ``Config.http``,
 ``UnsetSecret`` and ``Config.unset_secrets``, ``SpoolSettings`` and ``Config.spool``,
-``Config.database_alert_after``.
+``Config.database_alert_after``, ``Cluster``, ``Config.cluster``, ``Client.zone``.
 """
 
 from __future__ import annotations
@@ -90,6 +90,39 @@ class SpoolSettings:
 
 DEFAULT_LISTEN = ("127.0.0.1", 8760)
 
+# Hosts without zone= are in this zone, and so are workers started without --zone.
+DEFAULT_ZONE = "default"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Rounds shared by worker processes: ``<cluster broker="amqp://..."/>``.
+
+    ``deadline`` None: the coordinator waits ``2 x (connect + run timeout) + 4 x
+    heartbeat`` for a round's shards (a shard that ran into its hosts' deadlines,
+    then once more on another worker after its first worker died).
+    """
+
+    broker: str  # amqp://, amqps:// (RabbitMQ) or redis://, rediss:// (Redis)
+    shard_size: int = 100  # hosts per message
+    deadline: float | None = None  # seconds; see above
+    heartbeat: float = 2.0  # seconds between a worker's heartbeat rows
+    queue_prefix: str = "fleetstat"  # the broker's queue names start with it
+
+    @property
+    def kind(self) -> Literal["rabbitmq", "redis"]:
+        return "redis" if self.broker.startswith(("redis://", "rediss://")) else "rabbitmq"
+
+    @property
+    def dead_after(self) -> float:
+        """A worker whose last heartbeat is older than this is taken for dead."""
+        return 3 * self.heartbeat
+
+    def round_deadline(self, timeouts: Timeouts) -> float:
+        if self.deadline is not None:
+            return self.deadline
+        return 2 * (timeouts.connect + timeouts.run) + 4 * self.heartbeat
+
 
 @dataclass(frozen=True)
 class Http:
@@ -151,6 +184,7 @@ class Client:
     alerts: tuple[AlertRule, ...] = ()
     line: int | None = None
     events_max: int = 500  # <events max="500"/>: at most this many events per run
+    zone: str = DEFAULT_ZONE  # zone="dc2": only workers of that zone collect it (<cluster>)
 
     @property
     def address(self) -> str:
@@ -200,6 +234,7 @@ class Config:
     # Without a working database for this long, the admin gets one mail (and one
     # when it is back): <database alert-after="5m">.
     database_alert_after: float = DEFAULT_DATABASE_ALERT_AFTER
+    cluster: Cluster | None = None  # <cluster>: watch and serve coordinate workers
 
     @property
     def admin_addresses(self) -> tuple[str, ...]:

@@ -14,10 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import cast, get_args
 
+from fleetstat.config.cluster import build_cluster
 from fleetstat.config.dburl import normalize_database_url, url_password, with_password
 from fleetstat.config.model import (
     DEFAULT_DATABASE_ALERT_AFTER,
     DEFAULT_SPOOL_BYTES,
+    DEFAULT_ZONE,
     Client,
     ClientOs,
     Config,
@@ -37,6 +39,7 @@ from fleetstat.config.validate import (
     check_host,
     check_mail,
     check_port,
+    check_zone,
     default_spool_directory,
     parse_bool,
     parse_int,
@@ -57,6 +60,7 @@ TOP_LEVEL = (
     "retention",
     "http",
     "spool",
+    "cluster",
     "client",
     "clients",
 )
@@ -140,9 +144,21 @@ def _build(reader: Reader, root: Node, file: Path) -> Config:
     retention = sections.get("retention")
     http = sections.get("http")
     spool = sections.get("spool")
+    cluster = sections.get("cluster")
+    database_url = _database(reader, database)
+    if cluster is None:
+        for node in client_nodes:
+            if "zone" in node.attrib:
+                reader.warn(
+                    node.attr_line("zone"),
+                    "a client has zone= but the config has no <cluster>",
+                    'zones place hosts on workers: add <cluster broker="amqp://..."/>, '
+                    "or remove zone=",
+                )
+                break
     return Config(
         path=file,
-        database_url=_database(reader, database),
+        database_url=database_url,
         key_path=(reader.path(key, "path") if key else None) or file.parent / "fleetstat.key",
         smtp=_smtp(reader, smtp) if smtp else None,
         defaults=_defaults(reader, defaults) if defaults else Defaults(),
@@ -150,6 +166,7 @@ def _build(reader: Reader, root: Node, file: Path) -> Config:
         retention=_retention(reader, retention) if retention else Retention(),
         http=_http(reader, http) if http else Http(),
         spool=_spool(reader, spool, file),
+        cluster=build_cluster(reader, cluster, database_url) if cluster is not None else None,
         database_alert_after=(
             reader.get(database, "alert-after", parse_seconds, DEFAULT_DATABASE_ALERT_AFTER)
             if database is not None
@@ -362,6 +379,7 @@ def _client(reader: Reader, node: Node) -> Client | None:
     mail = list(reader.get(node, "mail", split_mail, list[str]()))
     name = node.attrib.get("name", "").strip() or None
     host_os = reader.choice(node, "os", get_args(ClientOs), "auto")
+    zone = reader.get(node, "zone", check_zone, DEFAULT_ZONE)
     events, events_max, alerts = False, 500, []
     events_line: int | None = None
     rule_lines: dict[str, int] = {}
@@ -415,6 +433,7 @@ def _client(reader: Reader, node: Node) -> Client | None:
         alerts=tuple(alerts),
         line=node.line,
         events_max=events_max,
+        zone=zone,
     )
 
 

@@ -236,3 +236,55 @@ def default_spool_directory(config_file: Path, env: Mapping[str, str]) -> Path:
         base = state / "fleetstat"
     digest = hashlib.sha256(str(config_file).encode("utf-8", "surrogateescape")).hexdigest()
     return base / f"spool-{config_file.stem}-{digest[:8]}"
+
+
+_ZONE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ZONE_FIX = 'a name of letters, digits, "-", "_" or "." (up to 64), such as zone="dc2"'
+
+
+def check_zone(text: str) -> str:
+    """A zone's name (``zone="dc2"``, ``worker --zone dc2``): it goes into queue names."""
+    value = text.strip()
+    if not _ZONE.fullmatch(value):
+        raise Invalid(f"{text!r} is not a zone name", f"write {ZONE_FIX}")
+    return value
+
+
+BROKER_SCHEMES = ("amqp", "amqps", "redis", "rediss")
+BROKER_FIX = (
+    'write broker="amqp://user:password@rabbitmq.example.com:5672/" (RabbitMQ) '
+    'or broker="redis://redis.example.com:6379/0" (Redis)'
+)
+
+
+def check_broker(text: str) -> str:
+    """The message broker's URL: RabbitMQ (``amqp://``) or Redis (``redis://``)."""
+    from urllib.parse import urlsplit
+
+    value = text.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise Invalid(f"{text!r} is not a URL ({exc})", BROKER_FIX) from None
+    if parts.scheme not in BROKER_SCHEMES:
+        raise Invalid(
+            f"the broker's scheme {parts.scheme or '(none)'!r} is not one fleetstat speaks",
+            BROKER_FIX,
+        )
+    if not parts.hostname:
+        raise Invalid(f"{text!r} names no host", BROKER_FIX)
+    return value
+
+
+_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_queue_prefix(text: str) -> str:
+    value = text.strip()
+    if not _PREFIX.fullmatch(value):
+        raise Invalid(
+            f"{text!r} is not a queue prefix",
+            'write letters, digits, "-", "_" or "." (up to 64), such as queue-prefix="fleetstat"',
+        )
+    return value

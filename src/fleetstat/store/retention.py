@@ -42,6 +42,7 @@ from fleetstat.store.core import Store
 from fleetstat.store.schema import (
     alert_states,
     attempts,
+    cluster_shards,
     host_latest,
     mail_outbox,
     rounds,
@@ -197,6 +198,8 @@ class _Run:
         condition = rounds.c.finished_at < before
         if keep_from is not None:
             condition = sa.and_(condition, rounds.c.id < keep_from)
+        with self.engine.begin() as conn:  # <cluster>'s shard rows go with their rounds
+            conn.execute(sa.delete(cluster_shards).where(cluster_shards.c.committed_at < before))
         return self.by_ids(rounds, condition)
 
     def _stop(self) -> bool:

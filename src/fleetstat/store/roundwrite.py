@@ -37,7 +37,7 @@ from fleetstat.model import HostResult, RoundResult
 from fleetstat.store.errors import reason
 from fleetstat.store.events import host_event_rows, insert_event_rows
 from fleetstat.store.headline import headline
-from fleetstat.store.schema import attempts, host_latest, rounds, samples
+from fleetstat.store.schema import attempts, cluster_shards, host_latest, rounds, samples
 
 if TYPE_CHECKING:
     from fleetstat.store.core import Store
@@ -80,29 +80,74 @@ def write_round(
     round = replace(round, results=tuple(rows.result for rows in prepared))
     with store.errors("record the round"), store.engine.begin() as conn:
         round_id = _insert_round(conn, round, replayed_at)
-        latest: list[dict[str, Any]] = []
-        if prepared:
-            try:
-                with conn.begin_nested():
-                    latest = _write_batch(conn, round_id, prepared)
-            except Exception as exc:  # one value the database refuses: host by host
-                log.warning(
-                    "round %d: the database refused the batch (%s); writing host by host",
-                    round_id, reason(exc, store.url),
-                )  # fmt: skip
-                latest = [_write_one(store, conn, round_id, rows) for rows in prepared]
-                round = replace(round, results=tuple(rows.result for rows in prepared))
-                _update_counts(conn, round_id, round)
-        _upsert_latest(conn, list({(r["client_ip"], r["client_port"]): r for r in latest}.values()))
-        failures = then(conn, round_id, round) if then is not None else None
-        if failures:
-            round = with_failures(round, "queueing the events mail", dict(failures))
-            mark_failed(conn, round_id, round, failures)
+        round = _write_results(store, conn, round_id, round, prepared, then, counts=True)
         return WrittenRound(round_id, round)
 
 
+def write_shard(
+    store: Store, shard: Mapping[str, Any], round: RoundResult, then: Then | None = None
+) -> RoundResult | None:
+    """One shard of a ``<cluster>`` round (fleetstat.cluster) in one transaction: its
+    ``cluster_shards`` row (``shard``: its columns) first, then its hosts' rows into
+    the round ``shard["round_id"]`` that the coordinator opened.
+
+    None, with nothing written, when the shard's row is there already: another
+    worker committed it (a redelivered message), or the coordinator closed the
+    round and marked it missed. The primary key decides, so of two commits of one
+    shard exactly one writes its hosts. The round's counts are the coordinator's.
+    """
+    prepared = [_prepare(result) for result in round.results]
+    round = replace(round, results=tuple(rows.result for rows in prepared))
+    round_id = int(shard["round_id"])
+    with store.errors("record a shard"), store.engine.begin() as conn:
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.insert(cluster_shards).values(**shard))
+        except sa.exc.IntegrityError:
+            return None
+        return _write_results(store, conn, round_id, round, prepared, then, counts=False)
+
+
+def _write_results(
+    store: Store,
+    conn: Connection,
+    round_id: int,
+    round: RoundResult,
+    prepared: list[_Rows],
+    then: Then | None,
+    *,
+    counts: bool,
+) -> RoundResult:
+    """The hosts' attempts, samples, events and latest rows, then ``then``."""
+    latest: list[dict[str, Any]] = []
+    if prepared:
+        try:
+            with conn.begin_nested():
+                latest = _write_batch(conn, round_id, prepared, narrow=not counts)
+        except Exception as exc:  # one value the database refuses: host by host
+            log.warning(
+                "round %d: the database refused the batch (%s); writing host by host",
+                round_id, reason(exc, store.url),
+            )  # fmt: skip
+            latest = [_write_one(store, conn, round_id, rows) for rows in prepared]
+            round = replace(round, results=tuple(rows.result for rows in prepared))
+            if counts:
+                _update_counts(conn, round_id, round)
+    _upsert_latest(conn, list({(r["client_ip"], r["client_port"]): r for r in latest}.values()))
+    failures = then(conn, round_id, round) if then is not None else None
+    if failures:
+        round = with_failures(round, "queueing the events mail", dict(failures))
+        mark_failed(conn, round_id, round, failures, counts=counts)
+    return round
+
+
 def mark_failed(
-    conn: Connection, round_id: int, round: RoundResult, hosts: Mapping[Host, object]
+    conn: Connection,
+    round_id: int,
+    round: RoundResult,
+    hosts: Mapping[Host, object],
+    *,
+    counts: bool = True,
 ) -> None:
     """Write the demoted results of ``hosts`` over their attempts of round ``round_id``."""
     for result in round.results:
@@ -124,7 +169,8 @@ def mark_failed(
             .where(host_latest.c.last_attempt_id.in_(mine))
             .values(last_status=str(result.status))
         )
-    _update_counts(conn, round_id, round)
+    if counts:
+        _update_counts(conn, round_id, round)
 
 
 # -- building the rows (pure) -------------------------------------------------------------
@@ -217,14 +263,19 @@ def _update_counts(conn: Connection, round_id: int, round: RoundResult) -> None:
     )
 
 
-def _write_batch(conn: Connection, round_id: int, prepared: list[_Rows]) -> list[dict[str, Any]]:
+def _write_batch(
+    conn: Connection, round_id: int, prepared: list[_Rows], *, narrow: bool = False
+) -> list[dict[str, Any]]:
     """Every host's attempt, sample and events in one statement per table; the latest rows.
 
     executemany does not return ids portably, so the attempt and sample ids are
-    read back by round, keyed by (client_ip, client_port).
+    read back by round, keyed by (client_ip, client_port); ``narrow`` (a shard of a
+    round others write too): by round and the shard's addresses, so a shard never
+    reads the whole round's rows back.
     """
+    ips = sorted({rows.result.client.ip for rows in prepared}) if narrow else None
     conn.execute(sa.insert(attempts), [_attempt_row(round_id, rows.result) for rows in prepared])
-    attempt_ids = _ids(conn, attempts, round_id)
+    attempt_ids = _ids(conn, attempts, round_id, ips)
     # Popping in id order pairs a duplicated (ip, port), should one ever reach us,
     # with its attempts in the order they were inserted.
     attempt_of = [attempt_ids[_host(rows.result)].popleft() for rows in prepared]
@@ -234,7 +285,7 @@ def _write_batch(conn: Connection, round_id: int, prepared: list[_Rows]) -> list
             sample_rows.append({**rows.sample, "round_id": round_id, "attempt_id": attempt_id})
     if sample_rows:
         conn.execute(sa.insert(samples), sample_rows)
-        sample_ids = _ids(conn, samples, round_id)
+        sample_ids = _ids(conn, samples, round_id, ips)
         for rows in prepared:
             if rows.sample is not None:
                 rows.sample["id"] = sample_ids[_host(rows.result)].popleft()
@@ -271,12 +322,16 @@ def _insert_one(conn: Connection, table: sa.Table, row: dict[str, Any]) -> int:
     return int(inserted[0])
 
 
-def _ids(conn: Connection, table: sa.Table, round_id: int) -> defaultdict[Host, deque[int]]:
+def _ids(
+    conn: Connection, table: sa.Table, round_id: int, ips: Sequence[str] | None = None
+) -> defaultdict[Host, deque[int]]:
     query = (
         sa.select(table.c.id, table.c.client_ip, table.c.client_port)
         .where(table.c.round_id == round_id)
         .order_by(table.c.id)
     )
+    if ips is not None:
+        query = query.where(table.c.client_ip.in_(ips))
     ids: defaultdict[Host, deque[int]] = defaultdict(deque)
     for row_id, ip, port in conn.execute(query):
         ids[(ip, port)].append(row_id)

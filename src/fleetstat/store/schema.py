@@ -294,4 +294,45 @@ server_state = sa.Table(
     **MYSQL_TABLE_ARGS,
 )
 
+# <cluster> (revision 0009, fleetstat.cluster). A worker's heartbeat row: the
+# coordinator places hosts on the workers whose last_seen is recent.
+cluster_workers = sa.Table(
+    "cluster_workers",
+    metadata,
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("zone", sa.String(64), nullable=False),
+    sa.Column("hostname", sa.String(NAME_LEN)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Column("stopped_at", UTCDateTime),  # a clean stop: its shards go elsewhere at once
+    sa.Column("shards_done", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_shard_at", UTCDateTime),
+    sa.Column("last_shard_seconds", sa.Double),
+    sa.PrimaryKeyConstraint("name"),
+    **MYSQL_TABLE_ARGS,
+)
+
+# One row per committed shard of a round, written in the shard's own transaction
+# (by a worker: outcome "stored"; by the coordinator when the round's deadline
+# passed: "missed", with its hosts' failed attempts). The primary key is what
+# makes a shard's commit happen once: a redelivered shard finds its row and is
+# dropped. No foreign key to rounds: retention deletes old rounds, and their
+# shard rows with them (store/retention.py).
+cluster_shards = sa.Table(
+    "cluster_shards",
+    metadata,
+    sa.Column("round_id", sa.BigInteger, nullable=False),
+    sa.Column("shard", sa.Integer, nullable=False),
+    sa.Column("zone", sa.String(64), nullable=False),
+    sa.Column("worker", sa.String(128)),  # null: missed
+    sa.Column("outcome", sa.String(16), nullable=False),  # stored / missed
+    sa.Column("hosts", sa.Integer, nullable=False),
+    sa.Column("committed_at", UTCDateTime, nullable=False),
+    sa.Column("seconds", sa.Double),  # the shard's run on its worker
+    sa.PrimaryKeyConstraint("round_id", "shard"),
+    sa.Index(None, "committed_at"),
+    **MYSQL_TABLE_ARGS,
+)
+
 TABLE_NAMES = tuple(metadata.tables)
