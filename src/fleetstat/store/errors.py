@@ -99,3 +99,14 @@ def _is_alembic_error(exc: Exception) -> bool:
     """Alembic's CommandError, without importing Alembic when no migration ran."""
     util = sys.modules.get("alembic.util")
     return util is not None and isinstance(exc, util.CommandError)
+
+
+def insert_once(conn: Connection, statement: sa.Executable) -> bool:
+    """Run the INSERT ``statement`` in a savepoint; False when a unique key refused it
+    (the row is there already: another writer won), other errors raised as they are."""
+    try:
+        with conn.begin_nested():
+            conn.execute(statement)
+    except sa.exc.IntegrityError:
+        return False
+    return True

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 from fleetstat.hostfail import demote, with_failures
 from fleetstat.metrics import CpuCounters
 from fleetstat.model import HostResult, RoundResult
-from fleetstat.store.errors import reason
+from fleetstat.store.errors import insert_once, reason
 from fleetstat.store.events import host_event_rows, insert_event_rows
 from fleetstat.store.headline import headline
 from fleetstat.store.schema import attempts, cluster_shards, host_latest, rounds, samples
@@ -100,10 +100,7 @@ def write_shard(
     round = replace(round, results=tuple(rows.result for rows in prepared))
     round_id = int(shard["round_id"])
     with store.errors("record a shard"), store.engine.begin() as conn:
-        try:
-            with conn.begin_nested():
-                conn.execute(sa.insert(cluster_shards).values(**shard))
-        except sa.exc.IntegrityError:
+        if not insert_once(conn, sa.insert(cluster_shards).values(**shard)):
             return None
         return _write_results(store, conn, round_id, round, prepared, then, counts=False)
 
