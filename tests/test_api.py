@@ -101,8 +101,7 @@ def test_every_endpoint_and_every_refusal(tmp_path: Path, sim_fleet: SimFleet, d
             metrics = http.get("/metrics")
             assert metrics.status_code == 200
             assert 'fleetstat_host_up{host="sim-000"} 1.0' in metrics.text
-            docs, schema = http.get("/docs"), http.get("/openapi.json")
-            assert docs.status_code == 200 and "swagger" in docs.text.lower()
+            schema = http.get("/openapi.json")
             assert "/api/v1/hosts/{host}/stats" in schema.json()["paths"]
 
             # Errors are JSON with a code and a detail.

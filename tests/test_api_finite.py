@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ import pytest
 import sqlalchemy as sa
 from alert_helpers import client, rule
 from conftest import _server_database
-from serve_fixtures import PASSWORD, Served, add_user
-from web_fixtures import write_history
+from serve_fixtures import Served, add_user
+from web_fixtures import dashboard_session, history_config
 
 from fleetstat.store import Store
 from fleetstat.store.schema import alert_states, attempts, rounds, samples
@@ -92,21 +91,7 @@ def plant(url: str) -> None:
 
 @pytest.fixture
 def served(tmp_path: Path, database: str) -> Iterator[Served]:
-    clients = "\n".join(
-        f'  <client ip="{c.ip}" username="monitor" password="not-used-here" name="{c.name}">'
-        + ('<alert type="memory" limit="1%"/>' if c is WEB else "")
-        + "</client>"
-        for c in (WEB, DB)
-    )
-    config = tmp_path / "fleetstat.xml"
-    config.write_text(
-        f'<fleetstat>\n  <database url="{database}"/>\n'
-        f'  <key path="{tmp_path / "server.key"}"/>\n{clients}\n</fleetstat>\n'
-    )
-    config.chmod(0o600)
-    with Store(database) as store:
-        store.upgrade()
-        write_history(store, [WEB, DB], spans=[(timedelta(hours=6), timedelta(hours=1))])
+    config = history_config(tmp_path, database, [WEB, DB])
     plant(database)
     add_user(config)
     server = Served(config, "--no-watch")
@@ -158,12 +143,7 @@ def test_non_finite_figures_in_the_store_are_null_in_every_json(
             {"pid": 1, "name": "init", "user": None, "cpu_percent": None, "rss_bytes": None}
         ]
 
-    with served.client(follow_redirects=False) as browser:
-        form = browser.get("/login")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert csrf, form.text[:500]
-        login = {"username": "alice", "password": PASSWORD, "csrf": csrf.group(1), "next": "/"}
-        assert browser.post("/login", data=login).status_code == 303
+    with dashboard_session(served) as browser:
         for window in ("6h", "24h"):
             host = browser.get(f"/hosts/web-01?window={window}")
             assert host.status_code == 200, host.text[:500]

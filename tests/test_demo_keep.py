@@ -62,7 +62,7 @@ def test_demo_keep_leaves_the_fleet_and_the_api_running(tmp_path: Path) -> None:
             token = login.json()["access_token"]
             hosts = http.get("/api/v1/hosts", headers={"Authorization": f"Bearer {token}"})
             assert [h["status"] for h in hosts.json()["items"]] == ["ok", "ok"]
-            assert http.get("/docs").status_code == 200
+            assert "/api/v1/hosts" in http.get("/openapi.json").json()["paths"]
             # The dashboard: a browser is sent to its login page, which takes the user.
             page = http.get("/", follow_redirects=True)
             assert page.status_code == 200 and "Log in to fleetstat" in page.text

@@ -8,11 +8,16 @@ memory that move with the time of day so the charts have a shape.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 from alert_helpers import ok, round_of
+from serve_fixtures import PASSWORD, Served
 
 from fleetstat.alerts import evaluate_round
 from fleetstat.config import Client
@@ -79,3 +84,36 @@ def write_history(
         store.record_round(one)
         evaluate_round(store, one, now=one.finished_at)
     return len(moments)
+
+
+def history_config(folder: Path, url: str, clients: Sequence[Client]) -> Path:
+    """A config for ``clients`` (the first with a memory rule it breaks, never logged
+    in to: ``serve --no-watch``) and six hours of their history in ``url``."""
+    lines = "\n".join(
+        f'  <client ip="{c.ip}" username="monitor" password="not-used-here" name="{c.name}">'
+        + ('<alert type="memory" limit="1%"/>' if index == 0 else "")
+        + "</client>"
+        for index, c in enumerate(clients)
+    )
+    config = folder / "fleetstat.xml"
+    config.write_text(
+        f'<fleetstat>\n  <database url="{url}"/>\n'
+        f'  <key path="{folder / "server.key"}"/>\n{lines}\n</fleetstat>\n'
+    )
+    config.chmod(0o600)
+    with Store(url) as store:
+        store.upgrade()
+        write_history(store, clients, spans=[(timedelta(hours=6), timedelta(hours=1))])
+    return config
+
+
+@contextlib.contextmanager
+def dashboard_session(served: Served) -> Iterator[httpx.Client]:
+    """An HTTP client logged in to the dashboard as alice (its session cookie)."""
+    with served.client(follow_redirects=False) as browser:
+        form = browser.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf, form.text[:500]
+        login = {"username": "alice", "password": PASSWORD, "csrf": csrf.group(1), "next": "/"}
+        assert browser.post("/login", data=login).status_code == 303
+        yield browser

@@ -207,7 +207,7 @@ def _keep_running(config: Config, config_path: Path, console: Console, every: fl
 Still running until Ctrl-C: the simulated hosts, the mail sink, and fleetstat serve
 (a round every {format_duration(every)}) on {url}
   dashboard: {url}/  (log in as {DEMO_USER}, password {password})
-  API docs: {url}/docs  (Authorize: the same user and password)
+  API:      {url}/openapi.json  (docs/api.md describes it)
   curl:     curl -d username={DEMO_USER} -d password={password} {url}/api/v1/login
   commands: fleetstat report -c {config_path}
             fleetstat collect -c {config_path}

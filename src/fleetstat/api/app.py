@@ -39,7 +39,9 @@ def create_app(context: ServerContext, extensions: Sequence[Callable[[FastAPI], 
         title="fleetstat",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
+        # No Swagger UI: FastAPI's page loads its script and style from a CDN, and
+        # nothing fleetstat serves loads anything from the Internet (docs/api.md).
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
     )

@@ -49,7 +49,7 @@ async def get_context(request: Request) -> ServerContext:
 Context = Annotated[ServerContext, Depends(get_context)]
 
 # auto_error=False: a missing token is our JSON 401, not FastAPI's. The scheme
-# also documents the login in the OpenAPI page (/docs: "Authorize").
+# also documents the login in the OpenAPI description (/openapi.json).
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/login", auto_error=False)
 
 

@@ -1,4 +1,4 @@
-"""The API's response bodies: the contract, as the OpenAPI page at /docs shows it.
+"""The API's response bodies: the contract, as /openapi.json describes it.
 
 Times are ISO 8601 in UTC; figures keep the units in their names (``_percent``
 0-100, ``_bytes``, ``_seconds``) as the CLI's ``--json`` output does. A figure

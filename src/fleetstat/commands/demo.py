@@ -28,7 +28,7 @@ def demo(workdir: Path, hosts: int, keep: bool, every: float) -> None:
     private OpenSSH sshd, the database is SQLite in --dir.
 
     With --keep everything stays up afterwards, with the config written, so
-    collect, watch, report and a browser (the dashboard at /, the API's /docs;
+    collect, watch, report and a browser (the dashboard at /, the API described at /openapi.json;
     user demo, the password printed) work against it.
 
     Example: fleetstat demo --hosts 5 --keep --every 30s

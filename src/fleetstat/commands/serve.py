@@ -48,7 +48,7 @@ def serve(
     keyfile: Path | None,
     db: str | None,
 ) -> None:
-    """Serve the HTTP API (/api/v1, /metrics, /docs) and run the rounds, in one process.
+    """Serve the HTTP API (/api/v1, /metrics, /openapi.json) and run the rounds, in one process.
 
     Rounds run as with watch unless --no-watch, and can be paused and resumed
     with POST /api/v1/monitoring. People log in with a user from `fleetstat user
