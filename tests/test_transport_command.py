@@ -156,10 +156,10 @@ def test_every_preferred_cipher_is_one_asyncssh_knows() -> None:
 )
 def test_exit_codes_are_classified(code: int, status: str, words: str) -> None:
     from fleetstat.errors import TransportError
-    from fleetstat.transport.ssh import ProbeRun, _raise_for_exit
+    from fleetstat.transport.ssh import ProbeRun, raise_for_exit
 
     settings = type("S", (), {"run_timeout": 60.0})()
     with pytest.raises(TransportError) as caught:
-        _raise_for_exit(ProbeRun(b"", b"", code), "10.0.0.5:22", settings)  # type: ignore[arg-type]
+        raise_for_exit(ProbeRun(b"", b"", code), "10.0.0.5:22", settings)  # type: ignore[arg-type]
     assert caught.value.status.value == status
     assert words in str(caught.value)

@@ -275,7 +275,8 @@ def _watch_and_stop(tmp_path: Path, sim_fleet: SimFleet, smtp: SmtpServer) -> No
     order = [line.split()[2] for line in watch.lines if line.startswith("ts=")]
     stopping = order.index("event=stopping")
     assert order[stopping + 1 :].count("event=round") == 1, log
-    assert order[-2:] == ["event=flush", "event=watch_stop"], log
+    assert order[-3:] == ["event=connections_closed", "event=flush", "event=watch_stop"], log
+    assert "open=4 logins=4 reused=12" in watch.lines[-3]  # one login per host, kept
     assert "reason=SIGTERM rounds=4 crashed=0" in watch.lines[-1]
     assert watch.count("event=host_failed") == 4  # the hanging host, once a round
     assert watch.count("status=timeout") == 4

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from fleetstat.store.reports import History, HostRef, HostState
     from fleetstat.store.retention import PruneReport
     from fleetstat.store.roundlock import RoundLock
+    from fleetstat.transport.pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +291,27 @@ async def run_round(
         spool_it = functools.partial(_spool_round, url=database_url)
         return await asyncio.to_thread(spool_it, config, spool, result, exc, None)
     return await asyncio.to_thread(_store_or_spool, config, spool, opened, result, now)
+
+
+def connection_pool(config: Config) -> ConnectionPool | None:
+    """The SSH connections ``watch`` and ``serve`` keep between rounds, or None when
+    ``keep-connections="off"`` leaves none to keep (``transport/pool.py``).
+
+    ``run_round(config, runner=pool.run_probe)`` then runs each round on them.
+    Raises ``FleetstatError`` at once when the process may not open enough files
+    for the fleet's connections (after raising its soft limit to the hard one).
+    """
+    from fleetstat.config.validate import DEFAULT_KEEP_CONNECTIONS
+    from fleetstat.transport.pool import ConnectionPool, ensure_fd_limit
+
+    d = config.defaults
+    keep = DEFAULT_KEEP_CONNECTIONS if d.keep_connections is None else d.keep_connections
+    pool = ConnectionPool(keep=keep, max_age=d.max_connection_age)
+    kept = sum(1 for client in config.clients if pool.keep_for(client) > 0)
+    if kept == 0:
+        return None
+    ensure_fd_limit(kept, d.concurrency)
+    return pool
 
 
 def _never() -> bool:

@@ -139,6 +139,7 @@ class SimFleet:
     behaviours: dict[int, str] = field(default_factory=dict)  # host index -> behaviour
     port: int = 0
     max_startups: str = "1000:30:1000"
+    max_sessions: int = 100
     # Pinned for every client (fleetstat, the bench's reference runner, Ansible's
     # OpenSSH): OpenSSH 9.x prefers the post-quantum hybrid sntrup761x25519-sha512,
     # whose sshd side costs several times the CPU of curve25519-sha256, and
@@ -320,6 +321,34 @@ class SimFleet:
         shutil.rmtree(self.hostroot, ignore_errors=True)
         self.pid_path.unlink(missing_ok=True)
 
+    def restart(self, *, new_host_key: bool = False) -> None:
+        """Stop sshd and every session it holds, then start it again on the same port.
+
+        What a host's reboot or an sshd upgrade that drops its connections does:
+        connections kept by a client see their peer go away. ``new_host_key``:
+        the sshd comes back with a new host key while ``known_hosts`` keeps the
+        old one, as a reinstalled host looks to its clients.
+        """
+        known = self.known_hosts.read_text() if new_host_key else None
+        self.stop()
+        self._kill_user_processes()
+        if new_host_key:
+            for path in (self.host_key, self.host_key.with_suffix(".pub")):
+                path.unlink(missing_ok=True)
+        self.start()
+        if known is not None:
+            self.known_hosts.write_text(known)
+
+    def accepted_logins(self) -> int:
+        """Logins sshd accepted so far, over restarts: its ``Accepted ...`` lines
+        (in the auth log with ``auth_log``, else ``sshd.log``; LogLevel INFO or more)."""
+        path = self.auth_log_path if self.auth_log else self.log_path
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            return 0
+        return sum(1 for line in text.splitlines() if "Accepted " in line)
+
     def _kill_user_processes(self) -> None:
         if not self.as_root:
             return
@@ -477,7 +506,7 @@ KbdInteractiveAuthentication no
 PermitRootLogin no
 AllowUsers {user_pattern}
 MaxStartups {self.max_startups}
-MaxSessions 100
+MaxSessions {self.max_sessions}
 MaxAuthTries 6
 LoginGraceTime 30
 PrintMotd no

@@ -172,6 +172,7 @@ class Watcher:
         running: bool = True,
         tick_fn: Callable[[], object] | None = None,
         tick_every: float = 30.0,
+        close_fn: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         if not every >= MIN_EVERY_SECONDS:
             raise ValueError(f"the interval must be at least {MIN_EVERY_SECONDS}s, not {every}")
@@ -186,6 +187,8 @@ class Watcher:
         # health check, so its DOWN mail does not wait for a long interval.
         self.tick_fn = tick_fn
         self.tick_every = tick_every
+        # Last, however run() ends: what outlives a round (kept SSH connections).
+        self.close_fn = close_fn
         self.stats = WatchStats()
         self.in_round = False
         # asyncio.Event binds to the running loop on first wait (Python 3.10+), so
@@ -247,6 +250,26 @@ class Watcher:
         """Rounds until a stop request; then flush the outbox. The exit code (0)."""
         _emit(logging.INFO, event="watch_start", every=self.every, pid=os.getpid(),
               running=self._running)  # fmt: skip
+        try:
+            await self._rounds()
+        finally:
+            await self._close()
+        await self._final_flush()
+        _emit(logging.INFO, event="watch_stop", reason=self.stats.stop_reason,
+              rounds=self.stats.rounds, crashed=self.stats.crashed,
+              overran=self.stats.overran)  # fmt: skip
+        return 0
+
+    async def _close(self) -> None:
+        """What outlives a round (kept SSH connections), however the loop ended."""
+        if self.close_fn is None:
+            return
+        try:
+            await self.close_fn()
+        except Exception as exc:  # closing must not hide how the loop ended
+            _emit(logging.ERROR, event="close_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def _rounds(self) -> None:
         next_start = self.clock()
         while not self.stopping:
             if not self._running:
@@ -275,11 +298,6 @@ class Watcher:
             ):
                 self.request_stop("max_rounds")
             await self._maybe_prune()
-        await self._final_flush()
-        _emit(logging.INFO, event="watch_stop", reason=self.stats.stop_reason,
-              rounds=self.stats.rounds, crashed=self.stats.crashed,
-              overran=self.stats.overran)  # fmt: skip
-        return 0
 
     async def _wait(self, seconds: float | None) -> bool:
         """Sleep until ``seconds`` pass or a stop/pause/resume wakes us (True)."""
@@ -464,10 +482,22 @@ def watcher_for(
     Raises ``ConfigError`` at once when a ``password-env`` the rounds log in with
     is unset: not a failed round every interval.
     """
-    from fleetstat.app import deliver_mail, open_store, require_round_secrets, run_round
+    from fleetstat.app import (
+        connection_pool,
+        deliver_mail,
+        open_store,
+        require_round_secrets,
+        run_round,
+    )
     from fleetstat.store.retention import prune
 
     require_round_secrets(config, database_url)
+    # <cluster>: the workers log in to the hosts, not this loop (the coordinator).
+    pool = connection_pool(config) if config.cluster is None else None
+    if pool is not None and pool.keep < every:
+        _emit(logging.WARNING, event="keep_connections_short", keep=pool.keep, every=every,
+              note="connections idle longer than keep-connections are closed: "
+              "every round logs in again")  # fmt: skip
 
     watcher: Watcher | None = None
 
@@ -475,7 +505,21 @@ def watcher_for(
         return watcher is not None and watcher.stopping
 
     async def local_round() -> CollectOutcome:
-        return await run_round(config, database_url=database_url, should_stop=stopping)
+        if pool is None:
+            return await run_round(config, database_url=database_url, should_stop=stopping)
+        pool.retain(config.clients)
+        return await run_round(config, database_url=database_url, should_stop=stopping,
+                               runner=pool.run_probe)  # fmt: skip
+
+    async def close_connections() -> None:
+        if pool is None:
+            return
+        open_now = len(pool)
+        await pool.close()
+        stats = pool.stats
+        _emit(logging.INFO, event="connections_closed", open=open_now, logins=stats.logins,
+              reused=stats.reused, stale=stats.stale, aged=stats.aged,
+              idle_closed=stats.idle_closed, failed=stats.failed)  # fmt: skip
 
     one_round: RoundFn = local_round
     if config.cluster is not None:
@@ -503,7 +547,8 @@ def watcher_for(
 
     watcher = Watcher(every, one_round, prune_fn=prune_old, flush_fn=flush,
                       max_rounds=max_rounds, running=running, tick_fn=check_database,
-                      tick_every=max(1.0, min(30.0, config.database_alert_after / 2)))  # fmt: skip
+                      tick_every=max(1.0, min(30.0, config.database_alert_after / 2)),
+                      close_fn=close_connections)  # fmt: skip
     return watcher
 
 

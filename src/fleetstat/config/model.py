@@ -44,6 +44,11 @@ class Defaults:
     top_processes: int = 5
     top_processes_when: TopProcessesWhen = "alerts"
     repeat_seconds: float = 4 * 3600  # alert re-notify interval
+    # Connections kept between rounds (watch, serve): how long one may sit idle;
+    # 0 = off, None = the command's default (10 minutes in watch and serve).
+    keep_connections: float | None = None
+    # A kept connection older than this is replaced by a fresh login.
+    max_connection_age: float = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,7 @@ class Client:
     line: int | None = None
     events_max: int = 500  # <events max="500"/>: at most this many events per run
     zone: str = DEFAULT_ZONE  # zone="dc2": only workers of that zone collect it (<cluster>)
+    keep_connections: float | None = None  # None = <defaults keep-connections>
 
     @property
     def address(self) -> str:

@@ -43,6 +43,7 @@ from fleetstat.config.validate import (
     default_spool_directory,
     parse_bool,
     parse_int,
+    parse_keep,
     parse_listen,
     parse_seconds,
     parse_spool_size,
@@ -303,6 +304,10 @@ def _defaults(reader: Reader, node: Node) -> Defaults:
         repeat_seconds=reader.get(
             node, "repeat", lambda r: parse_seconds(r, allow_zero=True), base.repeat_seconds
         ),
+        keep_connections=reader.get(node, "keep-connections", parse_keep, None),
+        max_connection_age=reader.get(
+            node, "max-connection-age", parse_seconds, base.max_connection_age
+        ),
     )
 
 
@@ -434,6 +439,7 @@ def _client(reader: Reader, node: Node) -> Client | None:
         line=node.line,
         events_max=events_max,
         zone=zone,
+        keep_connections=reader.get(node, "keep-connections", parse_keep, None),
     )
 
 

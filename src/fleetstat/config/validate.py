@@ -71,6 +71,26 @@ def parse_seconds(text: str, *, allow_zero: bool = False) -> float:
     return value
 
 
+# keep-connections="on" (or "true", "yes"): the default duration of ``watch`` and ``serve``.
+DEFAULT_KEEP_CONNECTIONS = 600.0
+
+
+def parse_keep(text: str) -> float:
+    """``keep-connections``: how long an idle connection is kept; ``off`` (0) keeps none."""
+    value = text.strip().lower()
+    if value in _FALSE:
+        return 0.0
+    if value in _TRUE:
+        return DEFAULT_KEEP_CONNECTIONS
+    try:
+        return parse_seconds(text, allow_zero=True)
+    except Invalid:
+        raise Invalid(
+            f"{text!r} is neither a duration nor off",
+            'write a duration such as "10m", or "off" to log in afresh every round',
+        ) from None
+
+
 def parse_listen(text: str, default_port: int = 8760) -> tuple[str, int]:
     """``HOST:PORT``, ``[IPv6]:PORT``, ``HOST`` or ``:PORT`` (all interfaces) as (host, port)."""
     raw = text.strip()

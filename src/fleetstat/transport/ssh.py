@@ -292,60 +292,125 @@ async def _probe_command(
 async def run_probe(
     client: Client, probe: bytes, argv: Sequence[str], settings: TransportSettings
 ) -> ProbeRun:
-    """Upload and run the probe on one POSIX or Windows host. Raises TransportError on failure."""
-    where = f"{client.ip}:{client.port}"
+    """Upload and run the probe on one POSIX or Windows host. Raises TransportError on failure.
+
+    A login of its own, closed after the run (``collect``); ``watch`` and ``serve``
+    keep the connection for the next round instead (``transport/pool.py``).
+    """
     t0 = time.monotonic()
     conn, retries = await _connect(client, settings)
     t_connected = time.monotonic()
-    proc: asyncssh.SSHClientProcess[bytes] | None = None
     try:
-        try:
-            async with asyncio.timeout(settings.run_timeout + RUN_GRACE_SECONDS):
-                command = await _probe_command(conn, client, argv, settings)
-                proc = await conn.create_process(command, encoding=None, window=RECV_WINDOW)
-                _send_upload(proc, probe)
-                out, out_over, err = await _read_output(proc, settings.max_output_bytes)
-                if out_over:
-                    proc.close()
-                    raise TransportError(
-                        Status.BAD_PAYLOAD,
-                        f"{where} sent more than {settings.max_output_bytes} bytes on stdout",
-                        host=where,
-                    )
-                completed = await proc.wait(check=False)
-        except TimeoutError:
-            if proc is not None:
-                _kill_session(proc)
-            raise TransportError(
-                Status.TIMEOUT,
-                f"probe on {where} did not finish within {settings.run_timeout:g}s "
-                "(run timeout); its own alarm ends it on the host",
-                host=where,
-            ) from None
-        except asyncssh.ChannelOpenError as exc:
-            raise TransportError(
-                Status.PROBE_ERROR, f"{where} refused a session channel: {exc}", host=where
-            ) from exc
-        except (asyncssh.Error, OSError) as exc:
-            raise TransportError(
-                Status.UNREACHABLE, f"lost {where} while the probe ran: {exc}", host=where
-            ) from exc
+        run = await run_on_connection(conn, client, probe, argv, settings)
     finally:
         conn.close()
+    run.retries = retries
+    run.timings = {"connect": t_connected - t0, "run": time.monotonic() - t_connected}
+    raise_for_exit(run, f"{client.ip}:{client.port}", settings)
+    return run
+
+
+# The public name of the login step: the connection pool logs in through it.
+connect = _connect
+
+
+class SessionNotOpened(Exception):
+    """A kept connection would not open a session (or start the command) in time.
+
+    Not a host's failure: the connection went stale (sshd restarted, the host
+    rebooted, a NAT forgot us) and the caller logs in afresh. Raised only when
+    :func:`run_on_connection` is given ``open_timeout``; the cause is chained.
+    """
+
+
+async def run_on_connection(
+    conn: asyncssh.SSHClientConnection,
+    client: Client,
+    probe: bytes,
+    argv: Sequence[str],
+    settings: TransportSettings,
+    *,
+    open_timeout: float | None = None,
+) -> ProbeRun:
+    """Run the probe on a new exec channel of ``conn``, a logged-in connection.
+
+    The exit status is not judged here (:func:`raise_for_exit` does): a
+    ProbeRun means the channel ran to its end and ``conn`` is fit for another.
+    Raises TransportError when the channel failed, timed out or sent too much.
+    With ``open_timeout`` (a kept connection), a failure to open the channel and
+    start the command within that many seconds raises :class:`SessionNotOpened`.
+    """
+    where = f"{client.ip}:{client.port}"
+    proc: asyncssh.SSHClientProcess[bytes] | None = None
+    try:
+        async with asyncio.timeout(settings.run_timeout + RUN_GRACE_SECONDS):
+            if open_timeout is None:
+                proc = await _open_session(conn, client, argv, settings)
+            else:
+                proc = await _reopen_session(conn, client, argv, settings, open_timeout)
+            _send_upload(proc, probe)
+            out, out_over, err = await _read_output(proc, settings.max_output_bytes)
+            if out_over:
+                proc.close()
+                raise TransportError(
+                    Status.BAD_PAYLOAD,
+                    f"{where} sent more than {settings.max_output_bytes} bytes on stdout",
+                    host=where,
+                )
+            completed = await proc.wait(check=False)
+    except TimeoutError:
+        if proc is not None:
+            _kill_session(proc)
+        raise TransportError(
+            Status.TIMEOUT,
+            f"probe on {where} did not finish within {settings.run_timeout:g}s "
+            "(run timeout); its own alarm ends it on the host",
+            host=where,
+        ) from None
+    except asyncssh.ChannelOpenError as exc:
+        raise TransportError(
+            Status.PROBE_ERROR, f"{where} refused a session channel: {exc}", host=where
+        ) from exc
+    except (asyncssh.Error, OSError) as exc:
+        raise TransportError(
+            Status.UNREACHABLE, f"lost {where} while the probe ran: {exc}", host=where
+        ) from exc
     # A process ended by a signal (the bootstrap's alarm: "ALRM") has exit status
     # -1 and a negative returncode; report it the way a shell would, 128 + signal.
     status = completed.exit_status
     if completed.exit_signal and completed.returncode is not None:
         status = 128 - completed.returncode
-    run = ProbeRun(
-        stdout=out,
-        stderr=err,
-        exit_status=status,
-        retries=retries,
-        timings={"connect": t_connected - t0, "run": time.monotonic() - t_connected},
-    )
-    _raise_for_exit(run, where, settings)
-    return run
+    return ProbeRun(stdout=out, stderr=err, exit_status=status)
+
+
+async def _open_session(
+    conn: asyncssh.SSHClientConnection,
+    client: Client,
+    argv: Sequence[str],
+    settings: TransportSettings,
+) -> asyncssh.SSHClientProcess[bytes]:
+    command = await _probe_command(conn, client, argv, settings)
+    return await conn.create_process(command, encoding=None, window=RECV_WINDOW)
+
+
+async def _reopen_session(
+    conn: asyncssh.SSHClientConnection,
+    client: Client,
+    argv: Sequence[str],
+    settings: TransportSettings,
+    open_timeout: float,
+) -> asyncssh.SSHClientProcess[bytes]:
+    """:func:`_open_session` on a kept connection: any failure is :class:`SessionNotOpened`.
+
+    A connection whose peer vanished without a word (a host powered off, a
+    firewall that forgot the flow) answers nothing: the timeout bounds the wait
+    so that the fresh login still fits in the host's deadline.
+    """
+    try:
+        async with asyncio.timeout(open_timeout):
+            return await _open_session(conn, client, argv, settings)
+    except (TimeoutError, asyncssh.Error, OSError) as exc:
+        raise SessionNotOpened(f"{client.ip}:{client.port}: {exc or type(exc).__name__}") from exc
 
 
 def _send_upload(proc: asyncssh.SSHClientProcess[bytes], probe: bytes) -> None:
@@ -374,7 +439,7 @@ def _kill_session(proc: asyncssh.SSHClientProcess[bytes]) -> None:
         proc.send_signal("KILL")
 
 
-def _raise_for_exit(run: ProbeRun, where: str, settings: TransportSettings) -> None:
+def raise_for_exit(run: ProbeRun, where: str, settings: TransportSettings) -> None:
     """Turn the remote script's own exit codes into classified failures."""
     code = run.exit_status
     stderr = _excerpt(run.stderr)

@@ -3,7 +3,7 @@
 The same contract as ``posix.py``: a private temp dir, the probe written from the
 channel's stdin, run with a deadline, the dir removed whatever happened, and the
 same exit codes for the same failures (119 no Python, 120 no temp dir, 121
-upload failed, 124 run timeout), so ``ssh._raise_for_exit`` classifies both.
+upload failed, 124 run timeout), so ``ssh.raise_for_exit`` classifies both.
 
 The work is one Windows PowerShell 5.1 script (present on every Windows that
 ships OpenSSH: Server 2019+, Windows 10 1809+) given to ``powershell.exe`` as
