@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 
 from fleetstat.config import Client
+from fleetstat.errors import TransportError
+from fleetstat.model import Status
 from fleetstat.transport import posix, ssh, windows
 from fleetstat.transport.hostkeys import KnownHosts
 
@@ -154,9 +159,22 @@ def test_shell_detection_and_server_version() -> None:
 # --- the choice in ssh.run_probe ------------------------------------------------------
 
 
+class FakeStream:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def read(self, n: int) -> bytes:
+        chunk, self.data = self.data[:n], self.data[n:]
+        return chunk
+
+
 @dataclass
-class Completed:
-    stdout: str
+class FakeProcess:
+    stdout: FakeStream
+    stderr: FakeStream
+
+    def close(self) -> None:
+        pass
 
 
 class FakeConn:
@@ -168,9 +186,9 @@ class FakeConn:
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.version if name == "server_version" else default
 
-    async def run(self, command: str, check: bool = False) -> Completed:
+    async def create_process(self, command: str, **_options: Any) -> FakeProcess:
         self.ran.append(command)
-        return Completed(self.shell_output)
+        return FakeProcess(FakeStream(self.shell_output.encode()), FakeStream(b""))
 
 
 def settings() -> ssh.TransportSettings:
@@ -202,3 +220,65 @@ def test_windows_by_config_even_behind_another_version_string() -> None:
     conn = FakeConn("SSH-2.0-OpenSSH_9.5")
     assert choose(conn, "windows").startswith("powershell.exe ")
     assert choose(FakeConn("SSH-2.0-OpenSSH_for_Windows_8.1"), "linux").startswith("exec /bin/sh")
+
+
+# --- a host that says it is Windows and never stops answering the detection ----------
+
+ENDLESS_BYTES = 64 * 1024 * 1024
+
+
+class _AnyLogin(asyncssh.SSHServer):
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def validate_password(self, username: str, password: str) -> bool:
+        return True
+
+
+async def _endless_detection(process: asyncssh.SSHServerProcess[bytes]) -> None:
+    """Win32-OpenSSH's version string, then 64 MiB for ``echo %OS%``."""
+    with contextlib.suppress(OSError, asyncssh.Error):
+        if process.command == windows.DETECT_COMMAND:
+            chunk = b"Windows_NT" * 6554
+            for _ in range(ENDLESS_BYTES // len(chunk)):
+                process.stdout.write(chunk)
+                await process.stdout.drain()
+        process.exit(0)
+
+
+def test_the_shell_detection_is_read_within_its_bound_on_a_real_ssh_server(
+    tmp_path: Path,
+) -> None:
+    """asyncssh's ``run`` kept everything a host printed for the detection: 64 MiB
+    here. It is read like the probe's output now, and a host that overflows it is
+    a ``bad_payload``, not the central machine's memory."""
+
+    async def scenario() -> tuple[TransportError, int]:
+        server = await asyncssh.create_server(
+            _AnyLogin, "127.0.0.1", 0, server_host_keys=[asyncssh.generate_private_key(
+                "ssh-ed25519")], process_factory=_endless_detection, encoding=None,
+            server_version="OpenSSH_for_Windows_8.1",
+        )  # fmt: skip
+        port = server.sockets[0].getsockname()[1]
+        client = Client(ip="127.0.0.1", port=port, username="u", password="p")
+        known = KnownHosts(tmp_path / "known_hosts", "accept-new")
+        settings = ssh.TransportSettings(known_hosts=known, connect_timeout=20, run_timeout=30)
+        tracemalloc.start()
+        try:
+            with pytest.raises(TransportError) as caught:
+                await ssh.run_probe(client, b"not a probe", ARGV, settings)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            server.close()
+            await server.wait_closed()
+        return caught.value, peak
+
+    error, peak = asyncio.run(scenario())
+    assert error.status is Status.BAD_PAYLOAD, error
+    assert f"more than {ssh.DETECT_BYTES} bytes for 'echo %OS%'" in str(error)
+    # Both ends of the connection are in this process: still far below 64 MiB.
+    assert peak < 4 * 1024 * 1024, peak

@@ -39,6 +39,8 @@ SIGN_FIRST = signfirst.install()
 RUN_GRACE_SECONDS = 3.0
 STDERR_EXCERPT_BYTES = 4096
 _READ_CHUNK = 65536
+# What the shell detection on a Windows host may print: "Windows_NT" or "%OS%".
+DETECT_BYTES = 4096
 # The session channel's receive window: what the host may send before we read it,
 # held by asyncssh on top of what _drain keeps (asyncssh's default is 2 MiB). With
 # it, a host's stdout costs at most max_output_bytes + this + one read. A Linux
@@ -283,10 +285,30 @@ async def _probe_command(
     server_version = str(conn.get_extra_info("server_version") or "")
     detected_windows = client.os == "auto" and windows.is_windows_server(server_version)
     if client.os == "windows" or detected_windows:
-        detected = await conn.run(windows.DETECT_COMMAND, check=False)
-        shell = windows.shell_from_detection(str(detected.stdout or ""))
+        shell = await _detect_shell(conn, f"{client.ip}:{client.port}")
         return windows.probe_command(argv, shell=shell, run_timeout=settings.run_timeout)
     return posix.probe_command(argv, run_timeout=settings.run_timeout)
+
+
+async def _detect_shell(conn: asyncssh.SSHClientConnection, where: str) -> windows.Shell:
+    """cmd.exe or PowerShell, from what :data:`windows.DETECT_COMMAND` printed.
+
+    Read within DETECT_BYTES, like the probe's output within its limit: the
+    answer is a dozen bytes, and a host that sends more is not a Windows shell
+    answering (asyncssh's ``run`` would have kept all of it in memory).
+    """
+    proc = await conn.create_process(windows.DETECT_COMMAND, encoding=None, window=RECV_WINDOW)
+    try:
+        out, overflow, _ = await _read_output(proc, DETECT_BYTES)
+    finally:
+        proc.close()
+    if overflow:
+        raise TransportError(
+            Status.BAD_PAYLOAD,
+            f"{where} sent more than {DETECT_BYTES} bytes for {windows.DETECT_COMMAND!r}",
+            host=where,
+        )
+    return windows.shell_from_detection(out.decode("utf-8", "replace"))
 
 
 async def run_probe(
