@@ -335,16 +335,21 @@ ansible_ssh_common_args={ssh_args}
             cmd, env, folder = self.ansible_cmd(runner, n, c)
             m = self.measure(key, cmd, env=env, cwd=folder)
             full = (self.logs / f"{key}.out").read_text(errors="replace")
-            ok = 0
-            for line in full.split("PLAY RECAP")[-1].splitlines():
-                found = re.search(r"ok=(\d+).*unreachable=(\d+)\s+failed=(\d+)", line)
-                if found and found.group(1) != "0" and found.group(2) == found.group(3) == "0":
-                    ok += 1
-            m["hosts_ok"] = ok
+            m["hosts_ok"] = ansible_hosts_ok(full)
         result.update(m)
         result["collector_cpu_ms_per_host"] = round(m["collector_cpu_seconds"] * 1000 / n, 2)
         result["sshd_cpu_ms_per_host"] = round(m["sshd_cpu_seconds"] * 1000 / n, 2)
         return result
+
+
+def ansible_hosts_ok(output: str) -> int:
+    """Hosts of ansible-playbook's PLAY RECAP with tasks ok and none unreachable or failed."""
+    ok = 0
+    for line in output.split("PLAY RECAP")[-1].splitlines():
+        found = re.search(r"ok=(\d+).*unreachable=(\d+)\s+failed=(\d+)", line)
+        if found and found.group(1) != "0" and found.group(2) == found.group(3) == "0":
+            ok += 1
+    return ok
 
 
 # --- the matrix, resumable -----------------------------------------------------------

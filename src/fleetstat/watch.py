@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from fleetstat.app import CollectOutcome
     from fleetstat.config import Config
     from fleetstat.store.retention import PruneReport
+    from fleetstat.transport.pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,8 @@ class Watcher:
         self.tick_every = tick_every
         # Last, however run() ends: what outlives a round (kept SSH connections).
         self.close_fn = close_fn
+        # The SSH connections kept between rounds (watcher_for sets it), for a look.
+        self.connections: ConnectionPool | None = None
         self.stats = WatchStats()
         self.in_round = False
         # asyncio.Event binds to the running loop on first wait (Python 3.10+), so
@@ -549,6 +552,7 @@ def watcher_for(
                       max_rounds=max_rounds, running=running, tick_fn=check_database,
                       tick_every=max(1.0, min(30.0, config.database_alert_after / 2)),
                       close_fn=close_connections)  # fmt: skip
+    watcher.connections = pool
     return watcher
 
 
