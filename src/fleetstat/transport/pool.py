@@ -186,7 +186,7 @@ class ConnectionPool:
                 ssh.raise_for_exit(run, where, settings)
                 return run
         try:
-            conn, login_retries = await ssh.connect(client, settings)
+            conn, login_retries = await ssh.login(client, settings)
         except FleetstatError as exc:
             if retries:
                 exc.retries = retries + getattr(exc, "retries", 0)  # type: ignore[attr-defined]

@@ -320,7 +320,7 @@ async def run_probe(
     keep the connection for the next round instead (``transport/pool.py``).
     """
     t0 = time.monotonic()
-    conn, retries = await _connect(client, settings)
+    conn, retries = await login(client, settings)
     t_connected = time.monotonic()
     try:
         run = await run_on_connection(conn, client, probe, argv, settings)
@@ -332,8 +332,13 @@ async def run_probe(
     return run
 
 
-# The public name of the login step: the connection pool logs in through it.
-connect = _connect
+async def login(
+    client: Client, settings: TransportSettings
+) -> tuple[asyncssh.SSHClientConnection, int]:
+    """A logged-in connection to ``client`` and the retries it took: every login of
+    a probe run goes through here, :func:`run_probe`'s and the connection pool's
+    (``transport/pool.py``), so both reach a host the same way."""
+    return await _connect(client, settings)
 
 
 class SessionNotOpened(Exception):
