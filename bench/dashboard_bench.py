@@ -121,6 +121,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="reuse a filled database")
     parser.add_argument("--repeats", type=int, default=5, help="loads of each page")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fleetstat-dashboard-bench"))
+    parser.add_argument("--pages", choices=("both", "fleet", "host"), default="both",
+                        help="which pages to load (a shape may suit only one)")  # fmt: skip
+    parser.add_argument("--tag", default="", help="appended to the result file's name")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"no {CHROMIUM}: scripts/setup installs Debian's chromium")
@@ -181,31 +184,37 @@ def main() -> None:
             page.wait_for_url("**/rounds")
             state = login.storage_state()
             login.close()
-            log("fleet page, first load after start (24-hour lines from the database)")
-            fleet, ready = "/", "fleetstat:fleet-ready"
-            result["fleet_first"] = measure(browser, server.url, state, fleet, ready)
-            log(f"fleet page x {args.repeats} (24-hour lines from the cache)")
-            runs = [measure(browser, server.url, state, fleet, ready) for _ in range(args.repeats)]
-            result["fleet"] = summary(runs)
-            log("host page over 90 days")
-            host, ready = f"/hosts/{middle}?window=90d", "fleetstat:charts"
-            runs = [measure(browser, server.url, state, host, ready) for _ in range(args.repeats)]
-            result["host_90d"] = summary(runs)
+            if args.pages in ("both", "fleet"):
+                log("fleet page, first load after start (24-hour lines from the database)")
+                fleet, ready = "/", "fleetstat:fleet-ready"
+                result["fleet_first"] = measure(browser, server.url, state, fleet, ready)
+                log(f"fleet page x {args.repeats} (24-hour lines from the cache)")
+                runs = [measure(browser, server.url, state, fleet, ready)
+                        for _ in range(args.repeats)]  # fmt: skip
+                result["fleet"] = summary(runs)
+            if args.pages in ("both", "host"):
+                log(f"host page over 90 days x {args.repeats}")
+                host, ready = f"/hosts/{middle}?window=90d", "fleetstat:charts"
+                runs = [measure(browser, server.url, state, host, ready)
+                        for _ in range(args.repeats)]  # fmt: skip
+                result["host_90d"] = summary(runs)
             browser.close()
         result["rss_after"] = server.rss()
     finally:
         server.stop()
     result["loadavg_after"] = loadavg()
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"dashboard_bench-{args.backend}-{args.hosts}x{args.days}d.json"
+    tag = f"-{args.tag}" if args.tag else ""
+    out = RESULTS / f"dashboard_bench-{args.backend}-{args.hosts}x{args.days}d{tag}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     log(f"wrote {out}")
     print(f"{'page':12} {'ready ms (median)':>18} {'ready ms (max)':>15} {'KB on the wire':>15} "
           f"{'KB decoded':>11}")  # fmt: skip
-    first = result["fleet_first"]
-    kb, decoded = first["transfer_bytes"] / 1000, first["decoded_bytes"] / 1000
-    print(f"{'fleet, 1st':12} {first['ready_ms']:>18} {'':>15} {kb:>15.1f} {decoded:>11.1f}")
-    for name in ("fleet", "host_90d"):
+    first = result.get("fleet_first")
+    if first:
+        kb, decoded = first["transfer_bytes"] / 1000, first["decoded_bytes"] / 1000
+        print(f"{'fleet, 1st':12} {first['ready_ms']:>18} {'':>15} {kb:>15.1f} {decoded:>11.1f}")
+    for name in [key for key in ("fleet", "host_90d") if key in result]:
         figures = result[name]
         print(f"{name:12} {figures['ready_ms_median']:>18} {figures['ready_ms_max']:>15} "
               f"{figures['transfer_bytes_max'] / 1000:>15.1f} "

@@ -299,16 +299,19 @@ def test_under_tls_the_session_cookie_is_secure(tmp_path: Path) -> None:
 
 
 def test_a_sparkline_breaks_at_gaps_and_marks_the_newest_value() -> None:
-    assert spark([None] * POINTS) == Spark("", None)
+    assert spark([None] * POINTS) == Spark("", None, "no CPU figures in the last 24 h")
     # A host with one half-hour of history (a new fleet, the demo): a dot at the right.
     young = spark([None] * (POINTS - 1) + [50.0])
-    assert young == Spark(f"M{SPARK_W - PAD:g} {SPARK_H / 2:g}h0", (SPARK_W - PAD, SPARK_H / 2))
+    middle = (SPARK_W - PAD, SPARK_H // 2)
+    assert (young.path, young.end) == (f"M{middle[0]} {middle[1]}h0", middle)
     values: list[float | None] = [0.0, 100.0, None, 40.0, None, 120.0, -5.0] + [None] * 41
     drawn = spark(values)
     top, bottom = PAD, SPARK_H - PAD
     # Two strokes and a lone point between the gaps (a zero-length stroke: a round dot);
-    # figures outside 0-100 are held to the box.
+    # figures outside 0-100 are held to the box; whole pixels.
     assert drawn.path.count("M") == 3 and drawn.path.count("h0") == 1
-    assert drawn.path.startswith(f"M{PAD:g} {bottom:g}L")
+    assert drawn.path.startswith(f"M{PAD} {bottom} ")
     assert drawn.end is not None and drawn.end[1] == bottom  # -5 % drawn at 0 %
-    assert f" {top:g}" in drawn.path  # 100 % and 120 % at the top
+    assert f" {top}" in drawn.path  # 100 % and 120 % at the top
+    assert "." not in drawn.path
+    assert drawn.label == "CPU over the last 24 h: average 51 %, highest 120 %"

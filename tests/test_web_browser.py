@@ -221,6 +221,12 @@ def test_the_fleet_page_counts_filters_and_sorts(page: Any) -> None:
     # Reloaded with the state in the URL, the server sorts and filters the same way.
     page.goto("/?status=ok&sort=name:desc")
     assert visible_names(page) == ["sim-003", "sim-001", "sim-000"]
+    assert page.locator("#shown").inner_text() == "3 of 4 shown"
+    # The rows the URL's filter left out are in the page, hidden: clearing it shows them.
+    page.select_option("#f-status", "")
+    assert visible_names(page) == ["sim-003", "sim-002", "sim-001", "sim-000"]
+    page.click("a.sort[data-key=status]")  # the worst first
+    assert visible_names(page)[0] == "sim-002"
 
 
 def visible_names(page: Any) -> list[str]:

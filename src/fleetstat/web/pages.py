@@ -212,7 +212,7 @@ def fleet(
     refs = host_refs(context.config)
     states = host_states(context.store, refs)
     hosts = [(ref.client_ip, ref.client_port) for ref in refs]
-    sparks = web.sparks.series(context.store, hosts, version)
+    sparks = web.sparks.sparks(context.store, hosts, version)
     rows, counts = views.fleet_rows(states, sparks)
     shown = views.sort_and_filter(rows, status=status, name=q, firing=firing, sort=sort)
     return web.renderer.page(

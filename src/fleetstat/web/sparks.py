@@ -10,6 +10,7 @@ after it). Between rounds (the same ``version``) nothing is read at all.
 
 from __future__ import annotations
 
+import statistics
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,17 @@ class SparkCache:
         self._final_before: int | None = None  # buckets below this are never read again
         self._key: tuple[int, int, tuple[Host, ...]] | None = None
         self._series: dict[Host, list[float | None]] = {}
+        self._drawn: tuple[object, dict[Host, Spark]] | None = None
+
+    def sparks(
+        self, store: Store, hosts: Sequence[Host], version: int, now: datetime | None = None
+    ) -> dict[Host, Spark]:
+        """Per host, its line drawn (``spark``); drawn once per round, not per page view."""
+        series = self.series(store, hosts, version, now)
+        with self._lock:
+            if self._drawn is None or self._drawn[0] is not series:
+                self._drawn = (series, {host: spark(values) for host, values in series.items()})
+            return self._drawn[1]
 
     def series(
         self, store: Store, hosts: Sequence[Host], version: int, now: datetime | None = None
@@ -71,16 +83,19 @@ SPARK_W, SPARK_H, PAD = 110, 28, 3
 
 @dataclass(frozen=True)
 class Spark:
-    """SVG path data for the line (gaps break it) and where the newest value is."""
+    """SVG path data for the line (gaps break it), where the newest value is, and the
+    line in words (for screen readers)."""
 
     path: str
-    end: tuple[float, float] | None  # the last known point: drawn as a dot
+    end: tuple[int, int] | None  # the last known point: drawn as a dot
+    label: str = ""
 
 
-def _xy(index: int, value: float) -> tuple[float, float]:
+def _xy(index: int, value: float) -> tuple[int, int]:
+    # Whole pixels: half the bytes of one decimal, and 500 rows of them make the page.
     x = PAD + index * (SPARK_W - 2 * PAD) / (POINTS - 1)
     y = PAD + (100 - min(max(value, 0.0), 100.0)) * (SPARK_H - 2 * PAD) / 100
-    return round(x, 1), round(y, 1)
+    return round(x), round(y)
 
 
 def spark(values: list[float | None]) -> Spark:
@@ -89,7 +104,7 @@ def spark(values: list[float | None]) -> Spark:
     The newest known value is also returned as a dot, so a host with a single
     half-hour of history (a new fleet, the demo) still shows its figure.
     """
-    segments: list[list[tuple[float, float]]] = []
+    segments: list[list[tuple[int, int]]] = []
     pen_up = True
     end = None
     for index, value in enumerate(values):
@@ -102,9 +117,17 @@ def spark(values: list[float | None]) -> Spark:
         else:
             segments[-1].append(end)
         pen_up = False
-    # A lone point between gaps is a zero-length stroke: its round cap draws a dot.
+    # After "M x y", further pairs are lines to them (SVG 1.1, 8.3.2); a lone point
+    # between gaps is a zero-length stroke, which its round cap draws as a dot.
     path = "".join(
-        "M" + "L".join(f"{x:g} {y:g}" for x, y in segment) + ("h0" if len(segment) == 1 else "")
+        "M" + " ".join(f"{x} {y}" for x, y in segment) + ("h0" if len(segment) == 1 else "")
         for segment in segments
     )
-    return Spark(path, end)
+    known = [v for v in values if v is not None]
+    label = (
+        f"CPU over the last 24 h: average {statistics.fmean(known):.0f} %, "
+        f"highest {max(known):.0f} %"
+        if known
+        else "no CPU figures in the last 24 h"
+    )
+    return Spark(path, end, label)

@@ -12,7 +12,7 @@ import itertools
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -74,6 +74,11 @@ def size(value: object) -> str:
     return "–"  # unreachable
 
 
+def blank(value: float | int | None) -> str:
+    """A number for a data attribute the page's script reads; empty when unknown."""
+    return "" if value is None else str(value)
+
+
 def utc(moment: datetime | None) -> str:
     return "–" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -109,7 +114,9 @@ class FleetRow:
     state: HostState
     kind: str
     spark: Spark
-    spark_label: str
+    cpu: float | None  # the interval figure where the server has it, else the probe's
+    last: int | None  # the last attempt, epoch seconds (what the page's script sorts by)
+    shown: bool = True  # False: left out by the URL's filters (sent hidden)
 
 
 @dataclass
@@ -122,8 +129,11 @@ class Counts:
     by_status: dict[str, int] = field(default_factory=dict)  # the failed ones, by status
 
 
+NO_SPARK = spark([])
+
+
 def fleet_rows(
-    states: Sequence[HostState], sparks: dict[tuple[str, int], list[float | None]]
+    states: Sequence[HostState], sparks: dict[tuple[str, int], Spark]
 ) -> tuple[list[FleetRow], Counts]:
     rows, counts = [], Counts(total=len(states))
     for state in states:
@@ -133,36 +143,44 @@ def fleet_rows(
             counts.by_status[state.status] = counts.by_status.get(state.status, 0) + 1
         if state.alerts:
             counts.firing += 1
-        values = sparks.get((state.client_ip, state.client_port), [])
-        known = [v for v in values if v is not None]
-        label = (
-            f"CPU over the last 24 h: average {statistics.fmean(known):.0f} %, "
-            f"highest {max(known):.0f} %"
-            if known
-            else "no CPU figures in the last 24 h"
+        cpu = (
+            state.cpu_interval_percent
+            if state.cpu_interval_percent is not None
+            else state.cpu_percent
         )
-        rows.append(FleetRow(state, kind, spark(values), label))
+        last = int(state.last_attempt_at.timestamp()) if state.last_attempt_at else None
+        line = sparks.get((state.client_ip, state.client_port), NO_SPARK)
+        rows.append(FleetRow(state, kind, line, cpu, last))
     return rows, counts
 
 
 def sort_and_filter(
     rows: list[FleetRow], *, status: str, name: str, firing: bool, sort: str
 ) -> list[FleetRow]:
-    """The server's copy of what the page's script does, for browsers without it."""
+    """The server's copy of what the page's script does, for browsers without it.
+
+    Every row is kept, sorted; those the filters leave out are marked ``shown=False``
+    (the page sends them ``hidden``), so the script can show them again when a
+    filter given in the URL is cleared.
+    """
     needle = name.strip().lower()
-    kept = [
-        row
+    marked = [
+        replace(
+            row,
+            shown=bool(
+                (status in ("", "all") or row.kind == status)
+                and (not needle or needle in row.state.name.lower())
+                and (not firing or row.state.alerts)
+            ),
+        )
         for row in rows
-        if (status in ("", "all") or row.kind == status)
-        and (not needle or needle in row.state.name.lower())
-        and (not firing or row.state.alerts)
     ]
     key, _, order = sort.partition(":")
     getter = SORT_KEYS.get(key)
     if getter is None:
-        return kept
-    present = [row for row in kept if getter(row) is not None]
-    absent = [row for row in kept if getter(row) is None]
+        return marked
+    present = [row for row in marked if getter(row) is not None]
+    absent = [row for row in marked if getter(row) is None]
     present.sort(key=getter, reverse=order == "desc")  # type: ignore[arg-type]
     return present + absent
 
@@ -170,7 +188,7 @@ def sort_and_filter(
 SORT_KEYS: dict[str, Any] = {
     "name": lambda row: row.state.name.lower(),
     "status": lambda row: ("failed", "never", "ok").index(row.kind),
-    "cpu": lambda row: row.state.cpu_interval_percent or row.state.cpu_percent,
+    "cpu": lambda row: row.cpu,
     "memory": lambda row: row.state.memory_percent,
     "disk": lambda row: row.state.disk_max_percent,
     "load": lambda row: row.state.load1,
@@ -271,7 +289,7 @@ def uptime(seconds: object) -> str:
     return str(timedelta(seconds=int(seconds)))
 
 
-FILTERS = {"pct": pct, "number": number, "size": size, "utc": utc, "iso": iso, "ago": ago,
-           "duration": duration, "host_href": host_href, "kind": status_kind,
+FILTERS = {"pct": pct, "blank": blank, "number": number, "size": size, "utc": utc, "iso": iso,
+           "ago": ago, "duration": duration, "host_href": host_href, "kind": status_kind,
            "uptime": uptime, "every": format_duration}  # fmt: skip
-SPARK_BOX = {"width": SPARK_W, "height": SPARK_H}
+SPARK_BOX = {"width": SPARK_W, "height": SPARK_H}  # fleetstat.css: svg.spark

@@ -21,7 +21,7 @@
     for (const row of rows) {
       const ok = (!status.value || row.dataset.kind === status.value) &&
         (!needle || row.dataset.name.includes(needle)) &&
-        (!firing.checked || row.dataset.firing === "1");
+        (!firing.checked || row.dataset.alerts !== "0");
       row.hidden = !ok;
       if (ok) count++;
     }
@@ -42,11 +42,12 @@
     const link = table.tHead.querySelector('a.sort[data-key="' + key + '"]');
     if (link) link.parentElement.setAttribute("aria-sort", order === "desc" ? "descending" : "ascending");
     const body = table.tBodies[0];
-    const numeric = key !== "name" && key !== "last";
+    const KINDS = { failed: 0, never: 1, ok: 2 };  // the worst first, as the server sorts
     const value = (row) => {
+      if (key === "status") return KINDS[row.dataset.kind];
       const raw = row.dataset[key];
       if (raw === "" || raw === undefined) return null;
-      return numeric ? parseFloat(raw) : raw;
+      return key === "name" ? raw : parseFloat(raw);
     };
     const rows = Array.from(body.rows);
     rows.sort((a, b) => {
@@ -94,7 +95,9 @@
   }
   setInterval(() => { refresh().catch(() => {}); }, POLL_MS);
   document.addEventListener("visibilitychange", () => { refresh().catch(() => {}); });
-  sortRows();
-  apply();
+  // A filter or a sort in the URL (or kept by the browser's form restore) is applied
+  // now; without one the server's rows stand as they are, untouched.
+  if (sortInput.value) sortRows();
+  if (status.value || name.value.trim() || firing.checked) apply();
   performance.mark("fleetstat:fleet-ready");  // handlers attached: bench/dashboard_bench.py
 })();
