@@ -201,6 +201,10 @@ def test_the_fleet_page_counts_filters_and_sorts(page: Any) -> None:
     # The healthy hosts have 24 h of history: a drawn sparkline; status has words.
     spark = page.locator("#hosts tbody tr", has_text="sim-001").locator("svg.spark path")
     assert len(spark.get_attribute("d") or "") > 40
+    # The last round as an age (the script's), the UTC time the server sent as its tooltip.
+    last = page.locator("#hosts tbody tr", has_text="sim-001").locator("td.last")
+    assert re.fullmatch(r"\d+ (s|min) ago", last.inner_text()), last.inner_text()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", last.get_attribute("title") or "")
     page.select_option("#f-status", "failed")
     assert visible_names(page) == ["sim-002"]
     assert "status=failed" in page.url

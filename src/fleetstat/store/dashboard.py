@@ -124,11 +124,22 @@ def fleet_buckets(
     return found
 
 
-def fleet_version(store: Store) -> int:
-    """A number that moves whenever a round stored an attempt (the newest attempt id)."""
-    query = sa.select(sa.func.max(host_latest.c.last_attempt_id))
+def fleet_version(store: Store) -> str:
+    """A token that changes whenever what the fleet page shows may have: a round stored
+    an attempt (the newest attempt id) or changed an alert state (the newest
+    evaluation written, and how many states there are). A round writes its alerts
+    after its attempts: a page read between the two would otherwise keep the alerts
+    of the round before until the next round."""
+    evaluated = sa.select(
+        sa.func.max(alert_states.c.last_evaluated_at), sa.func.count()
+    ).subquery()  # the count: a state deleted (a rule gone) moves it
+    query = sa.select(sa.func.max(host_latest.c.last_attempt_id)).scalar_subquery()
     with store.errors("read the fleet's version"), store.engine.connect() as conn:
-        return int(conn.execute(query).scalar() or 0)
+        attempt, at, states = conn.execute(sa.select(query, *evaluated.c)).one()
+    if isinstance(at, datetime) and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)  # the column holds UTC
+    stamp = round(at.timestamp() * 1000) if isinstance(at, datetime) else 0
+    return f"{int(attempt or 0)}-{stamp}-{int(states)}"
 
 
 def recent_attempts(

@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 from fleetstat.units import strict_json
 from fleetstat.web.views import FILTERS, SPARK_BOX
@@ -88,6 +89,12 @@ class Renderer:
 
     def asset_url(self, name: str) -> str:
         return f"/static/{name}?v={self.assets[name].version}"
+
+    def fragment(self, template: str, **values: Any) -> Markup:
+        """A part of a page rendered ahead, to be placed in a page as it is: the output
+        of an autoescaped template (host text in it is already escaped), as Jinja's own
+        ``{% include %}`` would place it."""
+        return Markup(self.env.get_template(template).render(**values))
 
     def page(self, request: Request, template: str, status: int = 200, **values: Any) -> Response:
         html = self.env.get_template(template).render(request=request, **values)

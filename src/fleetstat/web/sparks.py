@@ -30,12 +30,12 @@ class SparkCache:
         self._lock = threading.Lock()  # pages render in worker threads
         self._buckets: dict[int, dict[Host, float | None]] = {}
         self._final_before: int | None = None  # buckets below this are never read again
-        self._key: tuple[int, int, tuple[Host, ...]] | None = None
+        self._key: tuple[str, int, tuple[Host, ...]] | None = None
         self._series: dict[Host, list[float | None]] = {}
         self._drawn: tuple[object, dict[Host, Spark]] | None = None
 
     def sparks(
-        self, store: Store, hosts: Sequence[Host], version: int, now: datetime | None = None
+        self, store: Store, hosts: Sequence[Host], version: str, now: datetime | None = None
     ) -> dict[Host, Spark]:
         """Per host, its line drawn (``spark``); drawn once per round, not per page view."""
         series = self.series(store, hosts, version, now)
@@ -45,7 +45,7 @@ class SparkCache:
             return self._drawn[1]
 
     def series(
-        self, store: Store, hosts: Sequence[Host], version: int, now: datetime | None = None
+        self, store: Store, hosts: Sequence[Host], version: str, now: datetime | None = None
     ) -> dict[Host, list[float | None]]:
         """Per host, ``POINTS`` CPU averages (None: no sample), oldest first."""
         now = now or datetime.now(UTC)

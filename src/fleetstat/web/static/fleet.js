@@ -73,6 +73,25 @@
   firing.addEventListener("change", apply);
   name.addEventListener("input", apply);
 
+  // "Last round" as an age, like the rest of the fleet at a glance; the server sends
+  // the UTC time (its rows are rendered once per round), kept here as the tooltip.
+  function ago(seconds) {
+    if (seconds < 90) return Math.max(0, Math.round(seconds)) + " s ago";
+    if (seconds < 5400) return Math.round(seconds / 60) + " min ago";
+    if (seconds < 2 * 86400) return Math.round(seconds / 3600) + " h ago";
+    return Math.round(seconds / 86400) + " d ago";
+  }
+  function ages() {
+    const now = Date.now() / 1000;
+    for (const row of table.tBodies[0].rows) {
+      const last = row.dataset.last;
+      const cell = row.querySelector("td.last");
+      if (!last || !cell) continue;
+      if (!cell.title) cell.title = cell.textContent;
+      cell.textContent = ago(now - parseFloat(last));
+    }
+  }
+
   async function refresh() {
     if (document.visibilityState !== "visible") return;
     const counts = document.getElementById("counts");
@@ -89,6 +108,7 @@
     if (!newCounts || !newBody) return;
     counts.replaceWith(document.adoptNode(newCounts));
     table.tBodies[0].replaceWith(document.adoptNode(newBody));
+    ages();
     sortRows();
     apply();
     table.dispatchEvent(new CustomEvent("fleetstat:refreshed"));
@@ -97,6 +117,8 @@
   document.addEventListener("visibilitychange", () => { refresh().catch(() => {}); });
   // A filter or a sort in the URL (or kept by the browser's form restore) is applied
   // now; without one the server's rows stand as they are, untouched.
+  ages();
+  setInterval(() => { if (document.visibilityState === "visible") ages(); }, 15000);
   if (sortInput.value) sortRows();
   if (status.value || name.value.trim() || firing.checked) apply();
   performance.mark("fleetstat:fleet-ready");  // handlers attached: bench/dashboard_bench.py
