@@ -198,6 +198,15 @@ def test_the_fleet_page_counts_filters_and_sorts(page: Any) -> None:
     assert "1 with firing alerts" in summary
     failing = page.locator("#hosts tbody tr", has_text="sim-002")
     assert "probe_error" in failing.locator("td").first.inner_text()
+    # Status is a word and a shape, never colour alone (the shape is CSS decoration).
+    shape = "e => getComputedStyle(e, '::before').content"
+    assert "✕" in failing.locator(".status").evaluate(shape)
+    assert "✓" in page.locator("#hosts tbody tr", has_text="sim-001").locator(".status").evaluate(
+        shape
+    )
+    assert "▲" in page.locator("#hosts tbody tr", has_text="sim-000").locator(".firing").evaluate(
+        shape
+    )
     # The healthy hosts have 24 h of history: a drawn sparkline; status has words.
     spark = page.locator("#hosts tbody tr", has_text="sim-001").locator("svg.spark path")
     assert len(spark.get_attribute("d") or "") > 40
