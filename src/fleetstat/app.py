@@ -23,6 +23,7 @@ from fleetstat.config.secrets import require_secrets
 from fleetstat.errors import MailError, RoundLockedError, StoreError
 from fleetstat.model import RoundResult
 from fleetstat.probe_bundle import build_probe
+from fleetstat.transport.keys import unlock as unlock_keys
 
 # The store, alerts and mail modules (SQLAlchemy: ~0.3 s of import) are imported
 # where they are used: ``collect`` imports them in a thread while the round's
@@ -79,8 +80,11 @@ def load_or_create_key(path: Path) -> X25519PrivateKey:
 
 def require_round_secrets(config: Config, database_url: str | None = None) -> None:
     """A round logs in to the hosts, the SMTP server and the database: raise
-    ``ConfigError`` naming each of their ``password-env`` variables that is unset."""
+    ``ConfigError`` naming each of their ``password-env`` variables that is unset,
+    and each encrypted key whose passphrase is wrong or missing (decrypted here,
+    once, for every later round)."""
     require_secrets(config, "client", "smtp", *(() if database_url else ("database",)))
+    unlock_keys(config)
 
 
 def _store(config: Config, url: str | None) -> Store:

@@ -26,6 +26,7 @@ from fleetstat.model import HostResult, RoundResult, Status
 from fleetstat.text import clean
 from fleetstat.transport import KnownHosts, ProbeRun, TransportSettings, run_probe
 from fleetstat.transport.hostkeys import default_known_hosts
+from fleetstat.transport.jumps import Bastions
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -62,8 +63,13 @@ class RoundPlan:
 def plan_round(config: Config, private_key: X25519PrivateKey, probe: bytes) -> RoundPlan:
     d = config.defaults
     known = KnownHosts(d.known_hosts or default_known_hosts(), d.host_keys)
+    # One connection per jump host for the whole round (transport/jumps.py).
+    jumps = Bastions() if any(client.jump for client in config.clients) else None
     settings = TransportSettings(
-        known_hosts=known, connect_timeout=d.timeouts.connect, run_timeout=d.timeouts.run
+        known_hosts=known,
+        connect_timeout=d.timeouts.connect,
+        run_timeout=d.timeouts.run,
+        jumps=jumps,
     )
     return RoundPlan(
         probe, private_key, settings, d.concurrency, d.top_processes, d.top_processes_when
@@ -220,7 +226,11 @@ async def collect_round(
             progress(result)
         return result
 
-    gathered = await asyncio.gather(*(one(c) for c in targets))
+    try:
+        gathered = await asyncio.gather(*(one(c) for c in targets))
+    finally:
+        if plan.settings.jumps is not None:  # the round's bastion connections
+            await plan.settings.jumps.close()
     results = tuple(result for result in gathered if result is not None)
     return RoundResult(
         started_at=started,

@@ -159,6 +159,10 @@ class SimFleet:
     # sshd's LogLevel into workdir/sshd.log ("VERBOSE": every login and why one
     # failed, for a test run's post-mortem). auth_log needs INFO or more.
     log_level: str = "ERROR"
+    # As root only: sshd in a network namespace of its own (loopback only), so
+    # nothing outside reaches the hosts; a SimBastion (simbastion.py) in that
+    # namespace, behind a relay, is the only way in.
+    netns: bool = False
     hosts: list[SimHost] = field(default_factory=list)
     password: str = ""
     # Each fleet's login user has a uid of its own (from the port), so stopping one
@@ -254,8 +258,11 @@ class SimFleet:
             ]
             run = '{ "$4" -D -e -f "$5" 2>&1 | "$7" -u -c "$8"; }'
             args += [str(varlog), sys.executable, _SYSLOG_WRITER]
+        if self.netns:
+            mounts.insert(0, "ip link set lo up")
         script = " && ".join([*mounts, run])
-        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sim", *args]
+        spaces = ["--net", "--mount"] if self.netns else ["--mount"]
+        return ["unshare", *spaces, "--propagation", "private", "sh", "-c", script, "sim", *args]
 
     # -- lifecycle -----------------------------------------------------------
     def __enter__(self) -> SimFleet:
@@ -286,6 +293,8 @@ class SimFleet:
                 Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
                 self._write_accounts()
                 cmd = self._namespace_command(sshd, config)
+            elif self.netns:
+                raise SimFleetError("a fleet in a network namespace of its own needs root")
             else:
                 cmd = [sshd, "-D", "-e", "-f", str(config)]
             self.pid_path.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ import click
 from fleetstat.commands.common import PATH, command, load_config
 from fleetstat.config import secret_issues
 from fleetstat.config.dburl import mask_database_url
+from fleetstat.config.sshconfig import describe
 from fleetstat.errors import UsageError
 from fleetstat.present import out, warn
 
@@ -16,10 +17,18 @@ from fleetstat.present import out, warn
 @command("check-config")
 @click.argument("file", required=False, type=PATH, help="The XML config file.")
 @click.option("--config", "-c", type=PATH, help="Same, as an option.")
-def check_config(file: Path | None, config: Path | None) -> None:
+@click.option(
+    "--resolve",
+    "resolve",
+    metavar="HOST",
+    multiple=True,
+    help="Show what this client (its ip, name or ip:port) logs in with: ssh_config "
+    "applied, jump hosts, keys, agent. Repeatable.",
+)
+def check_config(file: Path | None, config: Path | None, resolve: tuple[str, ...]) -> None:
     """Validate a config file and report every problem at once.
 
-    Example: fleetstat check-config /etc/fleetstat/fleetstat.xml
+    Example: fleetstat check-config /etc/fleetstat/fleetstat.xml --resolve web-01
     """
     path = file or config
     if path is None:
@@ -35,3 +44,11 @@ def check_config(file: Path | None, config: Path | None) -> None:
         highlight=False,
         markup=False,
     )
+    for host in resolve:
+        matches = [c for c in cfg.clients if host in (c.ip, c.name, c.address)]
+        if not matches:
+            raise UsageError(f"no client {host!r} in {path}: give a client's ip, name or ip:port")
+        for client in matches:
+            width = max(len(what) for what, _ in describe(client))
+            for what, value in describe(client):
+                out().print(f"  {what:<{width}}  {value}", highlight=False, markup=False)

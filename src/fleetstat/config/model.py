@@ -49,6 +49,35 @@ class Defaults:
     keep_connections: float | None = None
     # A kept connection older than this is replaced by a fresh login.
     max_connection_age: float = 24 * 3600
+    # The OpenSSH client side (each also on <client>, which wins): an ssh_config
+    # file read for every client's host, a jump host spec ("bastion",
+    # "ops@10.0.0.1:2222,inner"), an ssh-agent socket, the passphrase variable
+    # of encrypted keys. "none" in a client's attribute cancels the default.
+    ssh_config: Path | None = None
+    jump: str | None = None
+    agent: str | None = None
+    passphrase_env: str | None = None
+
+
+@dataclass(frozen=True)
+class JumpHop:
+    """One jump host a client is reached through, resolved (ssh_config applied)."""
+
+    host: str  # where to connect: the ssh_config HostName, else the name given
+    port: int = 22
+    username: str = ""
+    identity_files: tuple[Path, ...] = ()  # empty: the client's own keys
+    spec: str = ""  # as written in jump= or ProxyJump: "bastion", "ops@10.0.0.1:2222"
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def label(self) -> str:
+        """What messages name: the spec as written, else the address."""
+        return self.spec or self.address
 
 
 @dataclass(frozen=True)
@@ -191,6 +220,31 @@ class Client:
     events_max: int = 500  # <events max="500"/>: at most this many events per run
     zone: str = DEFAULT_ZONE  # zone="dc2": only workers of that zone collect it (<cluster>)
     keep_connections: float | None = None  # None = <defaults keep-connections>
+    # What the OpenSSH side resolved once at load (config/sshconfig.py): where to
+    # connect when ssh_config's HostName differs from ip (ip stays the client's
+    # identity in the database), every key to offer (key= first, then
+    # IdentityFile), the jump hosts in order, the agent socket, the key
+    # passphrase, ServerAliveInterval, and the ssh_config file that applied.
+    hostname: str | None = None
+    identity_files: tuple[Path, ...] = ()
+    jump: tuple[JumpHop, ...] = ()
+    agent: str | None = None
+    passphrase: str | None = None
+    passphrase_env: str | None = None
+    keepalive: float | None = None
+    ssh_config: Path | None = None
+
+    @property
+    def connect_host(self) -> str:
+        """Where the TCP connection (or the last jump's tunnel) goes."""
+        return self.hostname or self.ip
+
+    @property
+    def keys(self) -> tuple[Path, ...]:
+        """Every private key file to offer, key= first."""
+        if self.key is None or self.key in self.identity_files:
+            return self.identity_files
+        return (self.key, *self.identity_files)
 
     @property
     def address(self) -> str:
@@ -220,6 +274,7 @@ class UnsetSecret:
     owner: str  # "<database>", "<smtp>", or the client's label
     line: int | None
     empty: bool = False  # set but empty, rather than not set
+    attribute: str = "password-env"  # or "passphrase-env" (an encrypted key's)
 
 
 @dataclass(frozen=True)

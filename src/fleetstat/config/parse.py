@@ -35,7 +35,17 @@ from fleetstat.config.model import (
 from fleetstat.config.reader import ATTRIBUTES, Reader
 from fleetstat.config.rules import build_alert
 from fleetstat.config.source import Node, SourceError, parse_xml, read_text, scan_typographic_quotes
+from fleetstat.config.sshconfig import (
+    NONE,
+    Given,
+    HopSpec,
+    Resolved,
+    parse_jump,
+    resolve_client,
+)
 from fleetstat.config.validate import (
+    Invalid,
+    check_env_name,
     check_host,
     check_mail,
     check_port,
@@ -68,7 +78,8 @@ TOP_LEVEL = (
 CLIENT_CHILDREN = ("alert", "mail", "events")
 CREDENTIAL_FIX = (
     'add password-env="VAR" (password in an environment variable), '
-    'key="/path/to/private_key", or password="..."'
+    'key="/path/to/private_key", password="...", or an ssh-agent (agent="/path/to/socket" '
+    "or SSH_AUTH_SOCK set)"
 )
 
 
@@ -117,9 +128,11 @@ def _build(reader: Reader, root: Node, file: Path) -> Config:
             root.line, f"the root element is <{root.tag}>", f"use <{close}> ... </{close}>"
         )
         client_nodes = []
+    defaults_node = sections.get("defaults")
+    defaults = _defaults(reader, defaults_node) if defaults_node else Defaults()
     seen: dict[tuple[str, int], int] = {}
     for node in client_nodes:
-        client = _client(reader, node)
+        client = _client(reader, node, defaults, defaults_node)
         if client is None:
             continue
         first = seen.get((client.ip, client.port))
@@ -141,7 +154,6 @@ def _build(reader: Reader, root: Node, file: Path) -> Config:
     database = sections.get("database")
     key = sections.get("key")
     smtp = sections.get("smtp")
-    defaults = sections.get("defaults")
     retention = sections.get("retention")
     http = sections.get("http")
     spool = sections.get("spool")
@@ -162,7 +174,7 @@ def _build(reader: Reader, root: Node, file: Path) -> Config:
         database_url=database_url,
         key_path=(reader.path(key, "path") if key else None) or file.parent / "fleetstat.key",
         smtp=_smtp(reader, smtp) if smtp else None,
-        defaults=_defaults(reader, defaults) if defaults else Defaults(),
+        defaults=defaults,
         clients=tuple(clients),
         retention=_retention(reader, retention) if retention else Retention(),
         http=_http(reader, http) if http else Http(),
@@ -308,7 +320,32 @@ def _defaults(reader: Reader, node: Node) -> Defaults:
         max_connection_age=reader.get(
             node, "max-connection-age", parse_seconds, base.max_connection_age
         ),
+        ssh_config=reader.path(node, "ssh-config"),
+        jump=reader.get(node, "jump", _jump_text, None),
+        agent=_agent_attr(reader, node),
+        passphrase_env=reader.get(node, "passphrase-env", check_env_name, None),
     )
+
+
+def _jump_text(raw: str) -> str:
+    text = raw.strip()
+    if text.lower() != NONE:
+        parse_jump(text)  # raises Invalid with the fix
+    return text
+
+
+def _agent_attr(reader: Reader, node: Node) -> str | None:
+    raw = node.attrib.get("agent")
+    if raw is None:
+        return None
+    if not raw.strip():
+        reader.issue(
+            node.attr_line("agent"),
+            f"<{node.tag}> agent= is empty",
+            'give the ssh-agent socket path, "SSH_AUTH_SOCK" or "none"',
+        )
+        return None
+    return raw.strip()
 
 
 def _keep_for(raw: str) -> float | None:
@@ -361,14 +398,21 @@ def _readable(reader: Reader, node: Node, name: str, what: str) -> Path | None:
     return path
 
 
-def _client(reader: Reader, node: Node) -> Client | None:
+def _client(
+    reader: Reader, node: Node, defaults: Defaults, defaults_node: Node | None
+) -> Client | None:
     reader.check_attributes(node)
     ip = reader.require(node, "ip", 'ip="10.0.0.5"')
     ip = reader.get(node, "ip", check_host, None) if ip else None
     port = reader.get(node, "port", check_port, 22)
-    username = reader.require(node, "username", 'username="monitor"')
+    ssh_config = _client_ssh_config(reader, node, defaults)
+    if ssh_config is None:
+        username = reader.require(node, "username", 'username="monitor"')
+    else:  # ssh_config's User, else the local user, as ssh would
+        username = (node.attrib.get("username") or "").strip() or None
     owner = (node.attrib.get("name") or node.attrib.get("ip") or "").strip()
     password, password_env = reader.secret(node, "client", owner or f"line {node.line}")
+    passphrase, passphrase_env = _client_passphrase(reader, node, defaults, defaults_node, owner)
     key = reader.path(node, "key")
     if key is not None and not (key.is_file() and os.access(key, os.R_OK)):
         state = "is not a readable file" if key.exists() else "does not exist"
@@ -377,9 +421,24 @@ def _client(reader: Reader, node: Node) -> Client | None:
             f"key file {key} {state}",
             "give the path of an SSH private key readable by fleetstat",
         )
+    resolved = None
+    if ip is not None:
+        given = Given(
+            ip=ip,
+            port=port if "port" in node.attrib else None,
+            username=username,
+            key=key,
+            has_password="password" in node.attrib or "password-env" in node.attrib,
+            ssh_config=ssh_config,
+            jump=_client_jump(reader, node, defaults),
+            agent=node.attrib.get("agent", "").strip() or defaults.agent,
+        )
+        resolved = _resolve(reader, node, defaults_node, given)
     # A misspelt credential (password_env=) is already reported; one issue is enough.
     spelled = {suggest(name, ATTRIBUTES["client"]) or name for name in node.attrib}
-    if not ({"password", "password-env", "key"} & spelled):
+    if not ({"password", "password-env", "key"} & spelled) and not (
+        resolved is not None and (resolved.identity_files or resolved.agent)
+    ):
         reader.issue(node.line, "client has no credential", CREDENTIAL_FIX)
     mail = list(reader.get(node, "mail", split_mail, list[str]()))
     name = node.attrib.get("name", "").strip() or None
@@ -416,7 +475,7 @@ def _client(reader: Reader, node: Node) -> Client | None:
                 continue
             rule_lines[rule.key] = child.line
             alerts.append(rule)
-    if ip is None or username is None:
+    if ip is None or resolved is None:
         return None
     if (alerts or events) and not mail:
         reader.warn(
@@ -426,8 +485,8 @@ def _client(reader: Reader, node: Node) -> Client | None:
         )
     return Client(
         ip=ip,
-        port=port,
-        username=username,
+        port=resolved.port,
+        username=resolved.username,
         password=password,
         password_env=password_env,
         key=key,
@@ -440,7 +499,68 @@ def _client(reader: Reader, node: Node) -> Client | None:
         events_max=events_max,
         zone=zone,
         keep_connections=reader.get(node, "keep-connections", parse_keep, None),
+        hostname=resolved.hostname,
+        identity_files=resolved.identity_files,
+        jump=resolved.jump,
+        agent=resolved.agent,
+        passphrase=passphrase,
+        passphrase_env=passphrase_env,
+        keepalive=resolved.keepalive,
+        ssh_config=resolved.ssh_config,
     )
+
+
+def _client_ssh_config(reader: Reader, node: Node, defaults: Defaults) -> Path | None:
+    """The client's ``ssh-config=`` ("none": not the defaults' either), else the defaults'."""
+    raw = node.attrib.get("ssh-config")
+    if raw is not None and raw.strip().lower() == NONE:
+        return None
+    return reader.path(node, "ssh-config") or defaults.ssh_config
+
+
+def _client_jump(reader: Reader, node: Node, defaults: Defaults) -> tuple[HopSpec, ...] | None:
+    """The hops of jump= (the client's, else the defaults'); () for "none"; None: not given."""
+    text = reader.get(node, "jump", _jump_text, None) or defaults.jump
+    if text is None:
+        return None
+    return () if text.lower() == NONE else parse_jump(text)
+
+
+def _client_passphrase(
+    reader: Reader, node: Node, defaults: Defaults, defaults_node: Node | None, owner: str
+) -> tuple[str | None, str | None]:
+    """The client's passphrase-env, else the defaults'. An unset variable is one issue
+    for the commands that log in, however many clients name it (``secrets``)."""
+    if "passphrase-env" in node.attrib:
+        env = reader.get(node, "passphrase-env", check_env_name, None)
+        return reader.passphrase(env, node.attr_line("passphrase-env"), owner)
+    line = defaults_node.attr_line("passphrase-env") if defaults_node is not None else None
+    return reader.passphrase(defaults.passphrase_env, line, owner)
+
+
+def _resolve(
+    reader: Reader, node: Node, defaults_node: Node | None, given: Given
+) -> Resolved | None:
+    """ssh_config applied, its errors reported once per file and message."""
+    try:
+        return resolve_client(given, reader.env)
+    except OSError as exc:
+        where = node if "ssh-config" in node.attrib or defaults_node is None else defaults_node
+        reader.issue_once(
+            where.attr_line("ssh-config"),
+            f"ssh-config {given.ssh_config}: {exc.strerror or exc}",
+            "give the path of a readable OpenSSH client config file, or remove ssh-config=",
+        )
+    except Invalid as exc:
+        reader.issue_once(node.line, f"client {given.ip}: {exc.message}", exc.fix)
+    except ValueError as exc:  # asyncssh's ConfigParseError: "<file> line N: reason"
+        where = node if "ssh-config" in node.attrib or defaults_node is None else defaults_node
+        reader.issue_once(
+            where.attr_line("ssh-config"),
+            f"ssh-config: {exc}",
+            "correct that line (ssh -G -F FILE HOST shows how OpenSSH reads it)",
+        )
+    return None
 
 
 def _warn_plaintext_passwords(reader: Reader, file: Path) -> None:

@@ -48,6 +48,10 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "repeat",
         "keep-connections",
         "max-connection-age",
+        "ssh-config",
+        "jump",
+        "agent",
+        "passphrase-env",
     ),
     "retention": ("samples", "attempts", "events"),
     "spool": ("dir", "max-size"),
@@ -65,6 +69,10 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "os",
         "zone",
         "keep-connections",
+        "ssh-config",
+        "jump",
+        "agent",
+        "passphrase-env",
     ),
     "alert": ("type", "limit", "mount", "for", "clear", "resolved", "repeat", "window", "scope"),
     "mail": ("to",),
@@ -83,6 +91,7 @@ class Reader:
         self.warnings: list[ConfigIssue] = []
         self.plaintext_password_lines: list[int] = []
         self.unset_secrets: list[UnsetSecret] = []
+        self.reported: set[str] = set()  # issues about a shared file, reported once
 
     def issue(self, line: int | None, message: str, fix: str | None = None) -> None:
         self.issues.append(ConfigIssue(self.shown, line, message, fix))
@@ -185,6 +194,26 @@ class Reader:
         if not value:
             line = node.attr_line("password-env")
             self.unset_secrets.append(UnsetSecret(env_name, use, owner, line, value == ""))
+        return value or None, env_name
+
+    def issue_once(self, line: int | None, message: str, fix: str | None = None) -> None:
+        """An issue many clients would repeat (the ssh_config file they share): once."""
+        if message not in self.reported:
+            self.reported.add(message)
+            self.issue(line, message, fix)
+
+    def passphrase(
+        self, env_name: str | None, line: int | None, owner: str
+    ) -> tuple[str | None, str | None]:
+        """``(passphrase, env name)`` from a checked ``passphrase-env`` name; unset is
+        remembered, as for ``password-env``: only the commands that log in need it."""
+        if env_name is None:
+            return None, None
+        value = self.env.get(env_name)
+        if not value:
+            self.unset_secrets.append(
+                UnsetSecret(env_name, "client", owner, line, value == "", "passphrase-env")
+            )
         return value or None, env_name
 
     def check_leaf(self, node: Node) -> None:

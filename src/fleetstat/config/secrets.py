@@ -16,6 +16,8 @@ from fleetstat.config.model import Config, SecretUse, UnsetSecret
 from fleetstat.errors import ConfigError, ConfigIssue
 
 _WHAT = {"database": "the database", "smtp": "the SMTP server", "client": "SSH logins"}
+# passphrase-env (an encrypted key's passphrase) is a "client" secret too: only the
+# commands that log in read it.
 
 
 def secret_issues(config: Config, uses: Iterable[SecretUse]) -> list[ConfigIssue]:
@@ -32,7 +34,7 @@ def secret_issues(config: Config, uses: Iterable[SecretUse]) -> list[ConfigIssue
             ConfigIssue(
                 str(config.path),
                 refs[0].line,
-                f"environment variable {env} {state}: password-env of {_owners(refs)}",
+                f"environment variable {env} {state}: {refs[0].attribute} of {_owners(refs)}",
                 f"export {env}=... in the environment that runs fleetstat "
                 "(systemd: EnvironmentFile=, see contrib/fleetstat.service)",
             )

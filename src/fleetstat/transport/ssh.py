@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import os
 import random
 import socket
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
@@ -24,11 +23,13 @@ from fleetstat.errors import TransportError
 from fleetstat.model import Status
 from fleetstat.transport import posix, signfirst, windows
 from fleetstat.transport.hostkeys import KnownHosts, client_factory, host_pattern
+from fleetstat.transport.jumps import Bastions, HopConnector
+from fleetstat.transport.keys import client_keys
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from fleetstat.config import Client
+    from fleetstat.config import Client, JumpHop
 
 # Key logins send their signature at once, without asking first (signfirst.py):
 # one lookup less in each host's sshd. False on an asyncssh it does not fit.
@@ -79,6 +80,9 @@ class TransportSettings:
     # deadline; a definite answer (auth failure, host key) never is.
     max_retries: int = 4
     retry_base_seconds: float = 0.25
+    # The round's jump host connections (jumps.py): one per bastion, shared by
+    # every host behind it. None: each run_probe opens (and closes) its own.
+    jumps: Bastions | None = field(default=None, compare=False)
 
     @property
     def host_deadline(self) -> float:
@@ -107,17 +111,19 @@ def _classify_connect_error(exc: BaseException, client: Client, settings: Transp
     where = f"{client.ip}:{client.port}"
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         known = settings.known_hosts
-        if known.has_entry(client.ip, client.ip, client.port):
+        # Checked under the name connected to: ssh_config's HostName, else ip.
+        name = client.connect_host
+        if known.has_entry(name, name, client.port):
             msg = (
                 f"host key for {where} does not match the one in {known.path}: "
                 "if the host was reinstalled, remove the old line with "
-                f"ssh-keygen -R '{host_pattern(client.ip, client.port)}' -f {known.path}; "
+                f"ssh-keygen -R '{host_pattern(name, client.port)}' -f {known.path}; "
                 "otherwise investigate"
             )
         else:
             msg = (
                 f"host key for {where} is not in {known.path}: add it (ssh-keyscan -p "
-                f"{client.port} {client.ip} >> {known.path}) or set "
+                f"{client.port} {name} >> {known.path}) or set "
                 'host-keys="accept-new" in <defaults>'
             )
         return TransportError(Status.HOST_KEY_MISMATCH, msg, host=where)
@@ -163,6 +169,13 @@ def _classify_connect_error(exc: BaseException, client: Client, settings: Transp
             host=where,
             retryable=True,
         )
+    if isinstance(exc, asyncssh.ChannelOpenError):  # a jump host could not reach it
+        return TransportError(
+            Status.UNREACHABLE,
+            f"jump host {client.jump[-1].label if client.jump else '?'} cannot reach "
+            f"{where}: {exc.reason}",
+            host=where,
+        )
     if isinstance(exc, asyncssh.DisconnectError):
         return TransportError(
             Status.UNREACHABLE, f"{where} disconnected before login: {exc}", host=where
@@ -174,49 +187,61 @@ def _classify_connect_error(exc: BaseException, client: Client, settings: Transp
     return None
 
 
-@functools.lru_cache(maxsize=64)
-def _load_client_keys(path: str, mtime_ns: int) -> Sequence[asyncssh.SSHKeyPair]:
-    return asyncssh.load_keypairs([path], passphrase=None)
+def login_options(
+    client: Client, keys: Sequence[Path], settings: TransportSettings
+) -> dict[str, Any]:
+    """asyncssh.connect's options for a login as ``client`` offering ``keys``.
 
-
-def _client_keys(path: str) -> Sequence[asyncssh.SSHKeyPair] | list[str]:
-    """The key pair(s) in ``path``, parsed once per file version, not per connection.
-
-    Given a path, asyncssh reads and parses the key file again for every
-    connection, in its executor thread: at 500 hosts that was ~2% of the round's
-    CPU on the central machine (py-spy). Keyed on the file's mtime so a
-    long-running ``watch`` picks up a replaced key. Errors are left to
-    asyncssh.connect (the same exceptions, classified as before).
+    Everything resolved already (config/sshconfig.py), so asyncssh reads no
+    ssh_config (``config=()``) and no default key or agent of its own: the keys
+    given (decrypted once, keys.py), the agent only when the client has one.
     """
-    try:
-        mtime_ns = os.stat(path).st_mtime_ns
-        return _load_client_keys(path, mtime_ns)
-    except (OSError, asyncssh.KeyImportError, asyncssh.KeyEncryptionError):
-        return [path]
+    loaded = client_keys(keys, client.passphrase) if keys else []
+    return {
+        "username": client.username,
+        "password": client.password,
+        # [] would make asyncssh load ~/.ssh's default keys; None offers none
+        # (and, with no agent, disables public-key login).
+        "client_keys": loaded or (None if client.agent is None else []),
+        "passphrase": None,
+        "agent_path": client.agent,
+        "known_hosts": settings.known_hosts.asyncssh_arg(),
+        "client_factory": client_factory(settings.known_hosts),
+        "connect_timeout": settings.connect_timeout,
+        "login_timeout": settings.connect_timeout,
+        "keepalive_interval": client.keepalive or 0,
+        "encryption_algs": ENCRYPTION_ALGS,
+        "config": (),
+    }
 
 
 async def _connect(
-    client: Client, settings: TransportSettings
+    client: Client,
+    settings: TransportSettings,
+    tunnel: asyncssh.SSHClientConnection | None = None,
+    *,
+    hop: bool = False,
 ) -> tuple[asyncssh.SSHClientConnection, int]:
-    """Connect and log in, retrying transient failures with jittered backoff."""
+    """Connect and log in, retrying transient failures with jittered backoff.
+
+    A client with jump hosts goes through the round's connection to the last one
+    (``settings.jumps``, jumps.py), each attempt waiting for a login slot on it.
+    ``hop``: this is a jump host's own login (``tunnel`` given by :class:`Bastions`,
+    which holds the slot).
+    """
+    bastions = settings.jumps if client.jump and not hop else None
+    if bastions is not None:
+        tunnel = await bastions.get(client, _hop_connector(settings))
     retries = 0
     while True:
         try:
-            conn = await asyncssh.connect(
-                client.ip,
-                client.port,
-                username=client.username,
-                password=client.password,
-                client_keys=_client_keys(str(client.key)) if client.key else None,
-                passphrase=None,
-                agent_path=None,
-                known_hosts=settings.known_hosts.asyncssh_arg(),
-                client_factory=client_factory(settings.known_hosts),
-                connect_timeout=settings.connect_timeout,
-                login_timeout=settings.connect_timeout,
-                encryption_algs=ENCRYPTION_ALGS,
-                config=(),
-            )
+            async with bastions.slot(tunnel) if bastions else contextlib.nullcontext():
+                conn = await asyncssh.connect(
+                    client.connect_host,
+                    client.port,
+                    tunnel=tunnel if tunnel is not None else (),
+                    **login_options(client, client.keys, settings),
+                )
             return conn, retries
         # asyncssh's key file errors are ValueErrors, not asyncssh.Errors.
         except (
@@ -226,7 +251,8 @@ async def _connect(
             asyncssh.KeyEncryptionError,
             TimeoutError,
         ) as exc:
-            err = _classify_connect_error(exc, client, settings)
+            lost = bastions.lost(client) if bastions else None
+            err: TransportError | None = lost or _classify_connect_error(exc, client, settings)
             if err is None:
                 raise
             if not err.retryable or retries >= settings.max_retries:
@@ -235,6 +261,31 @@ async def _connect(
             retries += 1
             delay = settings.retry_base_seconds * (2 ** (retries - 1))
             await asyncio.sleep(random.uniform(delay / 2, delay * 1.5))
+
+
+def _hop_connector(settings: TransportSettings) -> HopConnector:
+    """How :class:`Bastions` logs in to a jump host: as the client would, with the
+    hop's own user and keys (its IdentityFile, else the client's), never a password."""
+
+    async def connect_hop(
+        client: Client, hop: JumpHop, tunnel: asyncssh.SSHClientConnection | None
+    ) -> asyncssh.SSHClientConnection:
+        as_hop = replace(
+            client,
+            ip=hop.host,
+            hostname=None,
+            port=hop.port,
+            username=hop.username,
+            password=None,
+            password_env=None,
+            key=None,
+            identity_files=hop.identity_files or client.keys,
+            jump=client.jump[: client.jump.index(hop)],  # the hops it is reached through
+        )
+        conn, _retries = await _connect(as_hop, settings, tunnel, hop=True)
+        return conn
+
+    return connect_hop
 
 
 async def _drain(
@@ -318,7 +369,28 @@ async def run_probe(
 
     A login of its own, closed after the run (``collect``); ``watch`` and ``serve``
     keep the connection for the next round instead (``transport/pool.py``).
+    Through jump hosts, a failure once the bastion connection is lost is that
+    loss (``unreachable``, the bastion named), whatever broke first.
     """
+    if client.jump and settings.jumps is None:  # no round around it: a chain of its own
+        own = replace(settings, jumps=Bastions())
+        try:
+            return await run_probe(client, probe, argv, own)
+        finally:
+            assert own.jumps is not None
+            await own.jumps.close()
+    try:
+        return await _run_probe(client, probe, argv, settings)
+    except TransportError as exc:
+        lost = settings.jumps.lost(client) if client.jump and settings.jumps else None
+        if lost is None:
+            raise
+        raise lost from exc
+
+
+async def _run_probe(
+    client: Client, probe: bytes, argv: Sequence[str], settings: TransportSettings
+) -> ProbeRun:
     t0 = time.monotonic()
     conn, retries = await login(client, settings)
     t_connected = time.monotonic()
