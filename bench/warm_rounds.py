@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from measure import CpuGroup, loadavg, machine_cpu_seconds, preexec_join
-from round_bench import PYTHON, RESULTS, WORK, Bench, ansible_hosts_ok, log
+from round_bench import PYTHON, RESULTS, WORK, Bench, ansible_hosts_ok, fmt, log
 
 BENCH = Path(__file__).resolve().parent
 RUNNERS = ("collect", "watch-cold", "watch-warm", "ansible-persist")
@@ -279,10 +279,6 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 row[metric] = spread([r[metric] for r in chosen])
             rows.append(row)
     return rows
-
-
-def fmt(stat: dict[str, float], digits: int = 1) -> str:
-    return f"{stat['median']:.{digits}f} ({stat['min']:.{digits}f}-{stat['max']:.{digits}f})"
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -74,6 +74,22 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def start_fleet(workdir: Path, **kwargs: object) -> SimFleet:
+    """A fleet of a test's own, started; skipped locally (failed in CI) when it cannot be."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("the simulated fleet needs root in CI")
+        pytest.skip("the simulated fleet's login user needs root")
+    fleet = SimFleet(workdir, **kwargs)  # type: ignore[arg-type]
+    try:
+        fleet.start()
+    except (SimFleetError, OSError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot start sshd: {exc}")
+        pytest.skip(f"cannot start sshd: {exc}")
+    return fleet
+
+
 @pytest.fixture(scope="session")
 def sim_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet]:
     if os.geteuid() != 0:

@@ -25,9 +25,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import _server_database
-from fleet_fixtures import CONNECT_TIMEOUT, RUN_TIMEOUT
+from fleet_fixtures import CONNECT_TIMEOUT, RUN_TIMEOUT, start_fleet
 from smtp_fixtures import SmtpServer
-from test_fleet_scale import start_fleet
 
 from fleetstat.app import CollectOutcome
 from fleetstat.cluster.coordinator import Coordinator

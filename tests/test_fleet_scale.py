@@ -7,7 +7,6 @@ figures are the bench's job (bench/README.md); these prove the behaviour.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
@@ -15,11 +14,11 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from fleet_fixtures import assert_nothing_left, fleet_config
+from fleet_fixtures import assert_nothing_left, fleet_config, start_fleet
 
 from fleetstat.app import collect_once
 from fleetstat.model import Status
-from fleetstat.simfleet import SimFleet, SimFleetError
+from fleetstat.simfleet import SimFleet
 from fleetstat.store import Store
 
 pytestmark = [pytest.mark.sshd, pytest.mark.slow]
@@ -31,21 +30,6 @@ HANGING = {i for i in range(HOSTS) if i % 20 == 7}  # 10 hosts, spread over the 
 # after HANG_ALARM seconds (SimFleet.hang_alarms), so the round does not wait this out.
 RUN_TIMEOUT = 60
 HANG_ALARM = 5
-
-
-def start_fleet(workdir: Path, **kwargs: object) -> SimFleet:
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("the simulated fleet needs root in CI")
-        pytest.skip("the simulated fleet's login user needs root")
-    fleet = SimFleet(workdir, **kwargs)  # type: ignore[arg-type]
-    try:
-        fleet.start()
-    except (SimFleetError, OSError) as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot start sshd: {exc}")
-        pytest.skip(f"cannot start sshd: {exc}")
-    return fleet
 
 
 @pytest.fixture

@@ -15,14 +15,20 @@ from typing import Any
 
 import asyncssh
 import pytest
-from fleet_fixtures import CONNECT_TIMEOUT, RUN_TIMEOUT, assert_nothing_left, fleet_config
+from fleet_fixtures import (
+    CONNECT_TIMEOUT,
+    RUN_TIMEOUT,
+    assert_nothing_left,
+    fleet_config,
+    start_fleet,
+)
 
 from fleetstat.app import CollectOutcome, connection_pool, load_or_create_key, run_round
 from fleetstat.collector import collect_round, plan_round
 from fleetstat.config import Config
 from fleetstat.model import Status
 from fleetstat.probe_bundle import build_probe
-from fleetstat.simfleet import SimFleet, SimFleetError
+from fleetstat.simfleet import SimFleet
 from fleetstat.store import Store
 from fleetstat.transport.pool import ConnectionPool
 from fleetstat.watch import watcher_for
@@ -33,17 +39,7 @@ pytestmark = pytest.mark.sshd
 @pytest.fixture
 def fleet100(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet]:
     """A fleet of its own (it is restarted), logging every login at INFO."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("real sshd required in CI: the simulated fleet needs root")
-        pytest.skip("the simulated fleet needs root")
-    fleet = SimFleet(tmp_path_factory.mktemp("kept"), count=100, log_level="INFO")
-    try:
-        fleet.start()
-    except (SimFleetError, OSError) as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot start sshd: {exc}")
-        pytest.skip(f"cannot start sshd: {exc}")
+    fleet = start_fleet(tmp_path_factory.mktemp("kept"), count=100, log_level="INFO")
     yield fleet
     fleet.stop()
 
@@ -189,11 +185,7 @@ def test_a_refused_channel_on_a_kept_connection_is_a_fresh_login(tmp_path: Path)
     """sshd refuses a channel beyond MaxSessions: on a kept connection that is not the
     host's failure, the same round logs in again (here: a session the test holds open
     on the kept connection fills MaxSessions 1)."""
-    fleet = SimFleet(tmp_path / "fleet", count=1, log_level="INFO", max_sessions=1)
-    try:
-        fleet.start()
-    except (SimFleetError, OSError) as exc:
-        pytest.fail(f"cannot start sshd: {exc}")
+    fleet = start_fleet(tmp_path / "fleet", count=1, log_level="INFO", max_sessions=1)
     try:
         config = fleet_config(tmp_path, fleet, [0])
         pool = ConnectionPool(keep=600)
