@@ -8,6 +8,7 @@ the hosts through it or not at all. The bastion's log counts its logins.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Iterator
@@ -16,11 +17,12 @@ from pathlib import Path
 import pytest
 from fleet_fixtures import CONNECT_TIMEOUT, RUN_TIMEOUT
 
-from fleetstat.app import collect_once
+from fleetstat.app import CollectOutcome, collect_once, run_round
 from fleetstat.config import Config, load_config
 from fleetstat.model import HostResult, Status
 from fleetstat.simbastion import SimBastion
 from fleetstat.simfleet import SimFleet, SimFleetError
+from fleetstat.transport.pool import ConnectionPool
 
 pytestmark = pytest.mark.sshd
 
@@ -31,7 +33,9 @@ HOSTS = 200
 def hidden_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet]:
     if os.geteuid() != 0:
         pytest.fail("a fleet in a network namespace of its own needs root")
-    fleet = SimFleet(tmp_path_factory.mktemp("hidden-fleet"), count=HOSTS, netns=True)
+    fleet = SimFleet(
+        tmp_path_factory.mktemp("hidden-fleet"), count=HOSTS, netns=True, log_level="INFO"
+    )
     try:
         fleet.start()
     except (SimFleetError, OSError) as exc:
@@ -178,3 +182,38 @@ Host 127.1.*
     assert outcome.round.ok_count == 3, {r.error for r in outcome.round.results if not r.ok}
     # One login for the first hop (shared by all three), one for the second.
     assert bastion.logins() - before == 2
+
+
+def test_kept_connections_behind_a_bastion_keep_the_bastion_connection_too(
+    tmp_path: Path, hidden_fleet: SimFleet, bastion: SimBastion
+) -> None:
+    """watch's connection pool: the hosts' kept connections are channels on the
+    bastion's one connection, so neither is logged in to again in round 2; a
+    bastion lost between rounds is connected again, once, in the next."""
+    count = 20
+    config = _config(tmp_path, hidden_fleet, bastion, count, concurrency=10)
+
+    async def rounds() -> list[CollectOutcome]:
+        pool = ConnectionPool(keep=600)
+        outcomes = []
+        try:
+            for number in range(3):
+                if number == 2:  # lost between rounds (watch waits out its interval)
+                    bastion.kill()
+                    bastion.start()
+                    await asyncio.sleep(2)
+                pool.retain(config.clients)
+                outcomes.append(await run_round(config, runner=pool.run_probe))
+        finally:
+            await pool.close()
+        return outcomes
+
+    bastion_before, hosts_before = bastion.logins(), hidden_fleet.accepted_logins()
+    first, second, third = asyncio.run(rounds())
+    assert first.round.ok_count == count, {r.error for r in first.round.results if not r.ok}
+    assert second.round.ok_count == count
+    assert third.round.ok_count == count, {r.error for r in third.round.results if not r.ok}
+    # Round 1 logs in to the bastion and every host; round 2 to neither; round 3
+    # to the restarted bastion and, its tunnels gone with it, every host again.
+    assert bastion.logins() - bastion_before == 2
+    assert hidden_fleet.accepted_logins() - hosts_before == 2 * count

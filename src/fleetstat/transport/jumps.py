@@ -17,8 +17,9 @@ named, without trying it once per host; one that is lost mid-round does the
 same for the hosts that had not finished. Nothing is retried within the round:
 the next round (a new :class:`Bastions`) connects again.
 
-:class:`Bastions` lives for one round (``collect_round`` closes it); a keeper
-that holds connections across rounds can hold one across rounds instead.
+:class:`Bastions` lives for one round (``collect_round`` closes it), or, in
+``watch`` and ``serve``, as long as their connection pool (``pool.py``), which
+calls :meth:`Bastions.drop_lost` as each round starts.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ class Bastions:
     def __init__(self) -> None:
         self._conns: dict[ChainKey, asyncio.Task[asyncssh.SSHClientConnection]] = {}
         self._slots: dict[int, asyncio.Semaphore] = {}
+        # Rounds seen (drop_lost) and, per chain, the round its loss was seen in:
+        # a connection found closed before anyone in this round saw it go (lost
+        # between rounds) is connected again, not reported lost.
+        self._round = 0
+        self._lost_in: dict[ChainKey, int] = {}
         self.logins = 0  # bastion logins made (a test counts them)
 
     async def get(
@@ -88,11 +94,14 @@ class Bastions:
         hops = client.jump[:depth]
         key = chain_key(client, hops)
         task = self._conns.get(key)
+        if task is not None and _closed(task) and self._lost_in.get(key) != self._round:
+            task = None  # lost before this round: connect again
         if task is None:
             task = asyncio.ensure_future(self._open(client, depth, connect_hop))
             self._conns[key] = task
         conn = await asyncio.shield(task)
         if conn.is_closed():
+            self._lost_in[key] = self._round
             raise self.lost(client) or TransportError(
                 Status.UNREACHABLE, f"jump host {hops[-1].label} closed", host=client.address
             )
@@ -129,10 +138,10 @@ class Bastions:
         """The error of a host whose bastion connection closed under it; None when
         every connection of its chain is still open."""
         for depth in range(1, len(client.jump) + 1):
-            task = self._conns.get(chain_key(client, client.jump[:depth]))
-            if task is None or not task.done() or task.cancelled():
-                continue
-            if task.exception() is None and task.result().is_closed():
+            key = chain_key(client, client.jump[:depth])
+            task = self._conns.get(key)
+            if task is not None and _closed(task):
+                self._lost_in[key] = self._round
                 hop = client.jump[depth - 1]
                 return TransportError(
                     Status.UNREACHABLE,
@@ -142,6 +151,20 @@ class Bastions:
                     host=client.address,
                 )
         return None
+
+    def drop_lost(self) -> int:
+        """Forget the chains that failed or whose connection closed, so the next
+        :meth:`get` connects again (a keeper across rounds calls it as a round
+        starts: within a round, a lost bastion stays lost). How many were dropped."""
+        self._round += 1
+        dropped = [
+            key
+            for key, task in self._conns.items()
+            if task.done() and (task.cancelled() or task.exception() is not None or _closed(task))
+        ]
+        for key in dropped:
+            del self._conns[key]
+        return len(dropped)
 
     async def close(self) -> None:
         """Close every bastion connection (innermost first) and forget them."""
@@ -160,3 +183,13 @@ class Bastions:
             conn.close()
             with contextlib.suppress(Exception):
                 await conn.wait_closed()
+
+
+def _closed(task: asyncio.Task[asyncssh.SSHClientConnection]) -> bool:
+    """Whether the task made a connection that has closed since."""
+    return (
+        task.done()
+        and not task.cancelled()
+        and task.exception() is None
+        and task.result().is_closed()
+    )

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING
 
 from fleetstat.errors import FleetstatError
 from fleetstat.transport import ssh
+from fleetstat.transport.jumps import Bastions
 
 if TYPE_CHECKING:
     import asyncssh
@@ -148,6 +149,9 @@ class ConnectionPool:
         self.stats = PoolStats()
         self._kept: dict[Address, _Kept] = {}
         self._closed = False
+        # Jump hosts' connections, kept as long as the pool: the kept connections
+        # behind a bastion are channels on its one connection (jumps.py).
+        self.jumps = Bastions()
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -165,6 +169,8 @@ class ConnectionPool:
         keep = self.keep_for(client)
         if keep <= 0 or self._closed:
             return await ssh.run_probe(client, probe, argv, settings)
+        if client.jump:  # through the pool's bastion connections, not the round's
+            settings = dataclasses.replace(settings, jumps=self.jumps)
         address = (client.ip, client.port)
         login = login_of(client, settings)
         where = f"{client.ip}:{client.port}"
@@ -294,7 +300,9 @@ class ConnectionPool:
 
     def retain(self, clients: Iterable[Client]) -> int:
         """Close the connections of hosts not in ``clients`` (a reloaded config) or
-        whose login changed; how many were closed."""
+        whose login changed; how many were closed. Called as each round starts: a
+        bastion lost in the last round is connected again in this one."""
+        self.jumps.drop_lost()
         wanted = {(c.ip, c.port): c for c in clients}
         gone = [
             kept
@@ -318,6 +326,7 @@ class ConnectionPool:
                     await asyncio.gather(
                         *(one.conn.wait_closed() for one in kept), return_exceptions=True
                     )
+        await self.jumps.close()  # after the connections tunnelled through them
 
 
 def _same_client(login: Login, client: Client) -> bool:
