@@ -437,6 +437,33 @@ def test_serve_starts_with_its_database_away_and_catches_up(
     assert "Traceback" not in served.log
 
 
+def test_serve_starts_beside_a_sqlite_file_it_cannot_lock_yet(tmp_path: Path) -> None:
+    """SQLite's round lock is a file beside the database: a folder where it cannot
+    be made (immutable here) is a database not ready yet, not a crash."""
+    folder = tmp_path / "db"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'fleetstat.db'}"
+    with Store(url) as store:
+        store.upgrade()
+    path = tmp_path / "fleetstat.xml"
+    path.write_text(
+        f'<fleetstat><database url="{url}"/><key path="{tmp_path / "server.key"}"/>'
+        '<client ip="10.0.0.1" username="u" password="p"/></fleetstat>'
+    )
+    path.chmod(0o600)
+    with immutable(folder):
+        served = Served(path, "--no-watch")
+    try:
+        (line,) = [line for line in served.lines if "event=database_unreachable" in line]
+        assert "round lock" in line and "Traceback" not in served.log, served.log
+        served.wait_for("event=database_ready")
+        with served.client() as http:
+            assert http.get("/api/v1/health").json()["database"] == "ok"
+        assert served.stop() == 0, served.log
+    finally:
+        served.kill()
+
+
 # -- the database gone while a round holds the round lock ------------------------------------
 
 

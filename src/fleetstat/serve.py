@@ -192,6 +192,8 @@ async def _prepare(context: ServerContext) -> tuple[str | None, bool]:
         return None, await asyncio.to_thread(stored_running, context)
     except StoreError as exc:
         return str(exc), True
+    except OSError as exc:  # the SQLite round lock's file beside the database
+        return f"cannot take the round lock: {exc}", True
 
 
 async def _until_ready(context: ServerContext) -> None:
