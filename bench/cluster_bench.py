@@ -215,7 +215,8 @@ def main() -> None:
     key = WORK / "server.key"
     if not key.exists():
         envelope.generate_keypair(key)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    _, most = resource.getrlimit(resource.RLIMIT_NOFILE)  # a socket per host in flight
+    resource.setrlimit(resource.RLIMIT_NOFILE, (most, most))
     recreate_database()
     fleet = SimFleet(WORK / "fleet", count=args.n)
     fleet.start()

@@ -64,6 +64,12 @@ def pg_url() -> Iterator[str]:
     yield from _server_database("postgresql")
 
 
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server_db(request: pytest.FixtureRequest) -> Iterator[str]:
+    """PostgreSQL, then MariaDB: the store a cluster supports."""
+    yield from _server_database(str(request.param))
+
+
 @pytest.fixture
 def prefix() -> str:
     return f"fst{secrets.token_hex(5)}"
@@ -373,12 +379,14 @@ def test_a_worker_killed_mid_round_costs_no_host_and_no_mail_twice(
 
 
 def test_a_zone_without_a_live_worker_is_marked_and_the_rest_stored(
-    tmp_path: Path, fleet: SimFleet, pg_url: str, prefix: str, workers_for: list[Workers]
+    tmp_path: Path, fleet: SimFleet, server_db: str, prefix: str, workers_for: list[Workers]
 ) -> None:
     broker_up(RABBITMQ)
     indices = list(range(60))
     zones = {i: "dc2" for i in range(40, 60)}
-    config = write_config(tmp_path, fleet, pg_url, RABBITMQ, prefix, indices=indices, zones=zones)
+    config = write_config(
+        tmp_path, fleet, server_db, RABBITMQ, prefix, indices=indices, zones=zones
+    )
     _, engine = start_workers(workers_for, config, tmp_path, {"w1": "default", "w2": "default"})
     coordinator = Coordinator(config)
     try:

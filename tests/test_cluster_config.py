@@ -3,21 +3,34 @@ and single-machine use untouched: without ``<cluster>`` nothing loads the broker
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from conftest import _server_database
 from fleet_fixtures import fleet_config
 
+from fleetstat.cluster.coordinator import run_cluster_round
 from fleetstat.cluster.placement import pick, plan_shards
-from fleetstat.config import Client, Cluster, Timeouts, load_config
+from fleetstat.config import Client, Cluster, Config, Timeouts, load_config
 from fleetstat.errors import ConfigError, ConfigIssue
+from fleetstat.model import Status
 from fleetstat.simfleet import SimFleet
+from fleetstat.store import Store
+from fleetstat.store import cluster as rows
+from fleetstat.watch import watcher_for
 
 PG = "postgresql://fleetstat@db.example.com/fleetstat"
+RABBIT = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 def write(tmp_path: Path, body: str, database: str = PG) -> Path:
@@ -194,3 +207,58 @@ def test_without_cluster_collect_and_watch_import_no_broker_code(
     assert done.returncode == 0, done.stderr
     assert "rounds 2 1" in done.stdout, done.stdout + done.stderr
     assert "loaded []" in done.stdout, done.stdout
+
+
+# -- the coordinator without workers or without a broker (PostgreSQL, no sshd) -------------
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    yield from _server_database("postgresql")
+
+
+def coordinated(tmp_path: Path, url: str, broker: str) -> Config:
+    path = write(
+        tmp_path,
+        f"""
+        <cluster broker="{broker}" heartbeat="1s" queue-prefix="fst{secrets.token_hex(4)}"/>
+        <client ip="192.0.2.1" username="u" password="p"/>
+        <client ip="192.0.2.2" username="u" password="p" zone="dc2"/>
+        """,
+        database=url,
+    )
+    return load_config(path, env={})
+
+
+def test_with_the_broker_down_every_host_is_marked_and_the_password_never_shown(
+    tmp_path: Path, pg_url: str
+) -> None:
+    config = coordinated(tmp_path, pg_url, "amqp://guest:s3cret@127.0.0.1:1/")
+    with Store(pg_url) as store:
+        store.upgrade()
+        now = datetime.now(UTC)
+        rows.heartbeat(store, "w1", "default", hostname="h", pid=1, started_at=now, first=True)
+    outcome = asyncio.run(run_cluster_round(config))
+    status = {r.client.ip: (r.status, r.error or "") for r in outcome.round.results}
+    assert status["192.0.2.1"][0] is Status.SHARD_LOST
+    assert "message broker amqp://guest:***@127.0.0.1:1/" in status["192.0.2.1"][1]
+    assert status["192.0.2.2"][0] is Status.ZONE_UNAVAILABLE
+    assert "fleetstat worker -c CONFIG --zone dc2" in status["192.0.2.2"][1]
+    assert all("s3cret" not in error for _, error in status.values())
+    assert outcome.round_id is not None and outcome.alerts_firing == 0
+
+
+def test_without_any_worker_the_round_is_marked_at_once_and_imports_no_broker(
+    tmp_path: Path, pg_url: str
+) -> None:
+    config = coordinated(tmp_path, pg_url, RABBIT)
+    watcher = watcher_for(config, 60.0, max_rounds=1)  # watch and serve: the coordinator
+    t0 = time.monotonic()
+    asyncio.run(watcher.run())
+    assert watcher.stats.rounds == 1
+    assert time.monotonic() - t0 < 30, "no worker at the start: marked at once, not waited out"
+    engine = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        statuses = sorted(conn.scalars(sa.text("SELECT status FROM attempts")))
+        total, failed = conn.execute(sa.text("SELECT hosts_total, hosts_failed FROM rounds")).one()
+    assert statuses == ["zone_unavailable", "zone_unavailable"] and (total, failed) == (2, 2)

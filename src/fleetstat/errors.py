@@ -12,11 +12,13 @@ The tree::
     ├── StoreError             the database refused or is unreachable
     │   ├── NoDatabaseError    a read found no database or an old schema (exit 2)
     │   └── RoundLockedError   another round holds the round lock (exit 75)
-    └── MailError              the SMTP server refused or is unreachable
+    ├── MailError              the SMTP server refused or is unreachable
+    └── BrokerError            <cluster>: the message broker refused or is unreachable (exit 69)
 
 Third-party exceptions stop at one boundary each: asyncssh errors in
 ``transport``, SQLAlchemy, driver and Alembic errors in ``store`` (``store/errors.py``,
-through ``Store.errors``), smtplib errors in ``mail`` (``mail/smtp.py``). The CLI
+through ``Store.errors``), smtplib errors in ``mail`` (``mail/smtp.py``),
+Dramatiq's, pika's and redis's in ``cluster/broker.py`` (``broker_errors``). The CLI
 turns a ``FleetstatError`` into a message and an exit code (``exit_code``: 2 for
 usage and config errors, 1 otherwise), in one place (``fleetstat.cli``).
 """
@@ -133,3 +135,10 @@ class RoundLockedError(StoreError):
 
 class MailError(FleetstatError):
     """The SMTP server refused a message or cannot be reached."""
+
+
+class BrokerError(FleetstatError):
+    """``<cluster>``: the message broker (RabbitMQ, Redis) refused or cannot be reached.
+    Exit code 69 (sysexits.h EX_UNAVAILABLE: a service is unavailable)."""
+
+    exit_code = 69

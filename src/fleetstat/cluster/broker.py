@@ -19,7 +19,9 @@ coordinator sends the shard to another live worker when the heartbeat stops).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dramatiq
@@ -28,10 +30,36 @@ from dramatiq.middleware.asyncio import AsyncIO
 
 from fleetstat.cluster.placement import ACTOR_NAME
 from fleetstat.config import Cluster
+from fleetstat.errors import BrokerError
 
 RETRIES = 3
 MIN_BACKOFF_MS = 1000
 MAX_BACKOFF_MS = 5000
+
+
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
+
+
+def shown(url: str) -> str:
+    """The broker's URL with its password masked, for messages."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+@contextlib.contextmanager
+def broker_errors(cluster: Cluster, doing: str) -> Iterator[None]:
+    """The one boundary for the broker's errors: Dramatiq's (a connection it could not
+    open or lost), pika's and redis's become :class:`BrokerError`, password masked."""
+    import pika.exceptions
+    import redis.exceptions
+
+    try:
+        yield
+    except (dramatiq.DramatiqError, pika.exceptions.AMQPError, redis.exceptions.RedisError,
+            OSError) as exc:  # fmt: skip
+        reason = str(exc).replace(cluster.broker, shown(cluster.broker)) or type(exc).__name__
+        raise BrokerError(
+            f"message broker {shown(cluster.broker)}: cannot {doing}: {reason}"
+        ) from None
 
 
 def make_broker(cluster: Cluster) -> dramatiq.Broker:

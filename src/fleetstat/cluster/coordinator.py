@@ -32,7 +32,7 @@ from fleetstat.app import CollectOutcome, deliver_mail, require_round_secrets, r
 from fleetstat.cluster.placement import Shard, host_key, pick, plan_shards, queue_name
 from fleetstat.cluster.worker import require_cluster
 from fleetstat.config import Client, Config
-from fleetstat.errors import StoreError
+from fleetstat.errors import BrokerError, StoreError
 from fleetstat.model import HostResult, RoundResult, Status, new_round_uuid
 from fleetstat.store import cluster as rows
 
@@ -59,6 +59,7 @@ class _Round:
     unplaced: dict[str, list[Client]]
     assigned: dict[int, str] = field(default_factory=dict)  # shard -> worker it was sent to
     messages: int = 0  # messages sent (the shards, and the shards sent again)
+    unsent: dict[int, str] = field(default_factory=dict)  # shard -> why the broker refused it
 
 
 class Coordinator:
@@ -138,30 +139,44 @@ class Coordinator:
         return by_zone
 
     def _send(self, state: _Round, shards: Sequence[Shard]) -> None:
-        from fleetstat.cluster.broker import shard_message
+        """Each shard to its worker's queue. A shard the broker does not take is
+        remembered (``state.unsent``): the round does not wait for it, and its
+        hosts are ``shard_lost`` at the close, with the broker's error."""
+        from fleetstat.cluster.broker import broker_errors, shard_message
 
-        broker = self.broker()
         max_age = max(1, int((state.deadline - time.time()) * 1000))
-        for shard in shards:
-            worker = state.assigned.get(shard.number, shard.worker)
-            body = {
-                "round_id": state.round_id,
-                "round_uuid": state.uuid,
-                "shard": shard.number,
-                "zone": shard.zone,
-                "hosts": [list(host) for host in shard.hosts],
-                "deadline": state.deadline,
-            }
-            queue = queue_name(self.cluster.queue_prefix, shard.zone, worker)
-            broker.enqueue(shard_message(queue, body, max_age))
-            state.assigned[shard.number] = worker
-            state.messages += 1
+        sent: set[int] = set()
+        try:
+            with broker_errors(self.cluster, "send the round's shards"):
+                broker = self.broker()
+                for shard in shards:
+                    worker = state.assigned.get(shard.number, shard.worker)
+                    body = {
+                        "round_id": state.round_id,
+                        "round_uuid": state.uuid,
+                        "shard": shard.number,
+                        "zone": shard.zone,
+                        "hosts": [list(host) for host in shard.hosts],
+                        "deadline": state.deadline,
+                    }
+                    queue = queue_name(self.cluster.queue_prefix, shard.zone, worker)
+                    broker.enqueue(shard_message(queue, body, max_age))
+                    state.assigned[shard.number] = worker
+                    state.messages += 1
+                    sent.add(shard.number)
+        except BrokerError as exc:
+            log.error("round %d: %s", state.round_id, exc)
+            for shard in shards:
+                if shard.number not in sent:
+                    state.unsent[shard.number] = str(exc)
 
     async def _wait(self, store: Store, state: _Round) -> None:
         """Until every shard is in, or the deadline; dead workers' shards move."""
         while time.time() < state.deadline:
             done = await asyncio.to_thread(rows.shard_outcomes, store, state.round_id)
-            pending = [s for s in state.shards if s.number not in done]
+            pending = [
+                s for s in state.shards if s.number not in done and s.number not in state.unsent
+            ]
             if not pending:
                 return
             live = await asyncio.to_thread(self._live, store)
@@ -195,9 +210,9 @@ class Coordinator:
         for shard in state.shards:
             if shard.number in done:
                 continue
-            zone_gone = not live.get(shard.zone)
+            zone_gone = not live.get(shard.zone) and shard.number not in state.unsent
             status = Status.ZONE_UNAVAILABLE if zone_gone else Status.SHARD_LOST
-            why = (
+            why = state.unsent.get(shard.number) or (
                 f"no live worker of zone {shard.zone} (the last, "
                 f"{state.assigned[shard.number]}, stopped or died mid-round)"
                 if zone_gone

@@ -117,7 +117,7 @@ class ShardRunner:
     def _read(self, hosts: list[tuple[str, int]]) -> tuple[Any, dict[tuple[str, int], str]]:
         from fleetstat.store.events import read_bookmarks
 
-        return rows.previous_cpu_of(self.store, hosts), read_bookmarks(self.store, hosts)
+        return self.store.previous_cpu(hosts), read_bookmarks(self.store, hosts)
 
     def _commit(
         self,
@@ -182,9 +182,9 @@ class Heartbeat(threading.Thread):
         self.started_at = datetime.now(UTC)
         self.halt = threading.Event()
 
-    def beat(self) -> None:
+    def beat(self, *, first: bool = False) -> None:
         rows.heartbeat(self.store, self.worker, self.zone, hostname=socket.gethostname(),
-                       pid=os.getpid(), started_at=self.started_at)  # fmt: skip
+                       pid=os.getpid(), started_at=self.started_at, first=first)  # fmt: skip
 
     def run(self) -> None:
         while not self.halt.wait(self.every):
@@ -220,7 +220,7 @@ def run_worker(
         register_actor(broker, runner.actor, queue)
         broker.declare_queue(queue)
         heartbeat = Heartbeat(store, name, zone, config.cluster.heartbeat)
-        heartbeat.beat()
+        heartbeat.beat(first=True)
         worker = dramatiq.Worker(broker, queues={queue}, worker_threads=max(1, threads))
         worker.start()
         heartbeat.start()

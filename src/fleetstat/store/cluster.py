@@ -9,7 +9,7 @@ the coordinator closes it with the counts of what was written.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +17,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from fleetstat.metrics import CpuCounters
 from fleetstat.model import RoundResult
 from fleetstat.store.core import Store
 from fleetstat.store.roundwrite import _insert_round
@@ -25,7 +24,6 @@ from fleetstat.store.schema import (
     attempts,
     cluster_shards,
     cluster_workers,
-    host_latest,
     rounds,
     samples,
 )
@@ -54,14 +52,19 @@ def heartbeat(
     pid: int,
     started_at: datetime,
     now: datetime | None = None,
+    first: bool = False,
 ) -> None:
-    """Insert or refresh this worker's row (its last heartbeat is ``now``)."""
+    """Insert or refresh this worker's row (its last heartbeat is ``now``); ``first``:
+    the process just started (a worker restarted under its old name)."""
     now = now or datetime.now(UTC)
+    values: dict[str, object] = {
+        "zone": zone, "hostname": hostname, "pid": pid, "last_seen": now, "stopped_at": None,
+    }  # fmt: skip
+    if first:
+        values["started_at"] = started_at
     with store.errors("write the worker's heartbeat"), store.engine.begin() as conn:
         seen = conn.execute(
-            sa.update(cluster_workers)
-            .where(cluster_workers.c.name == name)
-            .values(zone=zone, hostname=hostname, pid=pid, last_seen=now, stopped_at=None)
+            sa.update(cluster_workers).where(cluster_workers.c.name == name).values(**values)
         )
         if seen.rowcount == 0:
             conn.execute(
@@ -248,24 +251,3 @@ def forget_workers(store: Store, names: Iterable[str]) -> int:
     with store.errors("forget workers"), store.engine.begin() as conn:
         done = conn.execute(sa.delete(cluster_workers).where(cluster_workers.c.name.in_(names)))
         return int(done.rowcount or 0)
-
-
-def previous_cpu_of(
-    store: Store, hosts: Sequence[tuple[str, int]]
-) -> dict[tuple[str, int], CpuCounters]:
-    """The CPU counters at the last good sample of ``hosts`` only (a shard's)."""
-    wanted = set(hosts)
-    if not wanted:
-        return {}
-    t = host_latest.c
-    query = sa.select(
-        t.client_ip, t.client_port, t.cpu_total_seconds, t.cpu_busy_seconds, t.boot_time
-    ).where(t.sample_id.is_not(None), t.client_ip.in_(sorted({ip for ip, _ in wanted})))
-    with store.errors("read the previous CPU counters"), store.engine.connect() as conn:
-        return {
-            (row.client_ip, row.client_port): CpuCounters(
-                row.cpu_total_seconds, row.cpu_busy_seconds, row.boot_time
-            )
-            for row in conn.execute(query)
-            if (row.client_ip, row.client_port) in wanted
-        }

@@ -179,8 +179,11 @@ class Store:
             row = conn.execute(query).first()
         return None if row is None else StoredRound(int(row.id), row.alerts_at)
 
-    def previous_cpu(self) -> dict[tuple[str, int], CpuCounters]:
-        """Every host's CPU counters at its last good sample, in one query on host_latest."""
+    def previous_cpu(
+        self, hosts: Sequence[tuple[str, int]] | None = None
+    ) -> dict[tuple[str, int], CpuCounters]:
+        """Every host's CPU counters at its last good sample, in one query on host_latest;
+        ``hosts``: only theirs (a ``<cluster>`` shard's)."""
         query = sa.select(
             host_latest.c.client_ip,
             host_latest.c.client_port,
@@ -188,12 +191,16 @@ class Store:
             host_latest.c.cpu_busy_seconds,
             host_latest.c.boot_time,
         ).where(host_latest.c.sample_id.is_not(None))
+        wanted = None if hosts is None else set(hosts)
+        if wanted is not None:
+            query = query.where(host_latest.c.client_ip.in_(sorted({ip for ip, _ in wanted})))
         with self.errors("read the previous CPU counters"), self.engine.connect() as conn:
             return {
                 (row.client_ip, row.client_port): CpuCounters(
                     row.cpu_total_seconds, row.cpu_busy_seconds, row.boot_time
                 )
                 for row in conn.execute(query)
+                if wanted is None or (row.client_ip, row.client_port) in wanted
             }
 
     def latest_samples(self) -> list[Row]:
