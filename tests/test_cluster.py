@@ -54,7 +54,8 @@ def _unavailable(why: str) -> None:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet]:
-    fleet = start_fleet(tmp_path_factory.mktemp("cluster-fleet"), count=HOSTS)
+    # LogLevel INFO: sshd logs each accepted login (SimFleet.accepted_logins).
+    fleet = start_fleet(tmp_path_factory.mktemp("cluster-fleet"), count=HOSTS, log_level="INFO")
     yield fleet
     fleet.stop()
 
@@ -277,6 +278,7 @@ def test_three_workers_collect_300_hosts_over_three_rounds_each_host_once(
         workers_for, config, tmp_path, {"w1": "default", "w2": "default", "w3": "default"}
     )
     coordinator = Coordinator(config)
+    logins_before = fleet.accepted_logins()
 
     async def rounds() -> list[tuple[CollectOutcome, dict[object, str]]]:
         done = []
@@ -295,6 +297,10 @@ def test_three_workers_collect_300_hosts_over_three_rounds_each_host_once(
     placed = [where for _, where in done]
     assert len(placed[0]) == HOSTS and set(placed[0].values()) == {"w1", "w2", "w3"}
     assert placed[0] == placed[1] == placed[2], "a host stays on its worker while it lives"
+    # ... so its kept connection is used again: a login per host in the first round,
+    # (nearly) none after (a connection may be replaced when it went stale).
+    logins = fleet.accepted_logins() - logins_before
+    assert HOSTS <= logins < HOSTS + HOSTS // 10, logins
     # One message per shard, none sent twice: shard-size 20 -> at least 15 shards.
     assert coordinator.last_messages == len(coordinator.last_shards) >= HOSTS // 20
     # fleetstat cluster status: the three workers, live, with their shard times.

@@ -11,8 +11,12 @@
   (:func:`fleetstat.store.roundwrite.write_shard`); a shard that is already
   there (a redelivery, or a round the coordinator closed) is dropped, and the
   message acknowledged, only after that.
-- SIGTERM or Ctrl-C: the shards in flight finish, the row says "stopped" (the
-  coordinator gives this worker's hosts to the others at once), exit 0.
+- Its SSH connections are kept between rounds (``keep-connections``, as for
+  ``watch``): placement sends a host to the same worker while it lives, so the
+  next round runs the probe on a new channel of the same connection.
+- SIGTERM or Ctrl-C: the shards in flight finish, the kept connections are
+  closed, the row says "stopped" (the coordinator gives this worker's hosts to
+  the others at once), exit 0.
 """
 
 from __future__ import annotations
@@ -30,8 +34,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
+from dramatiq.middleware import Middleware
 
-from fleetstat.app import load_or_create_key, open_store, require_round_secrets
+from fleetstat.app import (
+    connection_pool,
+    load_or_create_key,
+    open_store,
+    require_round_secrets,
+)
 from fleetstat.cluster.broker import make_broker, register_actor
 from fleetstat.cluster.placement import clean_name, queue_name
 from fleetstat.collector import collect_round, plan_round
@@ -41,6 +51,7 @@ from fleetstat.errors import StoreError, UsageError
 from fleetstat.model import HostResult, RoundResult, Status
 from fleetstat.probe_bundle import build_probe
 from fleetstat.store import cluster as rows
+from fleetstat.transport import run_probe
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -78,6 +89,8 @@ class ShardRunner:
         self.config = config
         self.store = store
         self.name = name
+        # Kept SSH connections (transport/pool.py), used on Dramatiq's event loop only.
+        self.pool = connection_pool(config)
         self.plan = plan_round(config, load_or_create_key(config.key_path), build_probe())
         self.clients: Mapping[tuple[str, int], Client] = {(c.ip, c.port): c for c in config.clients}
 
@@ -106,7 +119,8 @@ class ShardRunner:
         targets = [self.clients[key] for key in wanted if key in self.clients]
         previous, bookmarks = await asyncio.to_thread(self._read, wanted)
         plan = replace(self.plan, bookmarks=bookmarks)
-        result = await collect_round(self.config, plan, clients=targets)
+        runner = self.pool.run_probe if self.pool is not None else run_probe
+        result = await collect_round(self.config, plan, clients=targets, runner=runner)
         unknown = tuple(self._unknown(key) for key in wanted if key not in self.clients)
         result = replace(result, uuid=round_uuid, results=result.results + unknown)
         written = await asyncio.to_thread(
@@ -173,6 +187,22 @@ class ShardRunner:
         )
 
 
+class ClosePool(Middleware):
+    """Closes the kept SSH connections when the worker stops: after its shards
+    finished, on Dramatiq's event loop, before the AsyncIO middleware stops it
+    (``after_`` hooks run in reverse order: this one is added after AsyncIO)."""
+
+    def __init__(self, runner: ShardRunner) -> None:
+        self.runner = runner
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        from dramatiq.asyncio import get_event_loop_thread
+
+        pool, thread = self.runner.pool, get_event_loop_thread()
+        if pool is not None and thread is not None:
+            thread.run_coroutine(pool.close())
+
+
 class Heartbeat(threading.Thread):
     """Writes the worker's heartbeat row every ``every`` seconds until stopped."""
 
@@ -218,6 +248,7 @@ def run_worker(
         broker = make_broker(config.cluster)
         queue = queue_name(config.cluster.queue_prefix, zone, name)
         register_actor(broker, runner.actor, queue)
+        broker.add_middleware(ClosePool(runner))
         broker.declare_queue(queue)
         heartbeat = Heartbeat(store, name, zone, config.cluster.heartbeat)
         heartbeat.beat(first=True)
