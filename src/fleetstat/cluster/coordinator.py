@@ -32,7 +32,7 @@ from fleetstat.app import CollectOutcome, deliver_mail, require_round_secrets, r
 from fleetstat.cluster.placement import Shard, host_key, pick, plan_shards, queue_name
 from fleetstat.cluster.worker import require_cluster
 from fleetstat.config import Client, Config
-from fleetstat.errors import BrokerError, StoreError
+from fleetstat.errors import BrokerError, DocumentError, StoreError
 from fleetstat.model import HostResult, RoundResult, Status, new_round_uuid
 from fleetstat.store import cluster as rows
 
@@ -294,7 +294,11 @@ def stored_round(
         document = None
         if row.document is not None and row.status == Status.OK:
             checked_at = row.started_at + timedelta(seconds=row.duration_seconds)
-            document = _document(dict(row.document), checked_at, row.cpu_interval_percent)
+            try:
+                document = _document(dict(row.document), checked_at, row.cpu_interval_percent)
+            except DocumentError as exc:  # stored, so checked once: this host alone
+                log.warning("round %d: %s:%d's stored document: %s; its alerts see no data",
+                            round_id, key[0], key[1], exc)  # fmt: skip
         results.append(
             HostResult(
                 client=client,
