@@ -262,3 +262,30 @@ def test_without_any_worker_the_round_is_marked_at_once_and_imports_no_broker(
         statuses = sorted(conn.scalars(sa.text("SELECT status FROM attempts")))
         total, failed = conn.execute(sa.text("SELECT hosts_total, hosts_failed FROM rounds")).one()
     assert statuses == ["zone_unavailable", "zone_unavailable"] and (total, failed) == (2, 2)
+
+
+FLEETSTAT = str(Path(sys.executable).parent / "fleetstat")
+
+
+def fleetstat(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FLEETSTAT, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_collect_with_a_cluster_coordinates_and_says_what_no_worker_took(
+    tmp_path: Path, pg_url: str
+) -> None:
+    config = coordinated(tmp_path, pg_url, RABBIT)
+    done = fleetstat("collect", "-c", str(config.path))
+    assert done.returncode == 1, done.stderr  # hosts failed: nobody collected them
+    assert done.stdout.count("zone_unavailable") == 2, done.stdout
+    assert "round 1: 0/2 ok" in done.stdout
+
+
+def test_a_worker_needs_a_cluster_and_a_shared_database(tmp_path: Path) -> None:
+    plain = write(tmp_path, '<client ip="10.0.0.1" username="u" password="p"/>')
+    done = fleetstat("worker", "-c", str(plain))
+    assert done.returncode == 2 and "has no <cluster>" in done.stderr, done.stderr
+    clustered = coordinated(tmp_path, PG, RABBIT)
+    done = fleetstat("worker", "-c", str(clustered.path), "--db", f"sqlite:///{tmp_path}/x.db")
+    assert done.returncode == 2 and "SQLite" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
