@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fleetstat.errors import FleetstatError, RoundLockedError, StoreError
 from fleetstat.watch import _emit, install_stop_signals, watcher_for
@@ -140,9 +140,10 @@ async def serve(config: Config, options: ServeOptions) -> int:
                 context.watcher = watcher_for(
                     config, options.every, database_url=options.database_url, running=running
                 )
+            pages: list[Any] = []  # the FastAPI app the pages went into (to warm them)
             server = _server(
                 uvicorn.Config(
-                    create_app(context, extensions=(web.install,)),
+                    create_app(context, extensions=(web.install, pages.append)),
                     log_config=None,
                     access_log=False,  # the app logs requests itself, without query strings
                     lifespan="off",
@@ -161,7 +162,16 @@ async def serve(config: Config, options: ServeOptions) -> int:
             _emit(logging.INFO, event="serve_start", url=url, watch=watching, pid=os.getpid(),
                   database=store.display_url)  # fmt: skip
             later = _until_ready(context) if away is not None else None
-            return await _run(server, sock, context.watcher, later)
+            # The fleet page's rows read once now, beside the start (not before it: a
+            # large fleet's 24-hour lines take seconds), so its first view is quick.
+            warming = None if away is not None else asyncio.ensure_future(
+                asyncio.to_thread(web.warm, pages[0])
+            )  # fmt: skip
+            try:
+                return await _run(server, sock, context.watcher, later)
+            finally:
+                if warming is not None:
+                    await warming  # it ends on its own; the store closes after it
 
 
 def prepare_database(store: Store) -> None:

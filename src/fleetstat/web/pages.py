@@ -243,6 +243,20 @@ def fleet(
     found = _session(request)
     context = context_of(request)
     web = web_of(request)
+    shown = fleet_rows_of(web, context, status=status, q=q, firing=firing, sort=sort)
+    return web.renderer.page(
+        request, "fleet.html", body=shown.body, counts=shown.counts, shown=shown.shown,
+        version=shown.version, filters={"status": status, "q": q, "firing": firing, "sort": sort},
+        **_common(request, found, context),
+    )  # fmt: skip
+
+
+def fleet_rows_of(
+    web: Web, context: ServerContext, *, status: str = "", q: str = "", firing: bool = False,
+    sort: str = "",
+) -> FleetRows:  # fmt: skip
+    """The fleet page's rows for these filters: kept from an earlier view of this round
+    when unfiltered, else read and rendered (and kept, when unfiltered)."""
     version = dashboard.fleet_version(context.store)
     refs = tuple(host_refs(context.config))
     plain = not (status or q or firing or sort)  # what most views and every refresh ask
@@ -257,11 +271,7 @@ def fleet(
         cached = FleetRows(version, refs, body, counts, sum(row.shown for row in shown))
         if plain:
             web.fleet_rows.put(cached)
-    return web.renderer.page(
-        request, "fleet.html", body=cached.body, counts=cached.counts, shown=cached.shown,
-        version=version, filters={"status": status, "q": q, "firing": firing, "sort": sort},
-        **_common(request, found, context),
-    )  # fmt: skip
+    return cached
 
 
 @router.get("/fleet/version")
