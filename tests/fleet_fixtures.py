@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
@@ -109,7 +110,7 @@ def sim_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet]:
     fleet.stop()
 
 
-def fleet_config(
+def write_fleet_config(
     tmp_path: Path,
     fleet: SimFleet,
     indices: list[int],
@@ -120,13 +121,21 @@ def fleet_config(
     extra: str = "",
     database_url: str | None = None,
     run_timeout: float = RUN_TIMEOUT,
-) -> Config:
-    """Write and load a config for the chosen simulated hosts."""
+    concurrency: int = 50,
+    host_keys: str = "strict",
+    known_hosts: Path | None = None,
+    defaults_attrs: str = "",
+) -> Path:
+    """Write a config for the chosen simulated hosts (and ``extra_clients``); its path.
+
+    ``defaults`` replaces the whole ``<defaults>`` element; ``defaults_attrs``
+    adds attributes to the usual one.
+    """
     db = database_url or f"sqlite:///{tmp_path / 'fleetstat.db'}"
     defaults = defaults or (
-        f'<defaults concurrency="50" connect-timeout="{CONNECT_TIMEOUT}s" '
-        f'run-timeout="{run_timeout:g}s" '
-        f'host-keys="strict" known-hosts="{fleet.known_hosts}"/>'
+        f'<defaults concurrency="{concurrency}" connect-timeout="{CONNECT_TIMEOUT}s" '
+        f'run-timeout="{run_timeout:g}s" host-keys="{host_keys}" '
+        f'known-hosts="{known_hosts or fleet.known_hosts}" {defaults_attrs}/>'
     )
     path = tmp_path / "fleetstat.xml"
     path.write_text(
@@ -142,4 +151,9 @@ def fleet_config(
         encoding="utf-8",
     )
     path.chmod(0o600)
-    return load_config(path)
+    return path
+
+
+def fleet_config(tmp_path: Path, fleet: SimFleet, indices: list[int], **options: Any) -> Config:
+    """Write (:func:`write_fleet_config`, same options) and load a config."""
+    return load_config(write_fleet_config(tmp_path, fleet, indices, **options))

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet_fixtures import CONNECT_TIMEOUT, RUN_TIMEOUT
+from fleet_fixtures import fleet_config, write_fleet_config
 
 from fleetstat.app import CollectOutcome, collect_once, run_round
 from fleetstat.config import Config, load_config
@@ -57,21 +57,10 @@ def _config(
 ) -> Config:
     known = tmp_path / "known_hosts"
     known.write_text(fleet.known_hosts.read_text() + bastion.known_hosts_line())
-    path = tmp_path / "fleetstat.xml"
-    path.write_text(
-        f"""<fleetstat>
-  <database url="sqlite:///{tmp_path / "fleetstat.db"}"/>
-  <key path="{tmp_path / "server.key"}"/>
-  <defaults concurrency="{concurrency}" connect-timeout="{CONNECT_TIMEOUT}s"
-            run-timeout="{RUN_TIMEOUT}s" host-keys="strict" known-hosts="{known}"
-            jump="{bastion.jump}"/>
-{fleet.client_xml(indices=list(range(count)))}
-</fleetstat>
-""",
-        encoding="utf-8",
-    )
-    path.chmod(0o600)
-    return load_config(path)
+    return fleet_config(
+        tmp_path, fleet, list(range(count)), concurrency=concurrency, known_hosts=known,
+        defaults_attrs=f'jump="{bastion.jump}"',
+    )  # fmt: skip
 
 
 def test_the_hosts_are_reachable_only_through_the_bastion(
@@ -152,26 +141,15 @@ Host 127.1.*
         + bastion.known_hosts_line()
         + f"[127.0.0.1]:{bastion.inner_port} {kind_blob}"
     )
-    clients = hidden_fleet.client_xml(indices=[0, 1])
     two_hops = (
         f'<client ip="{hidden_fleet.hosts[2].address}" port="{hidden_fleet.port}" '
         f'username="{hidden_fleet.user}" key="{hidden_fleet.client_key}" name="two-hops" '
         f'jump="bastion,{inner}"/>'
     )
-    path = tmp_path / "fleetstat.xml"
-    path.write_text(
-        f"""<fleetstat>
-  <database url="sqlite:///{tmp_path / "fleetstat.db"}"/>
-  <key path="{tmp_path / "server.key"}"/>
-  <defaults connect-timeout="{CONNECT_TIMEOUT}s" run-timeout="{RUN_TIMEOUT}s"
-            known-hosts="{known}" ssh-config="{ssh_config}"/>
-{clients}
-{two_hops}
-</fleetstat>
-""",
-        encoding="utf-8",
-    )
-    path.chmod(0o600)
+    path = write_fleet_config(
+        tmp_path, hidden_fleet, [0, 1], extra_clients=two_hops, known_hosts=known,
+        defaults_attrs=f'ssh-config="{ssh_config}"',
+    )  # fmt: skip
     config = load_config(path)
     by_label = {c.label: c for c in config.clients}
     assert [hop.address for hop in by_label["sim-000"].jump] == [f"127.0.0.1:{bastion.port}"]

@@ -11,10 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fleet_fixtures import CONNECT_TIMEOUT, RUN_TIMEOUT
+from fleet_fixtures import fleet_config
 
 from fleetstat.app import collect_once
-from fleetstat.config import Config, load_config
+from fleetstat.config import Config
 from fleetstat.model import HostResult, Status
 from fleetstat.simfleet import SimFleet
 
@@ -22,21 +22,13 @@ pytestmark = pytest.mark.sshd
 
 
 def _named_config(tmp_path: Path, fleet: SimFleet, known: Path, policy: str = "strict") -> Config:
-    path = tmp_path / "fleetstat.xml"
-    path.write_text(
-        f"""<fleetstat>
-  <database url="sqlite:///{tmp_path / "fleetstat.db"}"/>
-  <key path="{tmp_path / "server.key"}"/>
-  <defaults connect-timeout="{CONNECT_TIMEOUT}s" run-timeout="{RUN_TIMEOUT}s"
-            host-keys="{policy}" known-hosts="{known}"/>
-  <client ip="localhost" port="{fleet.port}" username="{fleet.user}" key="{fleet.client_key}"
-          name="by-name"/>
-</fleetstat>
-""",
-        encoding="utf-8",
+    client = (
+        f'<client ip="localhost" port="{fleet.port}" username="{fleet.user}" '
+        f'key="{fleet.client_key}" name="by-name"/>'
     )
-    path.chmod(0o600)
-    return load_config(path)
+    return fleet_config(
+        tmp_path, fleet, [], extra_clients=client, host_keys=policy, known_hosts=known
+    )
 
 
 def _one(config: Config) -> HostResult:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from fleet_fixtures import CONNECT_TIMEOUT, RUN_TIMEOUT
+from fleet_fixtures import write_fleet_config
 
 from fleetstat.app import collect_once
 from fleetstat.config import Config, load_config
@@ -30,20 +30,7 @@ FLEETSTAT = str(Path(sys.executable).parent / "fleetstat")
 
 
 def _write_config(tmp_path: Path, fleet: SimFleet, clients: str, defaults: str = "") -> Path:
-    path = tmp_path / "fleetstat.xml"
-    path.write_text(
-        f"""<fleetstat>
-  <database url="sqlite:///{tmp_path / "fleetstat.db"}"/>
-  <key path="{tmp_path / "server.key"}"/>
-  <defaults connect-timeout="{CONNECT_TIMEOUT}s" run-timeout="{RUN_TIMEOUT}s"
-            host-keys="strict" known-hosts="{fleet.known_hosts}" {defaults}/>
-{clients}
-</fleetstat>
-""",
-        encoding="utf-8",
-    )
-    path.chmod(0o600)
-    return path
+    return write_fleet_config(tmp_path, fleet, [], extra_clients=clients, defaults_attrs=defaults)
 
 
 def _statuses(config: Config) -> dict[str, Status]:
