@@ -14,6 +14,7 @@ from fleetstat.config.sshconfig import parse_jump
 from fleetstat.config.validate import Invalid
 from fleetstat.errors import ConfigError, TransportError
 from fleetstat.model import Status
+from fleetstat.transport import jumps
 from fleetstat.transport.jumps import LOGINS_PER_BASTION, Bastions
 
 OUTER = JumpHop(host="10.0.0.1", port=22, username="ops", spec="bastion")
@@ -167,3 +168,22 @@ def test_a_bastion_closed_before_anyone_saw_it_is_connected_again() -> None:
 
     hops, fresh = asyncio.run(main())
     assert hops.logins == [("bastion", None), ("bastion", None)] and fresh
+
+
+def test_a_failed_bastion_is_tried_again_after_a_while_without_a_new_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A keeper with no rounds (a cluster worker's pool) must not keep a bastion
+    that was down once down for ever."""
+    monkeypatch.setattr(jumps, "DOWN_SECONDS", 0.2)
+
+    async def main() -> Hops:
+        bastions, hops = Bastions(), Hops(fail=True)
+        (client,) = _clients(1, (OUTER,))
+        for pause in (0.0, 0.0, 0.3):
+            await asyncio.sleep(pause)
+            with pytest.raises(TransportError):
+                await bastions.get(client, hops)
+        return hops
+
+    assert asyncio.run(main()).logins == [("bastion", None), ("bastion", None)]

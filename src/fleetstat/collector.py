@@ -63,13 +63,8 @@ class RoundPlan:
 def plan_round(config: Config, private_key: X25519PrivateKey, probe: bytes) -> RoundPlan:
     d = config.defaults
     known = KnownHosts(d.known_hosts or default_known_hosts(), d.host_keys)
-    # One connection per jump host for the whole round (transport/jumps.py).
-    jumps = Bastions() if any(client.jump for client in config.clients) else None
     settings = TransportSettings(
-        known_hosts=known,
-        connect_timeout=d.timeouts.connect,
-        run_timeout=d.timeouts.run,
-        jumps=jumps,
+        known_hosts=known, connect_timeout=d.timeouts.connect, run_timeout=d.timeouts.run
     )
     return RoundPlan(
         probe, private_key, settings, d.concurrency, d.top_processes, d.top_processes_when
@@ -226,10 +221,15 @@ async def collect_round(
             progress(result)
         return result
 
+    # One connection per jump host for the whole round (transport/jumps.py), made
+    # here unless the plan brings a longer-lived one (closed by its owner).
+    own_jumps = plan.settings.jumps is None and any(client.jump for client in targets)
+    if own_jumps:
+        plan = replace(plan, settings=replace(plan.settings, jumps=Bastions()))
     try:
         gathered = await asyncio.gather(*(one(c) for c in targets))
     finally:
-        if plan.settings.jumps is not None:  # the round's bastion connections
+        if own_jumps and plan.settings.jumps is not None:
             await plan.settings.jumps.close()
     results = tuple(result for result in gathered if result is not None)
     return RoundResult(

@@ -14,12 +14,13 @@ fleet behind one bastion is usually a fleet of stock sshds, whose
 
 A bastion that cannot be reached fails every host behind it with the bastion
 named, without trying it once per host; one that is lost mid-round does the
-same for the hosts that had not finished. Nothing is retried within the round:
-the next round (a new :class:`Bastions`) connects again.
+same for the hosts that had not finished. Neither is tried again for
+:data:`DOWN_SECONDS` (the rest of a round): the next round connects again.
 
-:class:`Bastions` lives for one round (``collect_round`` closes it), or, in
-``watch`` and ``serve``, as long as their connection pool (``pool.py``), which
-calls :meth:`Bastions.drop_lost` as each round starts.
+:class:`Bastions` lives for one round (``collect_round`` makes and closes one
+when the plan brings none), or as long as a connection pool (``pool.py``: in
+``watch``, ``serve`` and cluster workers), whose ``retain`` calls
+:meth:`Bastions.drop_lost` as each round starts.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 # Unauthenticated logins at once through one bastion: what a stock sshd behind
 # it accepts without dropping any (MaxStartups 10:30:100).
 LOGINS_PER_BASTION = 10
+# A bastion that failed or was lost is reported, not tried again, this long: the
+# rest of a round (a new round, drop_lost, tries at once). A keeper with no rounds
+# (a cluster worker's pool) so tries again a minute later, not never.
+DOWN_SECONDS = 60.0
 
 ChainKey = tuple[object, ...]
 # Opens one hop: (client, hop, tunnel or None) -> a logged-in connection (ssh.py).
@@ -69,11 +74,11 @@ class Bastions:
     def __init__(self) -> None:
         self._conns: dict[ChainKey, asyncio.Task[asyncssh.SSHClientConnection]] = {}
         self._slots: dict[int, asyncio.Semaphore] = {}
-        # Rounds seen (drop_lost) and, per chain, the round its loss was seen in:
-        # a connection found closed before anyone in this round saw it go (lost
-        # between rounds) is connected again, not reported lost.
-        self._round = 0
-        self._lost_in: dict[ChainKey, int] = {}
+        # When each failed or lost chain was first seen so (the loop's clock): it
+        # is reported, not tried again, for DOWN_SECONDS (or until drop_lost). A
+        # connection found closed before anyone saw it go (lost between rounds)
+        # is connected again at once.
+        self._down: dict[ChainKey, float] = {}
         self.logins = 0  # bastion logins made (a test counts them)
 
     async def get(
@@ -94,14 +99,23 @@ class Bastions:
         hops = client.jump[:depth]
         key = chain_key(client, hops)
         task = self._conns.get(key)
-        if task is not None and _closed(task) and self._lost_in.get(key) != self._round:
-            task = None  # lost before this round: connect again
+        if task is not None and (_closed(task) or _failed(task)):
+            seen = self._down.get(key)
+            now = asyncio.get_running_loop().time()
+            if seen is None and _failed(task):
+                self._down[key] = seen = now
+            if seen is None or now - seen >= DOWN_SECONDS:
+                self._down.pop(key, None)
+                task = None  # lost unseen, or down long enough: connect again
         if task is None:
             task = asyncio.ensure_future(self._open(client, depth, connect_hop))
             self._conns[key] = task
-        conn = await asyncio.shield(task)
+        try:
+            conn = await asyncio.shield(task)
+        except TransportError:
+            self._down.setdefault(key, asyncio.get_running_loop().time())
+            raise
         if conn.is_closed():
-            self._lost_in[key] = self._round
             raise self.lost(client) or TransportError(
                 Status.UNREACHABLE, f"jump host {hops[-1].label} closed", host=client.address
             )
@@ -141,7 +155,7 @@ class Bastions:
             key = chain_key(client, client.jump[:depth])
             task = self._conns.get(key)
             if task is not None and _closed(task):
-                self._lost_in[key] = self._round
+                self._down.setdefault(key, asyncio.get_running_loop().time())
                 hop = client.jump[depth - 1]
                 return TransportError(
                     Status.UNREACHABLE,
@@ -155,12 +169,13 @@ class Bastions:
     def drop_lost(self) -> int:
         """Forget the chains that failed or whose connection closed, so the next
         :meth:`get` connects again (a keeper across rounds calls it as a round
-        starts: within a round, a lost bastion stays lost). How many were dropped."""
-        self._round += 1
+        starts: within a round, a lost bastion stays lost for DOWN_SECONDS). How
+        many were dropped."""
+        self._down.clear()
         dropped = [
             key
             for key, task in self._conns.items()
-            if task.done() and (task.cancelled() or task.exception() is not None or _closed(task))
+            if task.cancelled() or _failed(task) or _closed(task)
         ]
         for key in dropped:
             del self._conns[key]
@@ -183,6 +198,11 @@ class Bastions:
             conn.close()
             with contextlib.suppress(Exception):
                 await conn.wait_closed()
+
+
+def _failed(task: asyncio.Task[asyncssh.SSHClientConnection]) -> bool:
+    """Whether the task could not make its connection."""
+    return task.done() and not task.cancelled() and task.exception() is not None
 
 
 def _closed(task: asyncio.Task[asyncssh.SSHClientConnection]) -> bool:
