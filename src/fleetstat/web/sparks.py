@@ -76,53 +76,28 @@ class SparkCache:
             return self._series
 
 
-# The sparkline's box in CSS pixels (fleetstat.css draws it at this size, so the
-# SVG's units are pixels and the end dot stays round); the line keeps PAD inside.
-SPARK_W, SPARK_H, PAD = 110, 28, 3
+# The sparkline's box in CSS pixels (fleetstat.css and fleet.js draw it at this size).
+SPARK_W, SPARK_H = 110, 28
 
 
 @dataclass(frozen=True)
 class Spark:
-    """SVG path data for the line (gaps break it), where the newest value is, and the
-    line in words (for screen readers)."""
+    """A host's 24-hour CPU line as the page's script draws it, and in words.
 
-    path: str
-    end: tuple[int, int] | None  # the last known point: drawn as a dot
-    label: str = ""
-
-
-def _xy(index: int, value: float) -> tuple[int, int]:
-    # Whole pixels: half the bytes of one decimal, and 500 rows of them make the page.
-    x = PAD + index * (SPARK_W - 2 * PAD) / (POINTS - 1)
-    y = PAD + (100 - min(max(value, 0.0), 100.0)) * (SPARK_H - 2 * PAD) / 100
-    return round(x), round(y)
-
-
-def spark(values: list[float | None]) -> Spark:
-    """The line of ``values`` (0-100, one per bucket, oldest first) on the 0-100 % scale.
-
-    The newest known value is also returned as a dot, so a host with a single
-    half-hour of history (a new fleet, the demo) still shows its figure.
+    ``data`` is the ``POINTS`` half-hour averages rounded to whole percents, oldest
+    first, comma-separated, empty where there was no sample: about 150 bytes. The
+    script draws it on a canvas when the row scrolls into view (a line broken at
+    gaps, a dot at the newest value). It was an SVG path per row: with 500 rows
+    those were half of the page's bytes and most of the browser's layout work.
     """
-    segments: list[list[tuple[int, int]]] = []
-    pen_up = True
-    end = None
-    for index, value in enumerate(values):
-        if value is None:
-            pen_up = True
-            continue
-        end = _xy(index, value)
-        if pen_up:
-            segments.append([end])
-        else:
-            segments[-1].append(end)
-        pen_up = False
-    # After "M x y", further pairs are lines to them (SVG 1.1, 8.3.2); a lone point
-    # between gaps is a zero-length stroke, which its round cap draws as a dot.
-    path = "".join(
-        "M" + " ".join(f"{x} {y}" for x, y in segment) + ("h0" if len(segment) == 1 else "")
-        for segment in segments
-    )
+
+    data: str
+    label: str
+
+
+def spark(values: Sequence[float | None]) -> Spark:
+    """``values``: 0-100, one per bucket, oldest first (None: no sample)."""
+    data = ",".join("" if v is None else str(round(min(max(v, 0.0), 100.0))) for v in values)
     known = [v for v in values if v is not None]
     label = (
         f"CPU over the last 24 h: average {statistics.fmean(known):.0f} %, "
@@ -130,4 +105,4 @@ def spark(values: list[float | None]) -> Spark:
         if known
         else "no CPU figures in the last 24 h"
     )
-    return Spark(path, end, label)
+    return Spark(data, label)

@@ -292,4 +292,4 @@ def uptime(seconds: object) -> str:
 FILTERS = {"pct": pct, "blank": blank, "number": number, "size": size, "utc": utc, "iso": iso,
            "ago": ago, "duration": duration, "host_href": host_href, "kind": status_kind,
            "uptime": uptime, "every": format_duration}  # fmt: skip
-SPARK_BOX = {"width": SPARK_W, "height": SPARK_H}  # fleetstat.css: svg.spark
+SPARK_BOX = {"width": SPARK_W, "height": SPARK_H}  # fleetstat.css: canvas.spark

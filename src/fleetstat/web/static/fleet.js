@@ -73,6 +73,55 @@
   firing.addEventListener("change", apply);
   name.addEventListener("input", apply);
 
+  // The 24-hour CPU lines: drawn on each row's canvas from its data-spark (whole
+  // percents, "" where there was no sample) when the row comes into view; 500 of
+  // them drawn at once would hold the page up. A line broken at gaps, a dot at the
+  // newest value (a host with a single half-hour still shows its figure).
+  const SPARK_PAD = 3;
+  function drawSpark(canvas) {
+    const values = canvas.dataset.spark.split(",").map((v) => (v === "" ? null : Number(v)));
+    const w = canvas.width, h = canvas.height, ratio = window.devicePixelRatio || 1;
+    canvas.width = Math.round(w * ratio);
+    canvas.height = Math.round(h * ratio);
+    const ctx = canvas.getContext("2d");
+    ctx.scale(ratio, ratio);
+    const x = (i) => SPARK_PAD + (i * (w - 2 * SPARK_PAD)) / Math.max(1, values.length - 1);
+    const y = (v) => SPARK_PAD + ((100 - v) * (h - 2 * SPARK_PAD)) / 100;
+    ctx.strokeStyle = ctx.fillStyle = "#0072b2";  // Okabe-Ito blue, as the charts
+    ctx.lineWidth = 1.5;
+    ctx.lineJoin = ctx.lineCap = "round";
+    ctx.beginPath();
+    let last = null, penUp = true;
+    values.forEach((v, i) => {
+      if (v === null) { penUp = true; return; }
+      if (penUp) ctx.moveTo(x(i), y(v)); else ctx.lineTo(x(i), y(v));
+      if (penUp) ctx.lineTo(x(i) + 0.01, y(v));  // a lone point: its round cap is a dot
+      penUp = false;
+      last = i;
+    });
+    ctx.stroke();
+    if (last !== null) {
+      ctx.beginPath();
+      ctx.arc(x(last), y(values[last]), 2.5, 0, 2 * Math.PI);
+      ctx.fill();
+    }
+    canvas.dataset.drawn = "1";
+  }
+  const sparkWatch = "IntersectionObserver" in window
+    ? new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        sparkWatch.unobserve(entry.target);
+        drawSpark(entry.target);
+      }
+    }, { rootMargin: "200px" })
+    : null;
+  function watchSparks() {
+    for (const canvas of table.tBodies[0].querySelectorAll("canvas.spark")) {
+      if (sparkWatch) sparkWatch.observe(canvas); else drawSpark(canvas);
+    }
+  }
+
   // "Last round" as an age, like the rest of the fleet at a glance; the server sends
   // the UTC time (its rows are rendered once per round), kept here as the tooltip.
   function ago(seconds) {
@@ -109,6 +158,7 @@
     counts.replaceWith(document.adoptNode(newCounts));
     table.tBodies[0].replaceWith(document.adoptNode(newBody));
     ages();
+    watchSparks();
     sortRows();
     apply();
     table.dispatchEvent(new CustomEvent("fleetstat:refreshed"));
@@ -118,6 +168,7 @@
   // A filter or a sort in the URL (or kept by the browser's form restore) is applied
   // now; without one the server's rows stand as they are, untouched.
   ages();
+  watchSparks();
   setInterval(() => { if (document.visibilityState === "visible") ages(); }, 15000);
   if (sortInput.value) sortRows();
   if (status.value || name.value.trim() || firing.checked) apply();
