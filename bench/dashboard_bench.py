@@ -22,6 +22,13 @@ Results go to ``bench/results/dashboard_bench-<backend>-<hosts>x<days>d.json``.
     .venv/bin/python bench/dashboard_bench.py --backend sqlite --hosts 5 --days 1   # smoke
     .venv/bin/python bench/dashboard_bench.py --backend postgresql --hosts 500 --days 90
 
+The figures in docs/dashboard.md come from two smaller shapes, which fill in
+minutes instead of an hour (the fleet page reads the last 24 h of each host; a
+host page reads only its host's part of the index), three runs of each:
+
+    .venv/bin/python bench/dashboard_bench.py --hosts 500 --days 1 --keep --pages fleet --tag run1
+    .venv/bin/python bench/dashboard_bench.py --hosts 20 --days 90 --keep --pages host --tag run1
+
 Targets (issue 15): the fleet page with 500 hosts interactive in under 1 s, a
 host page over 90 days in under 1 s, page weight without cache under 300 KB.
 """
