@@ -133,12 +133,34 @@ class Server:
         self.log_file.close()
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+# wrk prints a duration with the unit that keeps it short: us, ms, s, m or h
+# ("1.23s", "2.50m"), padded with trailing spaces when the unit has fewer letters.
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return round(float(number) * _UNITS[unit], 3)
+def _ms(text: str) -> float | None:
+    """A wrk duration in milliseconds; None when it is not one."""
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)?", text.strip())
+    if found is None:
+        return None
+    number, unit = found.groups()
+    return round(float(number) * _UNITS[unit or "us"], 3)  # bare numbers are microseconds
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    """The figures of one ``wrk --latency`` run's output."""
+    percentiles = dict(re.findall(r"^\s*(50|75|90|99)(?:\.0+)?%\s+(\S+)\s*$", text, re.M))
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = re.search(r"Socket errors: (.*)$", text, re.M)
+    return {
+        "p50_ms": _ms(percentiles["50"]) if "50" in percentiles else None,
+        "p90_ms": _ms(percentiles["90"]) if "90" in percentiles else None,
+        "p99_ms": _ms(percentiles["99"]) if "99" in percentiles else None,
+        "requests_per_second": float(rate.group(1)) if rate else None,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": errors.group(1).strip() if errors else None,
+    }
 
 
 def wrk(url: str, token: str | None, args: argparse.Namespace) -> dict[str, Any]:
@@ -147,20 +169,8 @@ def wrk(url: str, token: str | None, args: argparse.Namespace) -> dict[str, Any]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
     done = subprocess.run([*command, url], capture_output=True, text=True, timeout=600)
-    text = done.stdout
-    percentiles = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", text, re.M))
-    rate = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    errors = re.search(r"Socket errors: (.*)$", text, re.M)
-    return {
-        "url": url.split("//", 1)[1].split("/", 1)[1] if "/" in url.split("//", 1)[1] else "",
-        "p50_ms": _ms(percentiles["50"]) if "50" in percentiles else None,
-        "p90_ms": _ms(percentiles["90"]) if "90" in percentiles else None,
-        "p99_ms": _ms(percentiles["99"]) if "99" in percentiles else None,
-        "requests_per_second": float(rate.group(1)) if rate else None,
-        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-        "socket_errors": errors.group(1) if errors else None,
-    }
+    rest = url.split("//", 1)[1]
+    return {"url": rest.split("/", 1)[1] if "/" in rest else "", **parse_wrk(done.stdout)}
 
 
 def node_exporter() -> tuple[subprocess.Popen[bytes], str] | None:
