@@ -6,6 +6,7 @@ The logins are counted where they happen: sshd's own ``Accepted ...`` lines.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -308,3 +309,37 @@ def test_run_round_with_the_pool_stores_the_round(tmp_path: Path, fleet100: SimF
     outcomes = asyncio.run(main())
     assert [_statuses(o) for o in outcomes] == [[Status.OK] * 2] * 2
     assert pool.stats.reused == 2
+
+
+def test_keepalives_close_a_kept_connection_whose_host_stopped_answering(
+    tmp_path: Path, fleet100: SimFleet
+) -> None:
+    """Between rounds, with ssh_config's ServerAliveInterval (here 1 s) as the
+    keepalive: a host that answers nothing (its sessions frozen) loses its kept
+    connection after three unanswered keepalives, before any round touches it."""
+    config = fleet_config(tmp_path, fleet100, [0])
+    config = dataclasses.replace(
+        config, clients=(dataclasses.replace(config.clients[0], keepalive=1.0),)
+    )
+    pool = ConnectionPool(keep=600)
+
+    async def main() -> tuple[bool, float]:
+        result = await _pool_round(config, pool)()
+        assert [r.status for r in result.results] == [Status.OK]
+        [kept] = pool._kept.values()
+        frozen = _session_pids(fleet100)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            await asyncio.wait_for(kept.conn.wait_closed(), 30)
+            return kept.conn.is_closed(), loop.time() - t0
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGKILL)
+            await pool.close()
+
+    closed, after = asyncio.run(main())
+    assert closed
+    assert 2.0 <= after < 30  # three keepalives a second apart, then the fourth gives up

@@ -198,7 +198,7 @@ class ConnectionPool:
                 exc.retries = retries + getattr(exc, "retries", 0)  # type: ignore[attr-defined]
             raise
         t_connected = time.monotonic()
-        kept = self._adopt(address, login, conn, keep)
+        kept = self._adopt(client, address, login, conn, keep)
         run = await self._run(kept, client, probe, argv, settings, reused=False)
         run.retries = retries + login_retries
         run.timings = {"connect": t_connected - t0, "run": time.monotonic() - t_connected}
@@ -259,12 +259,18 @@ class ConnectionPool:
         return kept
 
     def _adopt(
-        self, address: Address, login: Login, conn: asyncssh.SSHClientConnection, keep: float
+        self,
+        client: Client,
+        address: Address,
+        login: Login,
+        conn: asyncssh.SSHClientConnection,
+        keep: float,
     ) -> _Kept:
         old = self._kept.pop(address, None)
         if old is not None:  # two runs on one host at once (not in rounds): the newer stays
             self._close(old)
-        conn.set_keepalive(self.keepalive, KEEPALIVE_COUNT)
+        # ssh_config's ServerAliveInterval for this host, when it set one.
+        conn.set_keepalive(client.keepalive or self.keepalive, KEEPALIVE_COUNT)
         kept = _Kept(address, login, conn, self.clock(), keep)
         self._kept[address] = kept
         self.stats.logins += 1
