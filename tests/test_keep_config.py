@@ -129,3 +129,30 @@ def test_a_fleet_too_big_for_the_hard_limit_is_refused_with_what_to_change() -> 
 
 def test_a_soft_limit_that_suffices_is_left_alone() -> None:
     assert fd_check(2048, 4096, 100) == ["2048", "2048"]
+
+
+def test_watch_refuses_to_start_when_the_fleet_needs_more_files_than_allowed(
+    tmp_path: Path,
+) -> None:
+    """The check runs as ``watch`` starts, before any round: one clear line, exit 1."""
+    clients = "".join(
+        f'  <client ip="10.0.{i // 250}.{i % 250 + 1}" username="u" password="x"/>\n'
+        for i in range(300)
+    )
+    path = tmp_path / "fleetstat.xml"
+    path.write_text(
+        f'<fleetstat>\n  <database url="sqlite:///{tmp_path / "f.db"}"/>\n'
+        f'  <defaults concurrency="50"/>\n{clients}</fleetstat>\n',
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+    fleetstat = Path(sys.executable).parent / "fleetstat"
+    done = subprocess.run(
+        ["sh", "-c", 'ulimit -n 400 && ulimit -Hn 400 && exec "$0" watch -c "$1" --every 1m',
+         str(fleetstat), str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "keeping 300 SSH connections open needs about 606 file descriptors" in done.stderr
+    assert "400 (ulimit -Hn)" in done.stderr
+    assert "event=round_start" not in done.stderr
