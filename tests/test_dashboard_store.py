@@ -77,3 +77,34 @@ def test_series_buckets_and_recent_rows(db_url: str) -> None:
         assert dashboard.alert_mail(store, ("10.0.0.6", 22)) == []
         assert dashboard.recent_events(store, "10.0.0.5", 22) == []
         assert dashboard.resolved_alerts(store, now - timedelta(days=1)) == []
+
+
+def test_the_series_cache_reads_what_the_store_would(db_url: str) -> None:
+    """The host page's kept series (web/series.py) equals a fresh read: as time moves on,
+    as rounds arrive, and when a round of the past is stored late (a spool replay)."""
+    from fleetstat.web.series import SeriesCache
+
+    now = datetime.now(UTC)
+    start = now - timedelta(hours=6)
+    with Store(db_url) as store:
+        store.upgrade()
+        for step in range(0, 6 * 60, 7):  # a sample every 7 minutes for 6 hours
+            store.record_round(
+                round_of(sample(WEB, start + timedelta(minutes=step), step % 97, 50.0))
+            )
+        cache = SeriesCache()
+
+        def both(until: datetime) -> None:
+            since = until - timedelta(hours=5, minutes=3)  # not on a bucket's edge
+            fresh = dashboard.host_series(store, "10.0.0.5", 22, since, until, WIDTH)
+            kept = cache.series(store, "10.0.0.5", 22, since, until, WIDTH)
+            assert [(p.at, p.values) for p in kept] == [(p.at, p.values) for p in fresh]
+            assert len(fresh) > 20
+
+        both(now)
+        both(now + timedelta(minutes=13))  # the window moved: a new partial first bucket
+        store.record_round(round_of(sample(WEB, now + timedelta(minutes=14), 99.0, 90.0)))
+        both(now + timedelta(minutes=15))  # a new round: the open buckets read again
+        # A round of three hours ago stored now: a closed bucket changed.
+        store.record_round(round_of(sample(WEB, now - timedelta(hours=3), 0.0, 0.0)))
+        both(now + timedelta(minutes=16))

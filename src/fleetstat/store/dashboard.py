@@ -88,6 +88,24 @@ def host_series(
     ]
 
 
+def newest_sample_id(store: Store) -> int:
+    """The largest sample id (0: none), from the primary key."""
+    with store.errors("read the newest sample id"), store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.max(samples.c.id))).scalar() or 0)
+
+
+def oldest_received_after(store: Store, sample_id: int) -> datetime | None:
+    """The earliest ``received_at`` of the samples stored after ``sample_id`` (None: none):
+    a primary-key range scan of the new rows only. A round replayed from the spool
+    stores samples of the past; a cache of closed buckets must see them."""
+    query = sa.select(sa.func.min(samples.c.received_at)).where(samples.c.id > sample_id)
+    with store.errors("read the newest samples"), store.engine.connect() as conn:
+        found = conn.execute(query).scalar()
+    if isinstance(found, datetime) and found.tzinfo is None:
+        found = found.replace(tzinfo=UTC)  # the column holds UTC
+    return found if isinstance(found, datetime) else None
+
+
 def fleet_buckets(
     store: Store,
     hosts: Sequence[tuple[str, int]],

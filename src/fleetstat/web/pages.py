@@ -34,6 +34,7 @@ from fleetstat.store.browse import latest_sample, recent_rounds
 from fleetstat.store.reports import HostRef, host_states
 from fleetstat.web import session, views
 from fleetstat.web.render import Renderer
+from fleetstat.web.series import SeriesCache
 from fleetstat.web.sparks import SparkCache
 
 ROUNDS_PER_PAGE = 50
@@ -85,6 +86,7 @@ class Web:
         self.renderer = Renderer()
         self.sparks = SparkCache()
         self.fleet_rows = FleetRowsCache()
+        self.series = SeriesCache()
 
 
 def web_of(request: Request) -> Web:
@@ -293,7 +295,7 @@ def host_page(
     name, seconds = views.window_of(window)
     now = datetime.now(UTC)
     width = views.bucket_width(seconds)
-    points = dashboard.host_series(
+    points = web_of(request).series.series(
         context.store, ref.client_ip, ref.client_port, now - timedelta(seconds=seconds), now, width
     )
     data = views.chart_data(points, width)
