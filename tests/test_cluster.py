@@ -133,8 +133,10 @@ class Workers:
             self.procs[name] = subprocess.Popen([*command, "--zone", zone], stderr=log)
         self.zones[name] = zone
 
-    def wait_live(self, engine: sa.Engine, timeout: float = 60) -> None:
-        """Until every started worker's heartbeat row is there."""
+    def wait_live(self, engine: sa.Engine, timeout: float = 150) -> None:
+        """Until every started worker's heartbeat row is there (a worker imports
+        SQLAlchemy and Dramatiq and opens the store first: over a minute was seen
+        with the machine at a load of 25)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, proc in self.procs.items():
