@@ -14,7 +14,9 @@ keep-alive) against:
   ``prometheus-node-exporter`` is installed (started here on a free loopback
   port; it describes one machine, fleetstat describes HOSTS).
 
-Per endpoint: p50/p90/p99 latency and requests/s (wrk's ``--latency``); the
+Per endpoint: one request alone first (``first_request_ms``: /metrics and /hosts
+render once per stored round, api/cache.py), then p50/p90/p99 latency and
+requests/s under wrk (``--latency``); the
 server's RSS (VmRSS) and peak RSS (VmHWM) after the runs. Results go to
 ``bench/results/api_bench-<backend>-<hosts>x<days>d.json``.
 
@@ -37,6 +39,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -173,6 +176,17 @@ def wrk(url: str, token: str | None, args: argparse.Namespace) -> dict[str, Any]
     return {"url": rest.split("/", 1)[1] if "/" in rest else "", **parse_wrk(done.stdout)}
 
 
+def first_request(url: str, token: str | None) -> float:
+    """Milliseconds of one request before the load: /metrics and /hosts render their
+    body once per store generation (the first request after a round pays it), and
+    wrk's few seconds should measure the steady state between rounds."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    started = time.perf_counter()
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=600) as got:
+        got.read()
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
 def node_exporter() -> tuple[subprocess.Popen[bytes], str] | None:
     binary = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
     if binary is None:
@@ -254,8 +268,9 @@ def main() -> None:
     try:
         result["rss_idle"] = server.rss()
         for name, endpoint in endpoints.items():
-            log(f"wrk {name} ({args.duration}s)")
-            result["endpoints"][name] = wrk(endpoint, token, args)
+            first = first_request(endpoint, token)
+            log(f"wrk {name} ({args.duration}s) after a first request of {first} ms")
+            result["endpoints"][name] = {**wrk(endpoint, token, args), "first_request_ms": first}
         result["rss_after"] = server.rss()
     finally:
         server.stop()

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from fleetstat import auth
+from fleetstat.api.cache import BodyCache
 from fleetstat.api.errors import BEARER, ApiError, emit
 from fleetstat.api.throttle import LoginThrottle
 
@@ -33,6 +34,7 @@ class ServerContext:
     metrics_public: bool = False
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    bodies: BodyCache = field(default_factory=BodyCache)  # /metrics, /hosts per generation
 
 
 def context_of(request: Request) -> ServerContext:

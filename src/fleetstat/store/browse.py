@@ -204,3 +204,38 @@ def unsent_mail(store: Store) -> int:
     )
     with store.errors("count the unsent mail"), store.engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
+
+
+def generation(store: Store) -> tuple[Any, ...]:
+    """What the fleet's latest state depends on, in one cheap query, for caches.
+
+    It moves whenever a round is stored (by this process or another: ``collect``
+    from cron, cluster workers): the newest attempt in ``host_latest``, the newest
+    round; whenever alerts are evaluated (a separate transaction, possibly late:
+    the spool's replay); and when the outbox sends or queues mail. Each part
+    reads a small table (hosts, rules per host, the outbox) or an index's end.
+    """
+    from fleetstat.store.schema import alert_states, mail_outbox
+
+    def scalar(query: sa.Select[Any]) -> sa.ScalarSelect[Any]:
+        return query.scalar_subquery()
+
+    query = sa.select(
+        scalar(sa.select(sa.func.max(host_latest.c.last_attempt_id))),
+        scalar(sa.select(sa.func.count()).select_from(host_latest)),
+        scalar(sa.select(sa.func.max(rounds.c.id))),
+        scalar(sa.select(sa.func.count()).select_from(alert_states)),
+        scalar(sa.select(sa.func.max(alert_states.c.last_evaluated_at))),
+        scalar(
+            sa.select(sa.func.count())
+            .select_from(alert_states)
+            .where(alert_states.c.state == "firing")
+        ),
+        scalar(
+            sa.select(sa.func.count())
+            .select_from(mail_outbox)
+            .where(mail_outbox.c.sent_at.is_(None))
+        ),
+    )
+    with store.errors("read the store's generation"), store.engine.connect() as conn:
+        return tuple(conn.execute(query).one())
