@@ -36,12 +36,14 @@ from fleetstat.document.checker import (
     MAX_DISKS,
     MAX_TOP,
     MESSAGE,
+    MISS,
     NAME,
     PATH,
     SCHEMA,
     SHORT,
     SUMMARY,
     Checker,
+    Leaf,
     Limits,
     Rule,
     kind,
@@ -133,23 +135,49 @@ def check(
 
 
 def text(limit: int) -> Rule:
-    return lambda c, path, value: c.text(path, value, limit)
+    def fast(value: Any) -> Any:
+        if value is None:
+            return None
+        if type(value) is str and len(value) <= limit and value.isprintable():
+            return value
+        return MISS
+
+    return Leaf(fast, lambda c, path, value: c.text(path, value, limit))
 
 
 def real(low: float, high: float, slack: float = 0.0) -> Rule:
-    return lambda c, path, value: c.number(path, value, low, high, slack)
+    # Checker.number's answer for an in-range float or (exactly convertible) int.
+    exact = max(abs(low), abs(high)) <= 2**53
+
+    def fast(value: Any) -> Any:
+        kind = type(value)
+        if kind is float and low <= value <= high:
+            return value
+        if kind is int and exact and low <= value <= high:
+            return float(value)
+        return None if value is None else MISS
+
+    return Leaf(fast, lambda c, path, value: c.number(path, value, low, high, slack))
 
 
 def integer(low: int, high: int) -> Rule:
-    return lambda c, path, value: c.integer(path, value, low, high)
+    def fast(value: Any) -> Any:
+        if type(value) is int and low <= value <= high:
+            return value
+        return None if value is None else MISS
+
+    return Leaf(fast, lambda c, path, value: c.integer(path, value, low, high))
 
 
 def _when(c: Checker, path: str, value: Any) -> datetime | None:
     return c.when(path, value)
 
 
-def _flag(c: Checker, path: str, value: Any) -> bool | None:
-    return c.flag(path, value)
+def _flag_fast(value: Any) -> Any:
+    return value if value is None or type(value) is bool else MISS
+
+
+_flag = Leaf(_flag_fast, lambda c, path, value: c.flag(path, value))
 
 
 def _later(c: Checker, path: str, value: Any) -> None:
