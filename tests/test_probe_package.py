@@ -183,6 +183,62 @@ def test_zipapp_layout() -> None:
     assert archive.read("fleetstat_probe/linux.py") == (PROBE_DIR / "linux.py").read_bytes()
 
 
+def test_each_kind_of_host_gets_only_its_platforms_modules() -> None:
+    """A round's two variants: everything but the other platform's modules, as
+    deterministic as the full archive and smaller than it."""
+
+    def sources(data: bytes) -> set[str]:
+        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        return {n.split("/")[-1].split(".")[0] for n in names if n.startswith("fleetstat_probe/")}
+
+    full = sources(probe_bundle.build_probe())
+    for variant, other in (("posix", "windows"), ("windows", "linux")):
+        data = probe_bundle.build_probe(variant)
+        assert data == probe_bundle._build(
+            {
+                name: source
+                for name, source in probe_bundle.probe_sources().items()
+                if name not in probe_bundle.PLATFORM_ONLY[variant]
+            }
+        )
+        left_out = {name[:-3] for name in probe_bundle.PLATFORM_ONLY[variant]}
+        assert sources(data) == full - left_out
+        assert left_out and all(name.startswith(other) for name in left_out)
+        assert len(data) < len(probe_bundle.build_probe())
+    # Every module is in one variant at least, and the shared ones in both.
+    assert (
+        sources(probe_bundle.build_probe("posix")) | sources(probe_bundle.build_probe("windows"))
+        == full
+    )
+    assert {"common", "seal", "registry", "events", "procfs"} <= sources(
+        probe_bundle.build_probe("windows")
+    ) & sources(probe_bundle.build_probe("posix"))
+
+
+def test_a_probe_without_its_platforms_modules_says_what_to_set(tmp_path: Path) -> None:
+    """The Windows variant on this Linux machine stands for a Windows host that was
+    sent the POSIX one: no crash, the common collectors, and the fix in errors."""
+    path = tmp_path / "windows.pyz"
+    path.write_bytes(probe_bundle.build_probe("windows"))
+    key = X25519PrivateKey.generate()
+    challenge = os.urandom(16)
+    proc = subprocess.run(
+        [
+            sys.executable, "-I", "-S", str(path),
+            "--recipient", envelope.public_key_b64(key.public_key()),
+            "--challenge", envelope.b64url_encode(challenge),
+            "--cpu-window", "0.1",
+        ],
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    doc = envelope.decode_document(envelope.open_line(proc.stdout, key, challenge))
+    assert "no collectors for platform 'linux' in this probe" in doc["errors"]["platform"]
+    assert 'set os="windows"' in doc["errors"]["platform"]
+    assert doc["memory"] is None and doc["host"]["python"].startswith("3.")
+
+
 def test_probe_version_matches_package() -> None:
     assert fleetstat.__version__ == common.PROBE_VERSION
 

@@ -199,7 +199,10 @@ def settings() -> ssh.TransportSettings:
 
 def choose(conn: FakeConn, os_name: str = "auto") -> str:
     client = Client(ip="192.0.2.1", username="u", password="p", os=os_name)  # type: ignore[arg-type]
-    return asyncio.run(ssh._probe_command(conn, client, ARGV, settings()))  # type: ignore[arg-type]
+    command, on_windows = asyncio.run(ssh._probe_command(conn, client, ARGV, settings()))  # type: ignore[arg-type]
+    # The Windows variant of the probe goes with the PowerShell command, only with it.
+    assert on_windows == ("powershell" in command.lower())
+    return command
 
 
 def test_posix_hosts_keep_the_one_channel_command() -> None:

@@ -1,6 +1,6 @@
 """The probe on a real Windows CPython (the official embeddable build) under Wine.
 
-The zipapp ``fleetstat probe --output`` writes runs as the Windows transport
+The zipapp a round uploads to a Windows host runs as the Windows transport
 runs it (``python.exe -I -S probe.pyz --recipient ... --challenge ...``), with
 each Windows CPython of tests/wine_fixtures.py, twice; the server's code opens
 each document, and its figures are checked against the Linux machine under
@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from wine_fixtures import VERSIONS, WindowsPython, cache_dir, windows_pythons  # noqa: F401
 
 from fleetstat import envelope
+from fleetstat.app import round_probe
 from fleetstat.collector import open_document
 from fleetstat.document import Limits
-
-FLEETSTAT = str(Path(sys.executable).parent / "fleetstat")
-
 
 # What the server allows an os="auto" client that turns out to run Windows.
 LIMITS = Limits(events=500, events_if_windows=True)
@@ -57,11 +53,9 @@ def mem_total_bytes() -> int:
 
 @pytest.fixture(scope="module")
 def probe_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The archive a round uploads to a Windows host: its variant, no Linux module."""
     path = tmp_path_factory.mktemp("wine-probe") / "probe.pyz"
-    done = subprocess.run(
-        [FLEETSTAT, "probe", "--output", str(path)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
+    path.write_bytes(round_probe().windows)
     return path
 
 

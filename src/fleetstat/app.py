@@ -23,6 +23,7 @@ from fleetstat.config.secrets import require_secrets
 from fleetstat.errors import MailError, RoundLockedError, StoreError
 from fleetstat.model import RoundResult
 from fleetstat.probe_bundle import build_probe
+from fleetstat.transport import Probe
 from fleetstat.transport.keys import unlock as unlock_keys
 
 # The store, alerts and mail modules (SQLAlchemy: ~0.3 s of import) are imported
@@ -76,6 +77,12 @@ def load_or_create_key(path: Path) -> X25519PrivateKey:
     if warning:
         log.warning("%s", warning)
     return envelope.load_private_key(path)
+
+
+def round_probe() -> Probe:
+    """The probe a round uploads: each host gets its platform's variant, no module
+    it would never import (``probe_bundle.PLATFORM_ONLY``)."""
+    return Probe(posix=build_probe("posix"), windows=build_probe("windows"))
 
 
 def require_round_secrets(config: Config, database_url: str | None = None) -> None:
@@ -275,7 +282,7 @@ async def run_round(
 
     require_round_secrets(config, database_url)
     key = load_or_create_key(config.key_path)
-    plan = plan_round(config, key, build_probe())
+    plan = plan_round(config, key, round_probe())
     spool = Spool.for_config(config)
     loop = asyncio.get_running_loop()
     stop = should_stop or _never

@@ -24,7 +24,7 @@ from fleetstat.document import Document, Limits, parse
 from fleetstat.errors import EnvelopeError, TransportError
 from fleetstat.model import HostResult, RoundResult, Status
 from fleetstat.text import clean
-from fleetstat.transport import KnownHosts, ProbeRun, TransportSettings, run_probe
+from fleetstat.transport import KnownHosts, Probe, ProbeRun, TransportSettings, run_probe
 from fleetstat.transport.hostkeys import default_known_hosts
 from fleetstat.transport.jumps import Bastions
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[["Client", bytes, Sequence[str], TransportSettings], Awaitable[ProbeRun]]
+Runner = Callable[["Client", bytes | Probe, Sequence[str], TransportSettings], Awaitable[ProbeRun]]
 Progress = Callable[[HostResult], None]
 
 Bookmarks = Mapping[tuple[str, int], str]
@@ -47,7 +47,7 @@ MAGIC_PREFIX = envelope.MAGIC + " "
 class RoundPlan:
     """What a round needs besides the config: the probe bytes and the server key."""
 
-    probe: bytes
+    probe: bytes | Probe
     private_key: X25519PrivateKey
     settings: TransportSettings
     concurrency: int
@@ -60,7 +60,7 @@ class RoundPlan:
     bookmarks: Bookmarks | Callable[[], Awaitable[Bookmarks]] = field(default_factory=dict)
 
 
-def plan_round(config: Config, private_key: X25519PrivateKey, probe: bytes) -> RoundPlan:
+def plan_round(config: Config, private_key: X25519PrivateKey, probe: bytes | Probe) -> RoundPlan:
     d = config.defaults
     known = KnownHosts(d.known_hosts or default_known_hosts(), d.host_keys)
     settings = TransportSettings(

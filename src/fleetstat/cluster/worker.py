@@ -41,6 +41,7 @@ from fleetstat.app import (
     load_or_create_key,
     open_store,
     require_round_secrets,
+    round_probe,
 )
 from fleetstat.cluster.broker import make_broker, register_actor
 from fleetstat.cluster.placement import clean_name, queue_name
@@ -49,7 +50,6 @@ from fleetstat.config import Client, Config
 from fleetstat.config.model import DEFAULT_ZONE
 from fleetstat.errors import StoreError, UsageError
 from fleetstat.model import HostResult, RoundResult, Status
-from fleetstat.probe_bundle import build_probe
 from fleetstat.store import cluster as rows
 from fleetstat.transport import run_probe
 
@@ -91,7 +91,7 @@ class ShardRunner:
         self.name = name
         # Kept SSH connections (transport/pool.py), used on Dramatiq's event loop only.
         self.pool = connection_pool(config)
-        self.plan = plan_round(config, load_or_create_key(config.key_path), build_probe())
+        self.plan = plan_round(config, load_or_create_key(config.key_path), round_probe())
         self.clients: Mapping[tuple[str, int], Client] = {(c.ip, c.port): c for c in config.clients}
 
     async def actor(self, **body: Any) -> None:

@@ -32,7 +32,16 @@ def platform_collectors(platform):
 
 def collectors_for(platform):
     """(collectors, error) for ``platform``; error is text when it is unsupported."""
-    specific = platform_collectors(platform)
+    try:
+        specific = platform_collectors(platform)
+    except ImportError as exc:
+        # A round sends each kind of host its own variant of this archive (the
+        # server's probe_bundle.PLATFORM_ONLY): a Windows host that its server
+        # took for a POSIX one has no Windows module here.
+        return list(common.COLLECTORS), (
+            "no collectors for platform %r in this probe (%s): if this host runs "
+            'Windows, set os="windows" on its client' % (platform, exc)
+        )
     if specific is None:
         return list(common.COLLECTORS), "no collectors for platform %r yet" % (platform,)
     # A platform's collector replaces the common one of the same name (windows "host").

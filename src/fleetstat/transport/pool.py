@@ -163,7 +163,11 @@ class ConnectionPool:
     # -- the Runner ------------------------------------------------------------------
 
     async def run_probe(
-        self, client: Client, probe: bytes, argv: Sequence[str], settings: ssh.TransportSettings
+        self,
+        client: Client,
+        probe: bytes | ssh.Probe,
+        argv: Sequence[str],
+        settings: ssh.TransportSettings,
     ) -> ssh.ProbeRun:
         """:func:`ssh.run_probe`, on the client's kept connection when there is one."""
         keep = self.keep_for(client)
@@ -209,7 +213,7 @@ class ConnectionPool:
         self,
         kept: _Kept,
         client: Client,
-        probe: bytes,
+        probe: bytes | ssh.Probe,
         argv: Sequence[str],
         settings: ssh.TransportSettings,
         *,

@@ -90,6 +90,23 @@ class TransportSettings:
         return self.connect_timeout * 2 + self.run_timeout + RUN_GRACE_SECONDS
 
 
+@dataclass(frozen=True)
+class Probe:
+    """The probe zipapp of a round, one variant per kind of host
+    (``fleetstat.probe_bundle.build_probe``): the Windows one goes to hosts run as
+    Windows (``os="windows"``, or detected), the POSIX one to every other host.
+    A plain ``bytes`` probe goes to every host as it is."""
+
+    posix: bytes
+    windows: bytes
+
+
+def upload_for(probe: bytes | Probe, windows: bool) -> bytes:
+    if isinstance(probe, Probe):
+        return probe.windows if windows else probe.posix
+    return probe
+
+
 @dataclass
 class ProbeRun:
     """What came back from the host."""
@@ -329,16 +346,17 @@ async def _probe_command(
     client: Client,
     argv: Sequence[str],
     settings: TransportSettings,
-) -> str:
-    """The exec request for this host: the POSIX one-channel script, or for Windows
-    (``os="windows"``, or Win32-OpenSSH's version string when ``os="auto"``) the
-    PowerShell one, after one short exec that tells cmd.exe from PowerShell."""
+) -> tuple[str, bool]:
+    """The exec request for this host and whether it is run as Windows: the POSIX
+    one-channel script, or for Windows (``os="windows"``, or Win32-OpenSSH's
+    version string when ``os="auto"``) the PowerShell one, after one short exec
+    that tells cmd.exe from PowerShell."""
     server_version = str(conn.get_extra_info("server_version") or "")
     detected_windows = client.os == "auto" and windows.is_windows_server(server_version)
     if client.os == "windows" or detected_windows:
         shell = await _detect_shell(conn, f"{client.ip}:{client.port}")
-        return windows.probe_command(argv, shell=shell, run_timeout=settings.run_timeout)
-    return posix.probe_command(argv, run_timeout=settings.run_timeout)
+        return windows.probe_command(argv, shell=shell, run_timeout=settings.run_timeout), True
+    return posix.probe_command(argv, run_timeout=settings.run_timeout), False
 
 
 async def _detect_shell(conn: asyncssh.SSHClientConnection, where: str) -> windows.Shell:
@@ -363,7 +381,7 @@ async def _detect_shell(conn: asyncssh.SSHClientConnection, where: str) -> windo
 
 
 async def run_probe(
-    client: Client, probe: bytes, argv: Sequence[str], settings: TransportSettings
+    client: Client, probe: bytes | Probe, argv: Sequence[str], settings: TransportSettings
 ) -> ProbeRun:
     """Upload and run the probe on one POSIX or Windows host. Raises TransportError on failure.
 
@@ -389,7 +407,7 @@ async def run_probe(
 
 
 async def _run_probe(
-    client: Client, probe: bytes, argv: Sequence[str], settings: TransportSettings
+    client: Client, probe: bytes | Probe, argv: Sequence[str], settings: TransportSettings
 ) -> ProbeRun:
     t0 = time.monotonic()
     conn, retries = await login(client, settings)
@@ -425,7 +443,7 @@ class SessionNotOpened(Exception):
 async def run_on_connection(
     conn: asyncssh.SSHClientConnection,
     client: Client,
-    probe: bytes,
+    probe: bytes | Probe,
     argv: Sequence[str],
     settings: TransportSettings,
     *,
@@ -444,10 +462,10 @@ async def run_on_connection(
     try:
         async with asyncio.timeout(settings.run_timeout + RUN_GRACE_SECONDS):
             if open_timeout is None:
-                proc = await _open_session(conn, client, argv, settings)
+                proc, on_windows = await _open_session(conn, client, argv, settings)
             else:
-                proc = await _reopen_session(conn, client, argv, settings, open_timeout)
-            _send_upload(proc, probe)
+                proc, on_windows = await _reopen_session(conn, client, argv, settings, open_timeout)
+            _send_upload(proc, upload_for(probe, on_windows))
             out, out_over, err = await _read_output(proc, settings.max_output_bytes)
             if out_over:
                 proc.close()
@@ -487,9 +505,11 @@ async def _open_session(
     client: Client,
     argv: Sequence[str],
     settings: TransportSettings,
-) -> asyncssh.SSHClientProcess[bytes]:
-    command = await _probe_command(conn, client, argv, settings)
-    return await conn.create_process(command, encoding=None, window=RECV_WINDOW)
+) -> tuple[asyncssh.SSHClientProcess[bytes], bool]:
+    """The probe's session, started, and whether the host is run as Windows."""
+    command, on_windows = await _probe_command(conn, client, argv, settings)
+    proc = await conn.create_process(command, encoding=None, window=RECV_WINDOW)
+    return proc, on_windows
 
 
 async def _reopen_session(
@@ -498,7 +518,7 @@ async def _reopen_session(
     argv: Sequence[str],
     settings: TransportSettings,
     open_timeout: float,
-) -> asyncssh.SSHClientProcess[bytes]:
+) -> tuple[asyncssh.SSHClientProcess[bytes], bool]:
     """:func:`_open_session` on a kept connection: any failure is :class:`SessionNotOpened`.
 
     A connection whose peer vanished without a word (a host powered off, a
