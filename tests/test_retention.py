@@ -29,6 +29,7 @@ from fleetstat.store.schema import (
     mail_outbox,
     rounds,
     samples,
+    samples_hourly,
     security_events,
 )
 
@@ -145,6 +146,14 @@ def test_old_rows_go_and_needed_rows_stay(store: Store) -> None:
         1,
         2,
     )
+    # The hourly rows (revision 0010) go with the samples: the same hours are left,
+    # and as many rows went (one sample per host and hour here).
+    assert days_of(store, samples_hourly, samples_hourly.c.last_at, WEB.ip) == [0, 1, 2]
+    assert days_of(store, samples_hourly, samples_hourly.c.last_at, GONE.ip) == [8]
+    assert days_of(store, samples_hourly, samples_hourly.c.last_at, HOT.ip) == [
+        0, 1, 2, 3, 4, 5, 6
+    ]  # fmt: skip
+    assert report.hourly == 8 + 2 + 4
     assert report.batches > 5  # 3 rows a batch
     assert not report.stopped
     again = prune(store, RETENTION, now=NOW, batch_size=3)
@@ -189,3 +198,4 @@ def test_cli_prune(store: Store, tmp_path: Path) -> None:
     done = CliRunner().invoke(app, ["prune", "-c", str(config)])
     assert done.exit_code == 0, done.output
     assert "pruned 14 sample(s), 15 attempt(s), 1 event(s), 2 sent mail" in done.stdout
+    assert "2 round(s), 14 hourly row(s) in" in done.stdout

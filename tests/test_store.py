@@ -121,7 +121,7 @@ def test_upgrade_creates_every_table_once(db_url: str) -> None:
     with Store(db_url) as store:
         assert store.current_revision() is None
         assert store.ensure_schema() is True
-        assert store.current_revision() == "0009"
+        assert store.current_revision() == "0010"
         assert store.ensure_schema() is False
         store.upgrade()  # idempotent at head
 
@@ -297,8 +297,11 @@ def test_five_hundred_hosts_in_one_call(store: Store) -> None:
         sa.event.remove(store.engine, "before_execute", count_inserts)
 
     # One INSERT per table: attempts and samples each go as one executemany.
+    # samples_hourly (revision 0010): one INSERT ... SELECT upsert for the whole round.
     # host_latest (issue 5): one upsert for hosts with a sample, one for those without.
-    assert inserts == ["rounds", "attempts", "samples", "host_latest", "host_latest"]
+    assert inserts == [
+        "rounds", "attempts", "samples", "samples_hourly", "host_latest", "host_latest"
+    ]  # fmt: skip
     assert [store.count(t) for t in ("rounds", "attempts", "samples")] == [1, 500, 450]
     summary = store.round_summary(round_id)
     assert (summary.round.hosts_ok, summary.round.hosts_failed) == (450, 50)

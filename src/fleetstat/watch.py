@@ -387,7 +387,7 @@ class Watcher:
         self.stats.prunes += 1
         _emit(logging.INFO, event="prune", samples=report.samples, attempts=report.attempts,
               events=report.events, mail=report.mail, rounds=report.rounds,
-              batches=report.batches, duration=report.seconds,
+              hourly=report.hourly, batches=report.batches, duration=report.seconds,
               stopped=report.stopped or None)  # fmt: skip
 
     async def _final_flush(self) -> None:

@@ -135,5 +135,6 @@ def prune(config: Path, db: str | None) -> None:
         return
     done = prune_now(cfg, database_url=db)
     out().print(f"pruned {done.samples} sample(s), {done.attempts} attempt(s), {done.events} "
-                f"event(s), {done.mail} sent mail, {done.rounds} round(s) in {done.batches} "
+                f"event(s), {done.mail} sent mail, {done.rounds} round(s), {done.hourly} "
+                f"hourly row(s) in {done.batches} "
                 f"batch(es), {done.seconds:.1f}s", highlight=False)  # fmt: skip

@@ -19,6 +19,12 @@ What is never deleted, whatever its age:
   notification log);
 - a round still referenced by any sample, attempt or event.
 
+The hourly aggregates (``samples_hourly``, store/hourly.py) go with the samples'
+age, an hour at a time: the rows of hours wholly before the samples' cutoff, but
+not the hour of a host's latest sample nor the hours of an unresolved alert's
+window (the samples in them are kept too). An hour the cutoff cuts keeps its row
+whole.
+
 "Older than" means: samples by ``received_at``, attempts by ``started_at`` (both
 found through their round, whose ``finished_at`` is before the cutoff), security
 events by ``occurred_at``, mail by ``sent_at`` or ``failed_at``.
@@ -39,6 +45,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from fleetstat.config import Retention
 from fleetstat.store.core import Store
+from fleetstat.store.hourly import floor_hour
 from fleetstat.store.schema import (
     alert_states,
     attempts,
@@ -47,6 +54,7 @@ from fleetstat.store.schema import (
     mail_outbox,
     rounds,
     samples,
+    samples_hourly,
     security_events,
 )
 
@@ -64,6 +72,7 @@ class PruneReport:
     """Rows deleted per table, batches run, and whether a stop request cut it short."""
 
     samples: int = 0
+    hourly: int = 0  # samples_hourly rows (revision 0010)
     attempts: int = 0
     events: int = 0
     mail: int = 0
@@ -74,7 +83,7 @@ class PruneReport:
 
     @property
     def total(self) -> int:
-        return self.samples + self.attempts + self.events + self.mail + self.rounds
+        return self.samples + self.hourly + self.attempts + self.events + self.mail + self.rounds
 
 
 def prune(
@@ -102,6 +111,7 @@ def prune(
                              samples.c.received_at),
                 ),
             )  # fmt: skip
+            run.hourly = run.hours_before(floor_hour(cutoff), _hourly_kept(windows))
         if retention.attempts is not None:
             cutoff = now - timedelta(seconds=retention.attempts)
             run.attempts = run.by_round(
@@ -136,6 +146,7 @@ def prune(
             run.rounds = run.old_rounds(oldest)
     report = PruneReport(
         samples=run.samples,
+        hourly=run.hourly,
         attempts=run.attempts,
         events=run.events,
         mail=run.mail,
@@ -155,7 +166,7 @@ class _Run:
         self.engine = store.engine
         self.batch_size = max(1, batch_size)
         self.should_stop = should_stop
-        self.samples = self.attempts = self.events = self.mail = self.rounds = 0
+        self.samples = self.hourly = self.attempts = self.events = self.mail = self.rounds = 0
         self.batches = 0
         self.stopped = False
 
@@ -188,6 +199,26 @@ class _Run:
             self.batches += 1
             after = ids[-1]
             if len(ids) < self.batch_size:
+                break
+        return deleted
+
+    def hours_before(self, end: datetime, keep: ColumnElement[bool]) -> int:
+        """Delete the hourly rows of hours starting before ``end`` (hours wholly before
+        the samples' cutoff), oldest first, about ``batch_size`` rows per transaction:
+        a batch ends at the hour of its ``batch_size``-th row and takes that whole hour."""
+        hour = samples_hourly.c.hour
+        condition = sa.and_(hour < end, keep)
+        deleted = 0
+        while not self._stop():
+            pick = sa.select(hour).where(condition).order_by(hour).limit(self.batch_size)
+            with self.engine.begin() as conn:
+                hours = list(conn.execute(pick).scalars())
+                if not hours:
+                    break
+                result = conn.execute(sa.delete(samples_hourly).where(hour <= hours[-1], condition))
+            deleted += max(0, result.rowcount or 0)
+            self.batches += 1
+            if len(hours) < self.batch_size:
                 break
         return deleted
 
@@ -228,6 +259,19 @@ def _lowest_referenced_round(conn: Connection) -> int | None:
 def _not_latest(column: Any, pointer: Any) -> ColumnElement[bool]:
     # IS NOT NULL inside: NOT IN over a list holding a null is never true.
     return column.not_in(sa.select(pointer).where(pointer.is_not(None)))
+
+
+def _hourly_kept(windows: list[_Window]) -> ColumnElement[bool]:
+    """Hourly rows kept like the samples in them: the hour of a host's latest sample,
+    and the hours of an unresolved alert's window (any sample at or after its start)."""
+    h = samples_hourly.c
+    latest = sa.exists().where(
+        host_latest.c.client_ip == h.client_ip,
+        host_latest.c.client_port == h.client_port,
+        host_latest.c.sample_received_at >= h.first_at,
+        host_latest.c.sample_received_at <= h.last_at,
+    )
+    return sa.and_(sa.not_(latest), _outside(windows, h.client_ip, h.client_port, h.last_at))
 
 
 _Window = tuple[str, int, datetime | None]

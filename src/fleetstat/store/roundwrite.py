@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 from fleetstat.hostfail import demote, with_failures
 from fleetstat.metrics import CpuCounters
 from fleetstat.model import HostResult, RoundResult
+from fleetstat.store import hourly
 from fleetstat.store.errors import insert_once, reason
 from fleetstat.store.events import host_event_rows, insert_event_rows
 from fleetstat.store.headline import headline
@@ -130,12 +131,27 @@ def _write_results(
             round = replace(round, results=tuple(rows.result for rows in prepared))
             if counts:
                 _update_counts(conn, round_id, round)
+        _refresh_hourly(conn, round_id, prepared, whole_round=counts)
     _upsert_latest(conn, list({(r["client_ip"], r["client_port"]): r for r in latest}.values()))
     failures = then(conn, round_id, round) if then is not None else None
     if failures:
         round = with_failures(round, "queueing the events mail", dict(failures))
         mark_failed(conn, round_id, round, failures, counts=counts)
     return round
+
+
+def _refresh_hourly(
+    conn: Connection, round_id: int, prepared: list[_Rows], *, whole_round: bool
+) -> None:
+    """The samples just written, added to their hourly rows (store/hourly.py): one
+    statement, the work in SQL, none per host here. A whole round: its samples by
+    round id; a shard of a round that others write too: by its own samples' ids
+    (primary-key lookups, so MariaDB locks no other shard's rows or gaps)."""
+    ids = [rows.sample["id"] for rows in prepared if rows.sample is not None]
+    if not ids:
+        return
+    where = samples.c.round_id == round_id if whole_round else samples.c.id.in_(ids)
+    hourly.refresh(conn, where)
 
 
 def mark_failed(

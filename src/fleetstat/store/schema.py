@@ -335,4 +335,38 @@ cluster_shards = sa.Table(
     **MYSQL_TABLE_ARGS,
 )
 
+# Revision 0010 (store/hourly.py): per host and UTC hour, what long history windows
+# read instead of the raw samples: how many samples, the first and last
+# received_at, and per figure of HOURLY_FIGURES the count of non-null values, their
+# sum, min and max (avg = sum / count, exact min/max over whole hours); for the
+# charts' CPU (the interval figure where known, else the short window) the count
+# and sum. Kept up to date by each round's (or shard's) own transaction.
+HOURLY_FIGURES = ("cpu", "cpu_interval", "memory", "swap", "disk", "load")
+
+
+def _figure(name: str) -> list[sa.Column[Any]]:
+    return [
+        sa.Column(f"{name}_n", sa.Integer, nullable=False),
+        sa.Column(f"{name}_sum", sa.Double),
+        sa.Column(f"{name}_min", sa.Double),
+        sa.Column(f"{name}_max", sa.Double),
+    ]
+
+
+samples_hourly = sa.Table(
+    "samples_hourly",
+    metadata,
+    *_host(),
+    sa.Column("hour", UTCDateTime, nullable=False),  # the hour's start, UTC
+    sa.Column("sample_count", sa.Integer, nullable=False),
+    sa.Column("first_at", UTCDateTime, nullable=False),
+    sa.Column("last_at", UTCDateTime, nullable=False),
+    *(column for name in HOURLY_FIGURES for column in _figure(name)),
+    sa.Column("chart_cpu_n", sa.Integer, nullable=False),
+    sa.Column("chart_cpu_sum", sa.Double),
+    sa.PrimaryKeyConstraint("client_ip", "client_port", "hour"),
+    sa.Index(None, "hour"),  # retention deletes the oldest hours of every host
+    **MYSQL_TABLE_ARGS,
+)
+
 TABLE_NAMES = tuple(metadata.tables)
