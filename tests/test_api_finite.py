@@ -27,7 +27,7 @@ from serve_fixtures import Served, add_user
 from web_fixtures import dashboard_session, history_config
 
 from fleetstat.store import Store
-from fleetstat.store.schema import alert_states, attempts, rounds, samples
+from fleetstat.store.schema import alert_states, attempts, rounds, samples, samples_hourly
 
 WEB = client(rule("memory", 1), ip="10.0.0.5", name="web-01")
 DB = client(ip="10.0.0.6", name="db-01")
@@ -67,6 +67,19 @@ def plant(url: str) -> None:
             .values(cpu_percent=INF, cpu_interval_percent=-INF, memory_percent=nan,
                     swap_percent=INF, load1=nan, load5=INF, load15=-INF,
                     uptime_seconds=INF, disk_max_percent=nan)
+        )  # fmt: skip
+        # The same in the hourly aggregates (revision 0010) that long windows read.
+        planted = {"cpu": INF, "cpu_interval": -INF, "memory": nan, "swap": INF, "load": nan,
+                   "disk": nan}  # fmt: skip
+        hours = samples_hourly.c
+        conn.execute(
+            samples_hourly.update()
+            .where((hours.client_ip == WEB.ip) & (hours.client_port == WEB.port))
+            .values(
+                chart_cpu_sum=-INF,
+                **{f"{name}_{part}": value for name, value in planted.items()
+                   for part in ("sum", "min", "max")},
+            )
         )  # fmt: skip
         conn.execute(alert_states.update().values(last_value=nan, limit_value=INF))
         conn.execute(rounds.update().values(duration_seconds=INF))

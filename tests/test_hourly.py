@@ -213,3 +213,102 @@ def test_upgrade_to_0010_fills_the_hours_from_the_samples(db_url: str) -> None:
         # And kept from here on by the rounds.
         store.record_round(rounds_every(10, 1, START + timedelta(hours=5, minutes=10))[0])
         assert assert_hourly_is_the_samples(store) == 2 * 6 + 1  # 10.0.0.5:2222 at 14:00
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+
+def statements(store: Store) -> list[str]:
+    """The SQL run on ``store`` from now on (to tell which path a read took)."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    return seen
+
+
+def close(a: float | None, b: float | None) -> bool:
+    return a == b if a is None or b is None else math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+# A window of 10 h 21 min with partial hours at both ends: 10:18:18 .. 20:39:13.
+SINCE = START + timedelta(minutes=41, seconds=5)
+UNTIL = START + timedelta(hours=11, minutes=2)
+
+
+def test_a_long_history_is_whole_hours_and_raw_edges_with_the_same_figures(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetstat.store import hourly
+    from fleetstat.store.reports import HostRef, host_history
+
+    for one in rounds_every(13, 58):  # 09:37 .. 21:58, past both ends of the window
+        store.record_round(one)
+    refs = [HostRef(WEB.ip, 22, "web"), HostRef(DB.ip, 22, "db"), HostRef(WEB.ip, 2222, "x")]
+    seen = statements(store)
+    fast = [host_history(store, ref, SINCE, UNTIL) for ref in refs]
+    wide = host_history(store, refs[0], SINCE, UNTIL, buckets=6)  # buckets of 6,210 s
+    assert any("samples_hourly" in sql for sql in seen)
+    seen.clear()
+    monkeypatch.setattr(hourly, "LONG_WINDOW", timedelta(days=3650))  # today's raw path
+    slow = [host_history(store, ref, SINCE, UNTIL) for ref in refs]
+    raw_wide = host_history(store, refs[0], SINCE, UNTIL, buckets=6)
+    assert not any("samples_hourly" in sql for sql in seen)
+
+    for got, want in zip(fast, slow, strict=True):
+        assert got.samples == want.samples > 30
+        assert (got.first_sample_at, got.last_sample_at) == (
+            want.first_sample_at,
+            want.last_sample_at,
+        )
+        assert (got.attempts, got.failed_attempts) == (want.attempts, want.failed_attempts)
+        for name, stat in want.stats.items():
+            mine = got.stats[name]
+            assert (mine.min, mine.max) == (stat.min, stat.max), name
+            assert close(mine.avg, stat.avg), (name, mine.avg, stat.avg)
+        # Buckets of 777 s, narrower than an hour: the plot keeps the raw path.
+        assert got.cpu_series == want.cpu_series
+        assert got.memory_series == want.memory_series
+    # The edges count: without them the window would hold fewer samples.
+    assert fast[0].first_sample_at is not None and fast[0].first_sample_at < SINCE + HOUR
+    assert fast[0].last_sample_at is not None and fast[0].last_sample_at >= UNTIL - HOUR
+
+    # Buckets wider than an hour: whole hours go to the bucket of their start, so a
+    # bucket may differ from the raw one, but the same buckets hold samples and the
+    # sample-weighted mean over the window is the same.
+    assert wide.bucket_seconds == raw_wide.bucket_seconds == 6210
+    assert [v is None for v in wide.cpu_series] == [v is None for v in raw_wide.cpu_series]
+    assert all(
+        fast[0].stats["memory"].min <= v <= fast[0].stats["memory"].max  # type: ignore[operator]
+        for v in wide.memory_series
+        if v is not None
+    )
+
+
+HOUR = timedelta(hours=1)
+
+
+def test_chart_series_of_whole_hour_buckets_are_the_raw_ones(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetstat.store import dashboard, hourly
+
+    for one in rounds_every(13, 58):
+        store.record_round(one)
+    seen = statements(store)
+    # Two-hour buckets start on whole hours: the hourly rows give the same averages.
+    fast = dashboard.host_series(store, WEB.ip, 22, SINCE, UNTIL, 7200)
+    assert any("samples_hourly" in sql for sql in seen)
+    narrow = dashboard.host_series(store, WEB.ip, 22, SINCE, UNTIL, 1800)
+    monkeypatch.setattr(hourly, "LONG_WINDOW", timedelta(days=3650))
+    slow = dashboard.host_series(store, WEB.ip, 22, SINCE, UNTIL, 7200)
+    assert narrow == dashboard.host_series(store, WEB.ip, 22, SINCE, UNTIL, 1800)
+
+    assert [p.at for p in fast] == [p.at for p in slow]
+    assert [p.at.hour for p in fast] == [10, 12, 14, 16, 18, 20]
+    for got, want in zip(fast, slow, strict=True):
+        assert set(got.values) == set(want.values) == {"cpu", "memory", "swap", "disk", "load"}
+        for name, value in want.values.items():
+            assert close(got.values[name], value), (got.at, name, got.values[name], value)

@@ -4,7 +4,10 @@ Every query is bounded whatever the size of the tables:
 
 - chart series are averaged into buckets in SQL from the covering index
   ``(client_ip, client_port, received_at, <figures>)`` (an index range scan, never
-  the wide rows), so a window of 90 days returns at most ``buckets`` points;
+  the wide rows), so a window of 90 days returns at most ``buckets`` points; a
+  window longer than six hours in buckets of an hour or more reads its whole hours
+  from ``samples_hourly`` instead (store/hourly.py), each counted in the bucket of
+  its start, and only the partial hours at its edges from the index;
 - the fleet's sparklines are the same range scan per host (one statement each,
   on one connection); the caller asks only for the buckets it does not hold yet;
 - lists of a host's attempts, events and alert mail are ``LIMIT``-ed and walk an
@@ -20,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from fleetstat.store import hourly
 from fleetstat.store.browse import EVENT_COLUMNS
 from fleetstat.store.core import Store
 from fleetstat.store.reports import _bucket
@@ -44,6 +48,12 @@ CHART_COLUMNS: dict[str, Any] = {
 }
 
 
+# The same figures' columns in samples_hourly (their ``_n`` and ``_sum``).
+_HOURLY_CHART: dict[str, tuple[Any, str]] = {
+    name: (column, "chart_cpu" if name == "cpu" else name) for name, column in CHART_COLUMNS.items()
+}
+
+
 def aligned(moment: datetime, width: int) -> datetime:
     """``moment`` rounded down to a multiple of ``width`` seconds since the epoch, so
     bucket numbers are the same whichever window asks (sparkline buckets are cached)."""
@@ -65,6 +75,9 @@ def host_series(
     """Averages of CPU, memory, swap, fullest disk and load per ``width``-second bucket
     over ``[since, until)``; only the buckets that hold samples, oldest first."""
     start = aligned(since, width)
+    hours = hourly.whole_hours(since, until)
+    if hours is not None and width >= hourly.HOUR.total_seconds():
+        return _hourly_series(store, client_ip, client_port, since, until, width, hours)
     with store.errors("read the chart series"), store.engine.connect() as conn:
         bucket = _bucket(conn, samples.c.received_at, start, width).label("bucket")
         query = (
@@ -86,6 +99,38 @@ def host_series(
         )
         for row in rows
     ]
+
+
+def _hourly_series(
+    store: Store,
+    client_ip: str,
+    client_port: int,
+    since: datetime,
+    until: datetime,
+    width: int,
+    hours: tuple[datetime, datetime],
+) -> list[SeriesPoint]:
+    """``host_series`` of a long window in buckets of an hour or more: the whole hours
+    from ``samples_hourly``, each counted in the bucket of its start (exact when the
+    width is a multiple of an hour: the buckets then start on whole hours), the
+    partial hours at the window's edges from the samples (store/hourly.py)."""
+    start = aligned(since, width)
+    with store.errors("read the chart series"), store.engine.connect() as conn:
+        found = hourly.bucket_sums(
+            conn, client_ip, client_port, since, until, hours,
+            lambda column, early: _bucket(conn, column, start - early, width), _HOURLY_CHART,
+        )  # fmt: skip
+    points = []
+    for index in sorted(found):
+        count, sums = found[index]
+        if not count:
+            continue
+        values: dict[str, float | None] = {}
+        for name in CHART_COLUMNS:
+            n, total = sums.get(name, (0, 0.0))
+            values[name] = total / n if n else None
+        points.append(SeriesPoint(start + timedelta(seconds=index * width), values))
+    return points
 
 
 def newest_sample_id(store: Store) -> int:

@@ -19,6 +19,7 @@ with it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ HOUR = timedelta(hours=1)
 LONG_WINDOW = timedelta(hours=6)
 _MYSQL = ("mysql", "mariadb")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NUDGE = timedelta(milliseconds=10)
 
 # The samples' column behind each figure (keys: store/reports.py HISTORY_METRICS).
 SOURCES: dict[str, sa.Column[Any]] = {
@@ -236,14 +238,19 @@ class Totals:
                 continue
             self.n[name] = self.n.get(name, 0) + int(n)
             self.sum[name] = self.sum.get(name, 0.0) + float(total)
-            self.min[name] = float(low) if name not in self.min else min(self.min[name], float(low))
-            self.max[name] = (
-                float(high) if name not in self.max else max(self.max[name], float(high))
-            )
+            low, high = float(low), float(high)
+            self.min[name] = low if name not in self.min else min(self.min[name], low, key=_order)
+            self.max[name] = high if name not in self.max else max(self.max[name], high, key=_order)
 
     def avg(self, name: str) -> float | None:
         n = self.n.get(name, 0)
         return self.sum[name] / n if n else None
+
+
+def _order(value: float) -> tuple[bool, float]:
+    """SQL's order of floats (PostgreSQL's: NaN above everything), not Python's, where
+    every comparison with NaN is false and min/max depend on the order of arguments."""
+    return (math.isnan(value), value)
 
 
 def window_totals(
@@ -318,14 +325,18 @@ def bucket_sums(
     """Per bucket: how many samples and, per figure of ``figures`` (name: (the samples'
     expression, the hourly columns' prefix)), the count and sum of its values.
 
-    ``bucket(column)`` is the SQL bucket number of a timestamp. Whole ``hours`` come
-    from ``samples_hourly``, each assigned whole to the bucket of its start (with
-    buckets an hour wide or wider, an hour that straddles two buckets counts in the
-    first); the partial hours at the edges come from the samples, by their own time.
+    ``bucket(column, early)`` is the SQL bucket number of a timestamp, with the
+    buckets starting ``early`` before they do. Whole ``hours`` come from
+    ``samples_hourly``, each assigned whole to the bucket of its start (with buckets
+    an hour wide or wider, an hour that straddles two buckets counts in the first);
+    the partial hours at the edges come from the samples, by their own time.
     """
     h = samples_hourly.c
     found: dict[int, tuple[int, dict[str, tuple[int, float]]]] = {}
-    hourly_bucket = bucket(h.hour).label("bucket")
+    # An hour's start often sits exactly on a bucket's: the float arithmetic of
+    # SQLite's julianday() (and of a window start with microseconds on PostgreSQL)
+    # may land it a hair before, in the bucket before. A few milliseconds early fixes it.
+    hourly_bucket = bucket(h.hour, _NUDGE).label("bucket")
     hourly = (
         sa.select(
             hourly_bucket,
@@ -346,7 +357,7 @@ def bucket_sums(
     )
     statements = [hourly]
     for low, high in _edges(since, until, hours):
-        raw_bucket = bucket(samples.c.received_at).label("bucket")
+        raw_bucket = bucket(samples.c.received_at, timedelta(0)).label("bucket")
         statements.append(
             sa.select(
                 raw_bucket,

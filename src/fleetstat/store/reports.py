@@ -12,6 +12,12 @@ the history plot. Why these queries stay fast (docs/reports.md):
   ``(client_ip, client_port, received_at, <figures>)``: an index range scan that
   never touches the wide rows (the JSON document), bucketed for the plot in the
   same pass; failed attempts are counted from ``(..., started_at, status)``.
+- a ``history`` window longer than six hours reads its whole hours from
+  ``samples_hourly`` (store/hourly.py: one row per host and hour, about 2,200 for
+  90 days) and only the partial hours at its two edges from that index, so
+  min/avg/max stay exact; plot buckets of an hour or more are built the same way,
+  each whole hour counted in the bucket of its start; narrower buckets keep the
+  range scan.
 """
 
 from __future__ import annotations
@@ -26,18 +32,19 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from fleetstat.errors import UsageError
+from fleetstat.store import hourly
 from fleetstat.store.core import Store
 from fleetstat.store.schema import alert_states, attempts, host_latest, samples
 
-HISTORY_METRICS = {
-    "cpu": samples.c.cpu_percent,
-    "cpu_interval": samples.c.cpu_interval_percent,
-    "memory": samples.c.memory_percent,
-    "swap": samples.c.swap_percent,
-    "disk": samples.c.disk_max_percent,
-    "load": samples.c.load1,  # the 1-minute load average (not per core), not a percentage
-}
+# cpu, cpu_interval, memory, swap, disk, load (the 1-minute load average, not per
+# core, not a percentage): the samples' columns, as samples_hourly aggregates them.
+HISTORY_METRICS = hourly.SOURCES
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The plot's figures: the samples' expression and the samples_hourly column prefix.
+_SERIES_FIGURES = {
+    "cpu": (hourly.CHART_CPU, "chart_cpu"),
+    "memory": (samples.c.memory_percent, "memory"),
+}
 
 
 @dataclass(frozen=True)
@@ -284,46 +291,75 @@ def host_history(
         attempts.c.started_at >= since,
         attempts.c.started_at < until,
     )
-    with store.errors("read the host history"), store.engine.connect() as conn:
-        summary = conn.execute(summary_query).one()
-        tried = conn.execute(attempts_query).one()
-        bucket = _bucket(conn, samples.c.received_at, since, width).label("bucket")
-        cpu = sa.func.coalesce(samples.c.cpu_interval_percent, samples.c.cpu_percent)
-        series_query = (
-            sa.select(
-                bucket,
-                sa.func.avg(cpu).label("cpu"),
-                sa.func.avg(samples.c.memory_percent).label("memory"),
-            )
-            .where(in_window)
-            .group_by(sa.literal_column("bucket"))
-        )
-        series = list(conn.execute(series_query))
+    # A long window (store/hourly.py): whole hours from samples_hourly, the partial
+    # hours at its edges from the samples; min/avg/max stay exact.
+    hours = hourly.whole_hours(since, until)
     count = -(-int(span) // width)
     cpu_series: list[float | None] = [None] * count
     memory_series: list[float | None] = [None] * count
-    for row in series:
-        index = int(row.bucket)
+    with store.errors("read the host history"), store.engine.connect() as conn:
+        tried = conn.execute(attempts_query).one()
+        if hours is None:
+            summary = conn.execute(summary_query).one()
+            totals = None
+        else:
+            totals = hourly.window_totals(
+                conn, host.client_ip, host.client_port, since, until, hours
+            )
+        if hours is not None and width >= hourly.HOUR.total_seconds():
+            # Buckets of an hour or more: each whole hour counts in the bucket of its
+            # start (an hour straddling two buckets counts in the first).
+            found = hourly.bucket_sums(
+                conn, host.client_ip, host.client_port, since, until, hours,
+                lambda column, early: _bucket(conn, column, since - early, width), _SERIES_FIGURES,
+            )  # fmt: skip
+            series = [
+                (index, _ratio(sums.get("cpu")), _ratio(sums.get("memory")))
+                for index, (_, sums) in found.items()
+            ]
+        else:
+            bucket = _bucket(conn, samples.c.received_at, since, width).label("bucket")
+            series_query = (
+                sa.select(
+                    bucket,
+                    sa.func.avg(hourly.CHART_CPU).label("cpu"),
+                    sa.func.avg(samples.c.memory_percent).label("memory"),
+                )
+                .where(in_window)
+                .group_by(sa.literal_column("bucket"))
+            )
+            series = [
+                (int(r.bucket), _float(r.cpu), _float(r.memory)) for r in conn.execute(series_query)
+            ]
+    for index, cpu, memory in series:
         if 0 <= index < count:
-            cpu_series[index] = _float(row.cpu)
-            memory_series[index] = _float(row.memory)
-    stats = {
-        name: Stat(
-            _float(getattr(summary, f"{name}_min")),
-            _float(getattr(summary, f"{name}_avg")),
-            _float(getattr(summary, f"{name}_max")),
-        )
-        for name in HISTORY_METRICS
-    }
+            cpu_series[index] = cpu
+            memory_series[index] = memory
+    if totals is None:
+        stats = {
+            name: Stat(
+                _float(getattr(summary, f"{name}_min")),
+                _float(getattr(summary, f"{name}_avg")),
+                _float(getattr(summary, f"{name}_max")),
+            )
+            for name in HISTORY_METRICS
+        }
+        n, first, last = int(summary.n), summary.first, summary.last
+    else:
+        stats = {
+            name: Stat(totals.min.get(name), totals.avg(name), totals.max.get(name))
+            for name in HISTORY_METRICS
+        }
+        n, first, last = totals.count, totals.first, totals.last
     return History(
         name=host.name,
         client_ip=host.client_ip,
         client_port=host.client_port,
         since=since,
         until=until,
-        samples=int(summary.n),
-        first_sample_at=summary.first,
-        last_sample_at=summary.last,
+        samples=n,
+        first_sample_at=first,
+        last_sample_at=last,
         attempts=int(tried.n),
         failed_attempts=int(tried.failed),
         stats=stats,
@@ -359,6 +395,11 @@ def _bucket(conn: Connection, column: Any, since: datetime, width: int) -> Colum
     # the difference is never negative and CAST's truncation is a floor.
     seconds = (sa.func.julianday(column) - 2440587.5) * 86400.0
     return sa.cast((seconds - offset) / width, sa.Integer)
+
+
+def _ratio(pair: tuple[int, float] | None) -> float | None:
+    """An average from its (count, sum); None without values."""
+    return pair[1] / pair[0] if pair and pair[0] else None
 
 
 def _float(value: object) -> float | None:
