@@ -19,6 +19,7 @@ from typing import Any
 __all__ = [
     "DURATION_UNITS",
     "SIZE_UNITS",
+    "Serialized",
     "finite",
     "format_duration",
     "format_size",
@@ -127,6 +128,26 @@ def format_size(count: float) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+class Serialized(dict[str, Any]):
+    """A JSON object that carries its text: :func:`strict_json` returns ``text``.
+
+    A host's document is serialised once when its rows are prepared (to find a
+    value the engine could not write before the batch does), and the engine's
+    serialiser, which is :func:`strict_json`, then sends those same bytes instead
+    of serialising the document a second time. Made by :meth:`of`; the dict must
+    not change afterwards.
+    """
+
+    __slots__ = ("text",)
+    text: str
+
+    @classmethod
+    def of(cls, value: dict[str, Any]) -> Serialized:
+        made = cls(value)
+        made.text = strict_json(value)
+        return made
+
+
 def strict_json(value: object, **options: Any) -> str:
     """``json.dumps(value, **options)`` with every NaN and infinity written as null.
 
@@ -134,6 +155,8 @@ def strict_json(value: object, **options: Any) -> str:
     (RFC 8259 section 6): browsers' JSON.parse, PostgreSQL's JSONB and MariaDB's
     json_valid() refuse them. The walk that replaces them runs only when one occurs.
     """
+    if type(value) is Serialized and not options:
+        return value.text
     try:
         return json.dumps(value, allow_nan=False, **options)
     except ValueError:

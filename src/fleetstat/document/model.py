@@ -234,15 +234,23 @@ class Document:
         return out
 
 
+# Per dataclass: its field names without "extra", in order (dataclasses.fields is
+# slow to ask for every object of every document, and as_json runs once per host).
+_NAMES: dict[type, tuple[str, ...]] = {}
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
 def _to_json(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        out: dict[str, Any] = {}
-        for item in fields(value):
-            if item.name != "extra":
-                out[item.name] = _to_json(getattr(value, item.name))
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    names = _NAMES.get(kind)
+    if names is None and is_dataclass(value) and not isinstance(value, type):
+        names = _NAMES[kind] = tuple(f.name for f in fields(value) if f.name != "extra")
+    if names is not None:
+        out: dict[str, Any] = {name: _to_json(getattr(value, name)) for name in names}
         # Unknown keys after the known ones; a known key always wins.
-        extra = getattr(value, "extra", _NO_EXTRA)
-        for key, item_value in extra.items():
+        for key, item_value in getattr(value, "extra", _NO_EXTRA).items():
             out.setdefault(key, item_value)
         return out
     if isinstance(value, datetime):

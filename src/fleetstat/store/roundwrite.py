@@ -20,7 +20,6 @@ A host must not cost the others their round (fleetstat.hostfail), so:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +38,7 @@ from fleetstat.store.errors import insert_once, reason
 from fleetstat.store.events import host_event_rows, insert_event_rows
 from fleetstat.store.headline import headline
 from fleetstat.store.schema import attempts, cluster_shards, host_latest, rounds, samples
+from fleetstat.units import Serialized
 
 if TYPE_CHECKING:
     from fleetstat.store.core import Store
@@ -199,11 +199,12 @@ def _prepare(result: HostResult) -> _Rows:
             "client_port": result.client.port,
             # Ours: when the document reached us, as opposed to the probe's clock.
             "received_at": result.started_at + timedelta(seconds=result.duration_seconds),
-            "document": document.as_json(),
+            # Serialised here as the engine would (strict JSON), so that a value it
+            # cannot write fails this host now, not the batch; the engine then sends
+            # this text (units.Serialized) rather than serialising it again.
+            "document": Serialized.of(document.as_json()),
             **headline(document),
         }
-        # What the engine will do with it (strict JSON): fails here, not in the batch.
-        json.dumps(sample["document"], allow_nan=False)
         return _Rows(result, sample, host_event_rows(None, result))
     except Exception as exc:  # this host's rows cannot be built: it alone fails
         return _Rows(demote(result, STAGE, exc))
