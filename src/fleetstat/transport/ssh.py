@@ -21,7 +21,7 @@ import asyncssh
 
 from fleetstat.errors import TransportError
 from fleetstat.model import Status
-from fleetstat.transport import posix, signfirst, windows
+from fleetstat.transport import coalesce, posix, signfirst, windows
 from fleetstat.transport.hostkeys import KnownHosts, client_factory, host_pattern
 from fleetstat.transport.jumps import Bastions, HopConnector
 from fleetstat.transport.keys import client_keys
@@ -256,7 +256,7 @@ async def _connect(
                 conn = await asyncssh.connect(
                     client.connect_host,
                     client.port,
-                    tunnel=tunnel if tunnel is not None else (),
+                    tunnel=tunnel if tunnel is not None else coalesce.DIRECT,
                     **login_options(client, client.keys, settings),
                 )
             return conn, retries
