@@ -10,7 +10,8 @@ sum of counts (the same figure as SQL's ``avg`` over the rows, up to float
 rounding).
 
 The table is kept up to date in SQL, one statement per round (or ``<cluster>``
-shard), inside the round's own transaction (:func:`refresh`): the round's new
+shard), inside the round's own transaction (:func:`refresh_round`,
+:func:`refresh_samples`): the round's new
 samples aggregated per host and hour, upserted onto what is there (sums and
 counts added, min/max of the two). A shard redelivered and dropped writes no
 samples and so adds nothing; a round that rolls back takes its hourly change
@@ -20,7 +21,7 @@ with it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -138,10 +139,36 @@ def aggregate(dialect: str, where: ColumnElement[bool] | None = None) -> sa.Sele
     )  # in key order: concurrent writers lock rows in the same order
 
 
-def refresh(conn: Connection, where: ColumnElement[bool]) -> None:
-    """Add the samples matching ``where`` (just written, in this transaction) to their
-    hourly rows: one INSERT ... SELECT ... GROUP BY with an upsert, in SQL."""
-    dialect = conn.dialect.name
+def refresh_round(conn: Connection, round_id: int) -> None:
+    """Add the samples of round ``round_id`` (just written, in this transaction) to
+    their hourly rows: one INSERT ... SELECT ... GROUP BY with an upsert, in SQL."""
+    conn.execute(_upsert(conn.dialect.name, "round"), {"hourly_round_id": round_id})
+
+
+def refresh_samples(conn: Connection, ids: Sequence[int]) -> None:
+    """The same for the samples with these ids (a ``<cluster>`` shard's): primary-key
+    lookups of its own rows only, so MariaDB locks no other shard's rows or gaps."""
+    conn.execute(_upsert(conn.dialect.name, "ids"), {"hourly_sample_ids": list(ids)})
+
+
+# The upserts, built once per dialect and kind: building this statement of some
+# sixty columns and its cache key costs a few milliseconds of CPU (measured 2.6 ms
+# on the loaded machine), every round; one built already has its key memoized.
+_UPSERTS: dict[tuple[str, str], Any] = {}
+
+
+def _upsert(dialect: str, by: str) -> Any:
+    found = _UPSERTS.get((dialect, by))
+    if found is None:
+        if by == "round":
+            where = samples.c.round_id == sa.bindparam("hourly_round_id")
+        else:
+            where = samples.c.id.in_(sa.bindparam("hourly_sample_ids", expanding=True))
+        found = _UPSERTS[(dialect, by)] = _build_upsert(dialect, where)
+    return found
+
+
+def _build_upsert(dialect: str, where: ColumnElement[bool]) -> Any:
     query = aggregate(dialect, where)
     names = [column.name for column in samples_hourly.c]
     key = ["client_ip", "client_port", "hour"]
@@ -149,22 +176,16 @@ def refresh(conn: Connection, where: ColumnElement[bool]) -> None:
         from sqlalchemy.dialects import mysql
 
         my = mysql.insert(samples_hourly).from_select(names, query)
-        conn.execute(my.on_duplicate_key_update(_merged(dialect, my.inserted)))
-        return
+        return my.on_duplicate_key_update(_merged(dialect, my.inserted))
     if dialect == "postgresql":
         from sqlalchemy.dialects import postgresql
 
         pg = postgresql.insert(samples_hourly).from_select(names, query)
-        conn.execute(
-            pg.on_conflict_do_update(index_elements=key, set_=_merged(dialect, pg.excluded))
-        )
-        return
+        return pg.on_conflict_do_update(index_elements=key, set_=_merged(dialect, pg.excluded))
     from sqlalchemy.dialects import sqlite
 
     lite = sqlite.insert(samples_hourly).from_select(names, query)
-    conn.execute(
-        lite.on_conflict_do_update(index_elements=key, set_=_merged(dialect, lite.excluded))
-    )
+    return lite.on_conflict_do_update(index_elements=key, set_=_merged(dialect, lite.excluded))
 
 
 def _merged(dialect: str, new: Any) -> dict[str, Any]:

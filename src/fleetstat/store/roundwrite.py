@@ -145,13 +145,14 @@ def _refresh_hourly(
 ) -> None:
     """The samples just written, added to their hourly rows (store/hourly.py): one
     statement, the work in SQL, none per host here. A whole round: its samples by
-    round id; a shard of a round that others write too: by its own samples' ids
-    (primary-key lookups, so MariaDB locks no other shard's rows or gaps)."""
+    round id; a shard of a round that others write too: by its own samples' ids."""
     ids = [rows.sample["id"] for rows in prepared if rows.sample is not None]
     if not ids:
         return
-    where = samples.c.round_id == round_id if whole_round else samples.c.id.in_(ids)
-    hourly.refresh(conn, where)
+    if whole_round:
+        hourly.refresh_round(conn, round_id)
+    else:
+        hourly.refresh_samples(conn, ids)
 
 
 def mark_failed(
