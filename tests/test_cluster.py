@@ -254,6 +254,24 @@ def assert_every_host_once(engine: sa.Engine, outcome: CollectOutcome, hosts: in
     assert (total, ok) == (hosts, hosts)
 
 
+def assert_hourly_counts_each_sample_once(engine: sa.Engine) -> None:
+    """The hourly aggregates (revision 0010), kept by the shards' transactions, count
+    every stored sample of every host once: none twice (a redelivered shard), none lost."""
+    per_host = "SELECT client_ip, client_port, {} FROM {} GROUP BY client_ip, client_port"
+    with engine.connect() as conn:
+        stored = dict(
+            ((ip, port), int(n))
+            for ip, port, n in conn.execute(sa.text(per_host.format("count(*)", "samples")))
+        )
+        hourly = dict(
+            ((ip, port), int(n))
+            for ip, port, n in conn.execute(
+                sa.text(per_host.format("sum(sample_count)", "samples_hourly"))
+            )
+        )
+    assert stored and hourly == stored
+
+
 def placement(engine: sa.Engine, coordinator: Coordinator, round_id: int) -> dict[object, str]:
     """Which worker committed each host in ``round_id``."""
     with engine.connect() as conn:
@@ -296,6 +314,7 @@ def test_three_workers_collect_300_hosts_over_three_rounds_each_host_once(
         coordinator.close()
     for outcome, _ in done:
         assert_every_host_once(engine, outcome, HOSTS)
+    assert_hourly_counts_each_sample_once(engine)
     placed = [where for _, where in done]
     assert len(placed[0]) == HOSTS and set(placed[0].values()) == {"w1", "w2", "w3"}
     assert placed[0] == placed[1] == placed[2], "a host stays on its worker while it lives"
@@ -375,6 +394,7 @@ def test_a_worker_killed_mid_round_costs_no_host_and_no_mail_twice(
     assert_every_host_once(engine, broken, KILL_HOSTS)
     assert messages > len(coordinator.last_shards), "the dead worker's shards were sent again"
     assert_every_host_once(engine, healthy, KILL_HOSTS)
+    assert_hourly_counts_each_sample_once(engine)  # the dead worker's shards sent again
     # The killed round took at most one run-timeout more than a healthy round.
     assert broken_wall <= healthy_wall + RUN_TIMEOUT, (broken_wall, healthy_wall)
     # Mail: the alerting hosts' alert went out once each, in the first round only.
@@ -406,6 +426,7 @@ def test_a_zone_without_a_live_worker_is_marked_and_the_rest_stored(
     assert outcome.round_id is not None
     statuses = {(ip, port): status for ip, port, status in attempts_of(engine, outcome.round_id)}
     assert len(statuses) == 60
+    assert_hourly_counts_each_sample_once(engine)
     for i in indices:
         key = (fleet.hosts[i].address, fleet.port)
         assert statuses[key] == ("zone_unavailable" if i in zones else "ok"), i
