@@ -312,3 +312,39 @@ def test_chart_series_of_whole_hour_buckets_are_the_raw_ones(
         assert set(got.values) == set(want.values) == {"cpu", "memory", "swap", "disk", "load"}
         for name, value in want.values.items():
             assert close(got.values[name], value), (got.at, name, got.values[name], value)
+
+
+def test_hours_are_utc_hours_whatever_the_sessions_time_zone(
+    db_url: str, db_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetstat.store import hourly
+    from fleetstat.store.reports import HostRef, host_history
+
+    set_zone, show_zone, zone_shown = {
+        # +05:30: the whole hours there are not UTC's.
+        "postgresql": ("SET TIME ZONE 'Asia/Kolkata'", "SHOW TIME ZONE", "Asia/Kolkata"),
+        "mariadb": ("SET time_zone = '+05:30'", "SELECT @@session.time_zone", "+05:30"),
+    }.get(db_backend, (None, "", ""))
+    with Store(db_url) as store:
+        if set_zone is not None:
+
+            def zone(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute(set_zone)
+                cursor.close()
+
+            sa.event.listen(store.engine, "connect", zone)
+        store.upgrade()
+        for one in rounds_every(13, 58):
+            store.record_round(one)
+        if set_zone is not None:
+            with store.engine.connect() as conn:
+                assert conn.execute(sa.text(show_zone)).scalar() == zone_shown
+        assert_hourly_is_the_samples(store)
+        ref = HostRef(WEB.ip, 22, "web")
+        fast = host_history(store, ref, SINCE, UNTIL)
+        monkeypatch.setattr(hourly, "LONG_WINDOW", timedelta(days=3650))
+        slow = host_history(store, ref, SINCE, UNTIL)
+    assert fast.samples == slow.samples
+    assert fast.stats["memory"].min == slow.stats["memory"].min
+    assert close(fast.stats["memory"].avg, slow.stats["memory"].avg)
