@@ -18,8 +18,9 @@ The package is renamed ``fleetstat_probe`` so that it can never be confused with
 imports only. The build is deterministic (sorted entries, fixed 1980-01-01
 timestamps, fixed permissions and creator system), so the same sources give the
 same bytes and the same digest in every round and on every server running the
-same Python minor version (the .pyc entries are that version's), and an operator
-can compare ``fleetstat probe --output FILE`` with what was uploaded.
+same Python minor version (the .pyc entries are that version's). ``fleetstat
+probe --output FILE`` writes the whole archive; a round uploads one of its two
+variants (:data:`PLATFORM_ONLY`), the same entries less one platform's modules.
 """
 
 from __future__ import annotations

@@ -34,7 +34,10 @@ def keygen(path: Path | None, output: Path | None, force: bool) -> None:
 @command()
 @click.option("--output", "-o", type=PATH, required=True, help="Where to write probe.pyz.")
 def probe(output: Path) -> None:
-    """Write the exact probe zipapp that collect uploads, to audit or run by hand.
+    """Write the probe zipapp, to audit or run by hand.
+
+    The whole archive, which runs anywhere; a round sends each host the same
+    archive without the other platform's modules (docs/probe.md).
 
     Example: fleetstat probe --output probe.pyz && python3 probe.pyz --help
     """
