@@ -30,6 +30,7 @@ from smtp_fixtures import SmtpServer
 
 from fleetstat.app import CollectOutcome
 from fleetstat.cluster.coordinator import Coordinator
+from fleetstat.cluster.placement import plan_shards
 from fleetstat.config import Config, load_config
 from fleetstat.simfleet import SimFleet
 
@@ -354,28 +355,43 @@ def test_a_worker_killed_mid_round_costs_no_host_and_no_mail_twice(
     coordinator = Coordinator(config)
     killed: list[str] = []
 
+    # The coordinator places the round as the three live workers make it: which
+    # worker holds which shards is known before the round starts.
+    planned, _ = plan_shards(config.clients, {"default": ["w1", "w2", "w3"]}, 20)
+    failures: list[BaseException] = []
+
     def kill_one_mid_round() -> None:
-        """As soon as the round's first shard committed, kill -9 a worker that has
-        not committed any shard of it yet (it has shards in flight and queued)."""
+        """As soon as the round's first shard committed, kill -9 the worker with the
+        most shards not committed yet (in flight and queued): on a slow machine every
+        worker may have committed one by the time this thread looks."""
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with engine.connect() as conn:
                 rows = conn.execute(
                     sa.text(
-                        "SELECT worker FROM cluster_shards WHERE round_id = "
+                        "SELECT shard FROM cluster_shards WHERE round_id = "
                         "(SELECT max(id) FROM rounds)"
                     )
                 ).all()
             if rows:
-                committed = {worker for (worker,) in rows}
-                victim = next(name for name in ("w2", "w1", "w3") if name not in committed)
+                committed = {shard for (shard,) in rows}
+                open_shards = Counter(s.worker for s in planned if s.number not in committed)
+                if not open_shards:
+                    raise AssertionError("every shard committed before the kill")
+                victim = max(sorted(open_shards), key=lambda name: open_shards[name])
                 workers.kill(victim)
                 killed.append(victim)
                 return
             time.sleep(0.05)
 
+    def killer_thread() -> None:
+        try:
+            kill_one_mid_round()
+        except BaseException as exc:  # reported by the test, not lost in a thread
+            failures.append(exc)
+
     async def rounds() -> tuple[CollectOutcome, float, int, CollectOutcome, float]:
-        killer = threading.Thread(target=kill_one_mid_round)
+        killer = threading.Thread(target=killer_thread)
         t0 = time.monotonic()
         killer.start()
         broken = await coordinator.run_round()
@@ -390,6 +406,7 @@ def test_a_worker_killed_mid_round_costs_no_host_and_no_mail_twice(
         broken, broken_wall, messages, healthy, healthy_wall = asyncio.run(rounds())
     finally:
         coordinator.close()
+    assert not failures, failures
     assert len(killed) == 1, "a worker was killed mid-round"
     assert_every_host_once(engine, broken, KILL_HOSTS)
     assert messages > len(coordinator.last_shards), "the dead worker's shards were sent again"
