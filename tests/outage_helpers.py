@@ -31,7 +31,14 @@ SIGTERM_BIT = 1 << (15 - 1)  # SIGTERM in /proc/PID/status's SigCgt mask
 
 
 class Gate:
-    """A loopback TCP forwarder to ``target`` that can be cut and restored."""
+    """A loopback TCP forwarder to ``target`` that can be cut and restored.
+
+    Every connection is known from the moment it is accepted, so a cut aborts it
+    even while its leg to the server is still being opened, and a leg that opens
+    after a cut (or after a cut and a restore) is dropped: a cut gate forwards
+    nothing. ``close()`` ends every forwarding task before it closes its loop, so
+    no socket is left for the garbage collector to find open.
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -40,6 +47,7 @@ class Gate:
         self._thread.start()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
+        self._cuts = 0  # how many times the gate was cut: a connection opened across one dies
         self.port = self._call(self._listen(0))
 
     def _call(self, coroutine: object) -> int:
@@ -55,12 +63,23 @@ class Gate:
     async def _forward(
         self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
     ) -> None:
+        cuts = self._cuts
+        if self._server is None:  # accepted in the loop turn that cut the gate
+            client_w.transport.abort()
+            return
+        self._pipes.add(client_w)
         try:
             server_r, server_w = await asyncio.open_connection(*self.target)
         except OSError:
             client_w.transport.abort()
+            self._pipes.discard(client_w)
             return
-        self._pipes |= {client_w, server_w}
+        if self._cuts != cuts:  # cut while the server's leg was being opened
+            server_w.transport.abort()
+            client_w.transport.abort()
+            self._pipes.discard(client_w)
+            return
+        self._pipes.add(server_w)
 
         async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
@@ -69,10 +88,15 @@ class Gate:
                     await writer.drain()
             writer.transport.abort()
 
-        await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w))
-        self._pipes -= {client_w, server_w}
+        try:
+            await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w))
+        finally:
+            server_w.transport.abort()
+            client_w.transport.abort()
+            self._pipes -= {client_w, server_w}
 
     async def _cut(self) -> int:
+        self._cuts += 1
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -80,6 +104,15 @@ class Gate:
         for writer in list(self._pipes):
             writer.transport.abort()
         self._pipes.clear()
+        return 0
+
+    async def _shutdown(self) -> int:
+        await self._cut()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0)  # the aborted transports close their sockets in this turn
         return 0
 
     def cut(self) -> None:
@@ -92,7 +125,7 @@ class Gate:
             self._call(self._listen(self.port))
 
     def close(self) -> None:
-        self._call(self._cut())
+        self._call(self._shutdown())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
