@@ -141,7 +141,12 @@ def test_every_figure_as_psutil_reads_it_in_the_same_window(
         assert between(seconds, getattr(before["cpu"], field), getattr(after["cpu"], field), 0.01)
     assert len(cpu["per_core_percent"]) == cpu["count"]
     assert cpu["busiest_core_percent"] == max(cpu["per_core_percent"])
-    assert 0 <= cpu["used_percent"] <= cpu["busiest_core_percent"] <= 100
+    # The kernel sums and converts /proc/stat's aggregate line and each CPU's line
+    # separately, in two passes (fs/proc/stat.c), so over the short window the total
+    # can run a tick or two ahead of every core (a soak run saw 2.0 against 0.0).
+    tick = 100 / (cpu["window_seconds"] * os.sysconf("SC_CLK_TCK") * cpu["count"])
+    assert 0 <= cpu["used_percent"] <= cpu["busiest_core_percent"] + 2 * tick
+    assert cpu["busiest_core_percent"] <= 100
 
     _check_disks(doc["disks"], before, after)
     _check_disk_io(doc["disk_io"], before, after)
