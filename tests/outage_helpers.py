@@ -64,36 +64,24 @@ class Gate:
         self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
     ) -> None:
         cuts = self._cuts
-        if self._server is None:  # accepted in the loop turn that cut the gate
-            client_w.transport.abort()
-            return
         self._pipes.add(client_w)
+        server_w: asyncio.StreamWriter | None = None
         try:
-            server_r, server_w = await asyncio.open_connection(*self.target)
-        except OSError:
-            client_w.transport.abort()
-            self._pipes.discard(client_w)
-            return
-        if self._cuts != cuts:  # cut while the server's leg was being opened
-            server_w.transport.abort()
-            client_w.transport.abort()
-            self._pipes.discard(client_w)
-            return
-        self._pipes.add(server_w)
-
-        async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-            writer.transport.abort()
-
-        try:
-            await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w))
+            if self._server is None:  # accepted in the loop turn that cut the gate
+                return
+            try:
+                server_r, server_w = await asyncio.open_connection(*self.target)
+            except OSError:
+                return
+            if self._cuts != cuts:  # cut while the server's leg was being opened
+                return
+            self._pipes.add(server_w)
+            await asyncio.gather(_pump(client_r, server_w), _pump(server_r, client_w))
         finally:
-            server_w.transport.abort()
-            client_w.transport.abort()
-            self._pipes -= {client_w, server_w}
+            for writer in (client_w, server_w):
+                if writer is not None:
+                    writer.transport.abort()
+                    self._pipes.discard(writer)
 
     async def _cut(self) -> int:
         self._cuts += 1
@@ -136,6 +124,15 @@ class Gate:
             .set(host="127.0.0.1", port=self.port)
             .render_as_string(hide_password=False)
         )
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One direction of a forwarded connection, until either side ends it."""
+    with contextlib.suppress(OSError, asyncio.CancelledError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.transport.abort()
 
 
 @contextlib.contextmanager
