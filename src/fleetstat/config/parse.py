@@ -435,7 +435,8 @@ def _client(
         )
         resolved = _resolve(reader, node, defaults_node, given)
     # A misspelt credential (password_env=) is already reported; one issue is enough.
-    spelled = {suggest(name, ATTRIBUTES["client"]) or name for name in node.attrib}
+    known = ATTRIBUTES["client"]
+    spelled = {name if name in known else suggest(name, known) or name for name in node.attrib}
     if not ({"password", "password-env", "key"} & spelled) and not (
         resolved is not None and (resolved.identity_files or resolved.agent)
     ):
