@@ -82,7 +82,10 @@ def load_or_create_key(path: Path) -> X25519PrivateKey:
 def round_probe() -> Probe:
     """The probe a round uploads: each host gets its platform's variant, no module
     it would never import (``probe_bundle.PLATFORM_ONLY``)."""
-    return Probe(posix=build_probe("posix"), windows=build_probe("windows"))
+    return Probe(
+        posix=functools.partial(build_probe, "posix"),
+        windows=functools.partial(build_probe, "windows"),
+    )
 
 
 def require_round_secrets(config: Config, database_url: str | None = None) -> None:
