@@ -3,7 +3,8 @@
     python bench/warm_runner.py fleetstat.xml ROUNDS
 
 The real watch loop (``fleetstat.watch.watcher_for``: its connection pool when
-the config keeps connections, the store, alerts and mail of each round) with one
+the config keeps connections, the store, alerts and mail of each round; its start
+frozen with ``fleetstat.app.freeze_start`` as ``fleetstat watch`` does) with one
 change: before each round it waits for a line on stdin, and after it prints one
 JSON line (``{"round": n, "ok": hosts ok, "hosts": n, "retries": r, "wall": s}``)
 and flushes. So the parent reads the CPU counters of this process's cgroup and
@@ -23,11 +24,13 @@ from typing import Any
 
 
 def main() -> int:
+    from fleetstat.app import freeze_start
     from fleetstat.config import load_config
     from fleetstat.watch import watcher_for
 
     config = load_config(Path(sys.argv[1]))
     rounds = int(sys.argv[2])
+    freeze_start()  # as ``fleetstat watch`` does after its start
 
     async def run() -> int:
         watcher = watcher_for(config, 0.01, max_rounds=rounds)

@@ -41,20 +41,21 @@ def collect(config: Path, db: str | None, quiet: bool, wide: bool, hosts: tuple[
 
     Example: fleetstat collect -c /etc/fleetstat/fleetstat.xml --host web-01
     """
-    from fleetstat.app import collect_once, only_hosts
+    from fleetstat.app import collect_once, one_shot_heap, only_hosts
 
-    cfg = load_config(config)
-    if hosts:
-        cfg = only_hosts(cfg, list(hosts))
+    with one_shot_heap():
+        cfg = load_config(config)
+        if hosts:
+            cfg = only_hosts(cfg, list(hosts))
+        if cfg.cluster is None:
+            with RoundProgress(len(cfg.clients)) as progress:
+                outcome = collect_once(cfg, progress=progress, database_url=db)
     if cfg.cluster is not None:  # the workers collect; this process coordinates
         import asyncio
 
         from fleetstat.cluster.coordinator import run_cluster_round
 
         outcome = asyncio.run(run_cluster_round(cfg, database_url=db))
-    else:
-        with RoundProgress(len(cfg.clients)) as progress:
-            outcome = collect_once(cfg, progress=progress, database_url=db)
     if not quiet:
         out().print(summary_table(outcome.round, wide=wide))
     # Plain lines, not rich: under cron or watch (-q, no terminal) the round then

@@ -26,6 +26,7 @@ def watch(config: Path, every: float, db: str | None) -> None:
     Example: fleetstat watch -c /etc/fleetstat/fleetstat.xml --every 5m
     """
     # Imported here: the scheduler loads asyncio, which --help does not need.
+    from fleetstat.app import freeze_start
     from fleetstat.watch import (
         MIN_EVERY_SECONDS,
         catch_stop_signals_early,
@@ -39,4 +40,5 @@ def watch(config: Path, every: float, db: str | None) -> None:
         raise click.BadParameter(f"give at least {MIN_EVERY_SECONDS:g}s", param_hint="'--every'")
     cfg = load_config(config)
     configure_logging()
+    freeze_start()
     raise Exit(run_watch(cfg, every, database_url=db))
