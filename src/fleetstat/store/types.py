@@ -4,9 +4,7 @@ The PostgreSQL and MySQL types are looked up in ``load_dialect_impl``, when a
 connection of that dialect first needs them, not at import: importing
 ``sqlalchemy.dialects.postgresql`` loads every one of its drivers' modules
 (psycopg, asyncpg, pg8000, ...), about 70 ms of CPU that every ``fleetstat
-collect`` into SQLite paid otherwise (``-X importtime``). The MySQL dialect is
-still loaded at import, by the ``mysql_engine`` table options in schema.py,
-which SQLAlchemy checks against it.
+collect`` into SQLite paid otherwise (``-X importtime``); the MySQL dialect, ~10 ms.
 """
 
 from __future__ import annotations
