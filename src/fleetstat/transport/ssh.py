@@ -22,7 +22,7 @@ import asyncssh
 
 from fleetstat.errors import TransportError
 from fleetstat.model import Status
-from fleetstat.transport import coalesce, posix, quietlog, signfirst, windows
+from fleetstat.transport import coalesce, directconnect, posix, quietlog, signfirst, windows
 from fleetstat.transport.hostkeys import KnownHosts, client_factory, host_pattern
 from fleetstat.transport.jumps import Bastions, HopConnector
 from fleetstat.transport.keys import client_keys
@@ -261,7 +261,7 @@ async def _connect(
     while True:
         try:
             async with bastions.slot(tunnel) if bastions else contextlib.nullcontext():
-                conn = await asyncssh.connect(
+                conn = await directconnect.connect(
                     client.connect_host,
                     client.port,
                     tunnel=tunnel if tunnel is not None else coalesce.DIRECT,
