@@ -55,7 +55,7 @@ def mem_total_bytes() -> int:
 def probe_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The archive a round uploads to a Windows host: its variant, no Linux module."""
     path = tmp_path_factory.mktemp("wine-probe") / "probe.pyz"
-    path.write_bytes(round_probe().windows)
+    path.write_bytes(round_probe().windows())
     return path
 
 

@@ -10,7 +10,7 @@ of CPU per connection through the executor against 0.17 ms built directly
 trip also wakes a thread and hands the GIL back and forth.
 
 :func:`connect` builds the options itself and then does what
-``asyncssh.connect`` does after its executor call (asyncssh 2.14 to 2.24:
+``asyncssh.connect`` does after its executor call (as asyncssh 2.24 does it:
 ``_connect`` with a connection factory, under ``connect_timeout``). It does so
 only when the installed asyncssh has those pieces with the signature it relies
 on (:data:`FITS`); otherwise it calls ``asyncssh.connect`` itself.
