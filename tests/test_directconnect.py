@@ -32,7 +32,7 @@ def test_an_asyncssh_without_the_pieces_is_called_as_it_is() -> None:
     assert directconnect.fits(other) is False
 
 
-def _login(sim_fleet: SimFleet, **extra: Any) -> tuple[int | None, set[str]]:
+def _login(sim_fleet: SimFleet) -> tuple[int | None, set[str]]:
     """One real key login and command through :func:`directconnect.connect`: the exit
     status and the threads that built asyncssh's options."""
     builders: set[str] = set()
@@ -45,7 +45,7 @@ def _login(sim_fleet: SimFleet, **extra: Any) -> tuple[int | None, set[str]]:
     async def login() -> int | None:
         options = key_login_options(sim_fleet)
         host = sim_fleet.hosts[0].address
-        conn = await directconnect.connect(host, sim_fleet.port, options=options, **extra)
+        conn = await directconnect.connect(host, sim_fleet.port, options=options)
         async with conn:
             return (await conn.run("exit 3")).exit_status
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import types
 from collections.abc import Iterator
+from typing import Any
 
 import asyncssh
 import pytest
@@ -60,9 +61,25 @@ def asyncssh_debug() -> Iterator[None]:
         asyncssh_logging.SSHLogger._debug_level = level
 
 
-def _login_records(sim_fleet: SimFleet, caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
-    """asyncssh's log records of one real key login and command, at ``level``."""
+def _login_records(
+    sim_fleet: SimFleet,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    level: int,
+) -> tuple[list[str], int]:
+    """asyncssh's log records of one real key login and command at ``level``, and how
+    many times asyncssh's own formatting ran for them (packet lines and log calls)."""
     caplog.clear()
+    formatted = [0]
+    spied = ((asyncssh_packet.SSHPacketLogger, "_log_packet"), (logging.LoggerAdapter, "log"))
+    for cls, name in spied:
+        original = getattr(cls, name)
+
+        def counted(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            formatted[0] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(cls, name, counted)
     options = key_login_options(sim_fleet)
 
     async def login() -> None:
@@ -72,19 +89,23 @@ def _login_records(sim_fleet: SimFleet, caplog: pytest.LogCaptureFixture, level:
 
     with caplog.at_level(level, logger="asyncssh"):
         asyncio.run(login())
-    return [r.getMessage() for r in caplog.records if r.name.startswith("asyncssh")]
+    monkeypatch.undo()
+    return [r.getMessage() for r in caplog.records if r.name.startswith("asyncssh")], formatted[0]
 
 
 @pytest.mark.sshd
 @pytest.mark.usefixtures("asyncssh_debug")
-def test_packets_are_logged_when_asked_for_and_not_otherwise(
-    sim_fleet: SimFleet, caplog: pytest.LogCaptureFixture
+def test_packets_are_logged_when_asked_for_and_not_formatted_otherwise(
+    sim_fleet: SimFleet, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    logged = _login_records(sim_fleet, caplog, logging.DEBUG)
+    logged, formatted = _login_records(sim_fleet, caplog, monkeypatch, logging.DEBUG)
     sent = [m for m in logged if m.startswith("[conn=") and "Sent MSG_" in m]
     received = [m for m in logged if "Received MSG_" in m]
     assert sent and received, logged[:20]
     assert any("MSG_KEXINIT" in m for m in sent)
     assert any("Opening SSH connection" in m for m in logged)  # SSHLogger.log, at INFO
-    quiet = _login_records(sim_fleet, caplog, logging.WARNING)
+    assert formatted >= len(sent) + len(received)
+    # Nothing written, nothing formatted: asyncssh alone formats every packet's line.
+    quiet, formatted = _login_records(sim_fleet, caplog, monkeypatch, logging.WARNING)
     assert not any("MSG_" in m or "Opening SSH connection" in m for m in quiet), quiet[:5]
+    assert formatted == 0

@@ -102,7 +102,7 @@ class Probe:
 
     Each variant is asked of its builder when a host needs it (the builder keeps
     what it built): a fleet without Windows hosts never builds the Windows one,
-    ~25 ms of compiling and compressing per process.
+    25-34 ms of compiling and compressing per process.
     """
 
     posix: Callable[[], bytes]
