@@ -131,6 +131,36 @@ def _pool_round(config: Config, pool: ConnectionPool) -> Callable[[], Awaitable[
     return one
 
 
+def test_later_runs_on_a_kept_connection_start_python3_without_the_script(
+    tmp_path: Path,
+) -> None:
+    """Once the script has run on a kept connection, the next rounds exec python3
+    directly (one /bin/sh less on the host). A host with only ``python`` finds no
+    python3 that way: the script runs again in the same round, and from then on."""
+    fleet = start_fleet(
+        tmp_path / "fleet", count=2, behaviours={1: "python_only"}, log_level="INFO"
+    )
+    try:
+        config = fleet_config(tmp_path, fleet, [0, 1])
+        pool = ConnectionPool(keep=600)
+
+        async def main() -> list[list[Status]]:
+            one = _pool_round(config, pool)
+            try:
+                return [[r.status for r in (await one()).results] for _ in range(3)]
+            finally:
+                await pool.close()
+
+        assert asyncio.run(main()) == [[Status.OK, Status.OK]] * 3
+        # Host 0 direct in rounds 2 and 3; host 1 tried it once (round 2).
+        assert (pool.stats.direct, pool.stats.script_again) == (3, 1)
+        assert (pool.stats.logins, pool.stats.reused, pool.stats.failed) == (2, 4, 0)
+        assert fleet.accepted_logins() == 2
+        assert_nothing_left(fleet)
+    finally:
+        fleet.stop()
+
+
 def test_a_changed_host_key_at_reconnection_is_host_key_mismatch(
     tmp_path: Path, fleet100: SimFleet
 ) -> None:

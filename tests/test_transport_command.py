@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -27,13 +28,21 @@ def as_zipapp(source: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def run_remote(tmp_path: Path, payload: bytes, argv: list[str], run_timeout: float = 5, env=None):
+def run_remote(
+    tmp_path: Path,
+    payload: bytes,
+    argv: list[str],
+    run_timeout: float = 5,
+    env=None,
+    interpreter: str | None = None,
+    shell: str = "/bin/sh",
+):
     """Run the remote command on ``payload`` (Python source, packed as a zipapp)."""
     payload = as_zipapp(payload) if payload else payload
-    command = posix.probe_command(argv, run_timeout=run_timeout)
+    command = posix.probe_command(argv, run_timeout=run_timeout, interpreter=interpreter)
     base = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "TMPDIR": str(tmp_path)}
     return subprocess.run(
-        ["/bin/sh", "-c", command],
+        [shell, "-c", command],
         input=payload,
         capture_output=True,
         env={**base, **(env or {})},
@@ -132,6 +141,44 @@ def test_runs_under_dash_as_well(tmp_path: Path) -> None:
         env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "TMPDIR": str(tmp_path)},
     )
     assert done.stdout == b"ok\n"
+
+
+WEIRD = ["a b", "$(touch /tmp/pwned)", "it's", '"q"', "--x=;rm -rf /", "-c"]
+
+
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
+def test_python3_started_directly_runs_the_same_bootstrap(tmp_path: Path, shell: str) -> None:
+    """A kept connection's form: the login shell execs python3 itself; the
+    arguments arrive verbatim and nothing is left behind, as with the script."""
+    payload = b"import sys, json; print(json.dumps(sys.argv[1:]))\n"
+    done = run_remote(tmp_path, payload, WEIRD, interpreter=posix.DIRECT, shell=shell)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == WEIRD
+    assert list(tmp_path.iterdir()) == []
+    command = posix.probe_command(WEIRD, run_timeout=5, interpreter=posix.DIRECT)
+    assert command.startswith("exec python3 -I -S -c ") and "/bin/sh" not in command
+
+
+def test_no_python3_for_the_direct_form_is_told_from_a_failing_probe(tmp_path: Path) -> None:
+    """With only ``python`` on PATH the direct form never starts: that is
+    interpreter_missing (the script then runs); a probe's own failure is not."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "python").symlink_to(sys.executable)  # python, no python3
+    work = tmp_path / "tmp"
+    work.mkdir()
+    env = {"PATH": str(tools), "TMPDIR": str(work)}
+    direct = run_remote(work, b"print('ran')\n", [], env=env, interpreter=posix.DIRECT)
+    assert direct.returncode == 127 and direct.stdout == b""
+    assert posix.interpreter_missing(direct.returncode, direct.stdout, direct.stderr)
+    script = run_remote(work, b"print('ran')\n", [], env=env)
+    assert (script.returncode, script.stdout) == (0, b"ran\n"), script.stderr
+    failed = run_remote(work, b"import sys; sys.exit(7)\n", [], interpreter="python", env=env)
+    assert failed.returncode == 7
+    assert not posix.interpreter_missing(failed.returncode, failed.stdout, failed.stderr)
+    assert not posix.interpreter_missing(127, b"FLEETSTAT/1 x\n", b"")
+    assert posix.interpreter_missing(1, b"", b"python3: Command not found.\n")  # csh
+    assert list(work.iterdir()) == []
 
 
 def test_every_preferred_cipher_is_one_asyncssh_knows() -> None:

@@ -3,8 +3,8 @@
 Used by the demo, the tests and the benchmarks. Every address in 127.0.0.0/8 is
 local on Linux, so one sshd bound to 0.0.0.0 and restricted to loopback clients
 (``AllowUsers *@127.0.0.0/8``) answers on all of them; ``Match LocalAddress``
-blocks give chosen addresses a behaviour (a python3 that hangs, none at all, one
-that prints garbage, one that seals a hostile document: ``hostile:<class>``, see
+blocks give chosen addresses a behaviour (a python3 that hangs, none at all, only
+a ``python``, one that prints garbage, one that seals a hostile document: ``hostile:<class>``, see
 ``simhostile``) through ``SetEnv PATH=...``, and a TMPDIR of their own so a test
 can see that nothing was left behind.
 
@@ -45,7 +45,7 @@ from pathlib import Path
 from fleetstat import simhostile
 from fleetstat.errors import FleetstatError
 
-BEHAVIOURS = ("ok", "hang", "no_python", "garbage", "fail", "stuck")
+BEHAVIOURS = ("ok", "hang", "no_python", "python_only", "garbage", "fail", "stuck")
 # "hostile:<class>": a python3 that seals a hostile document (see simhostile.py).
 HOSTILE = tuple(f"hostile:{name}" for name in simhostile.CLASSES)
 SIM_USER = "fleetsim"
@@ -436,6 +436,12 @@ class SimFleet:
         # A PATH with nothing on it: the remote script needs only the shell's
         # built-ins to find that there is no Python.
         (self.hostroot / "bin" / "no_python").mkdir(parents=True, exist_ok=True)
+        # The host's Python as ``python`` and nothing else (no python3): what the
+        # remote script falls back to.
+        only = self.hostroot / "bin" / "python_only"
+        only.mkdir(parents=True, exist_ok=True)
+        if not (only / "python").is_symlink():
+            (only / "python").symlink_to(host_python or "/usr/bin/python3")
         # Hostile hosts: the host's python3 runs simhostile.py instead of the bootstrap.
         hostile = self.hostroot / "bin" / "simhostile.py"
         shutil.copy(simhostile.__file__, hostile)
@@ -488,7 +494,7 @@ class SimFleet:
             bindir = self.remote(self.hostroot / "bin" / _bin_dir(host.behaviour))
             if host.behaviour in _FAKE_PYTHONS or host.behaviour in HOSTILE:
                 path = f"{bindir}:/usr/local/bin:/usr/bin:/bin"
-            elif host.behaviour == "no_python":
+            elif host.behaviour in ("no_python", "python_only"):
                 path = str(bindir)
             tmp = self.remote(host.tmpdir)
             alarm = (

@@ -522,7 +522,8 @@ def watcher_for(
         stats = pool.stats
         _emit(logging.INFO, event="connections_closed", open=open_now, logins=stats.logins,
               reused=stats.reused, stale=stats.stale, aged=stats.aged,
-              idle_closed=stats.idle_closed, failed=stats.failed)  # fmt: skip
+              idle_closed=stats.idle_closed, failed=stats.failed, direct=stats.direct,
+              script_again=stats.script_again)  # fmt: skip
 
     one_round: RoundFn = local_round
     if config.cluster is not None:

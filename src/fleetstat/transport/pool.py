@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fleetstat.errors import FleetstatError
-from fleetstat.transport import ssh
+from fleetstat.transport import posix, ssh
 from fleetstat.transport.jumps import Bastions
 
 if TYPE_CHECKING:
@@ -114,6 +114,9 @@ class _Kept:
     sessions: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_SESSIONS))
     idle_timer: asyncio.TimerHandle | None = None
     runs: int = 0
+    # Whether the next run execs python3 directly (posix.DIRECT): unknown (None)
+    # until the script has run here, False once that found no python3.
+    direct: bool | None = None
 
 
 @dataclass
@@ -127,6 +130,8 @@ class PoolStats:
     idle_closed: int = 0  # closed after keep-connections without a round
     failed: int = 0  # closed because a run on them failed
     dropped: int = 0  # closed because their client left the config (or changed)
+    direct: int = 0  # runs that exec'd python3 directly, without the script
+    script_again: int = 0  # of those, hosts with no python3: run again by the script
 
 
 class ConnectionPool:
@@ -222,12 +227,10 @@ class ConnectionPool:
         """One channel on ``kept``; a failed run closes the connection, a stale one is
         :class:`ssh.SessionNotOpened` (only when ``reused``)."""
         self._stop_idle_timer(kept)
+        open_timeout = settings.connect_timeout if reused else None
         try:
             async with kept.sessions:
-                run = await ssh.run_on_connection(
-                    kept.conn, client, probe, argv, settings,
-                    open_timeout=settings.connect_timeout if reused else None,
-                )  # fmt: skip
+                run = await self._exec(kept, client, probe, argv, settings, open_timeout)
         except ssh.SessionNotOpened:
             raise
         except BaseException:
@@ -238,6 +241,36 @@ class ConnectionPool:
             raise
         kept.runs += 1
         self._start_idle_timer(kept)
+        return run
+
+    async def _exec(
+        self,
+        kept: _Kept,
+        client: Client,
+        probe: bytes | ssh.Probe,
+        argv: Sequence[str],
+        settings: ssh.TransportSettings,
+        open_timeout: float | None,
+    ) -> ssh.ProbeRun:
+        """The run itself: python3 exec'd directly where the script has run on this
+        connection before (one ``/bin/sh`` less on the host), else the script."""
+        if kept.direct:
+            self.stats.direct += 1
+            run = await ssh.run_on_connection(
+                kept.conn, client, probe, argv, settings,
+                open_timeout=open_timeout, interpreter=posix.DIRECT,
+            )  # fmt: skip
+            if not posix.interpreter_missing(run.exit_status, run.stdout, run.stderr):
+                return run
+            # No python3 there (the script picked python): the script again,
+            # now and from now on on this connection.
+            self.stats.script_again += 1
+            kept.direct = False
+        run = await ssh.run_on_connection(
+            kept.conn, client, probe, argv, settings, open_timeout=open_timeout
+        )
+        if kept.direct is None and run.exit_status == 0 and not run.windows:
+            kept.direct = True
         return run
 
     # -- bookkeeping -----------------------------------------------------------------

@@ -124,6 +124,7 @@ class ProbeRun:
     exit_status: int | None
     retries: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    windows: bool = False  # run as a Windows host (its PowerShell or cmd.exe command)
 
 
 def _excerpt(data: bytes) -> str:
@@ -354,17 +355,20 @@ async def _probe_command(
     client: Client,
     argv: Sequence[str],
     settings: TransportSettings,
+    interpreter: str | None = None,
 ) -> tuple[str, bool]:
     """The exec request for this host and whether it is run as Windows: the POSIX
-    one-channel script, or for Windows (``os="windows"``, or Win32-OpenSSH's
-    version string when ``os="auto"``) the PowerShell one, after one short exec
-    that tells cmd.exe from PowerShell."""
+    one-channel script (or ``interpreter`` exec'd directly, see
+    :func:`posix.probe_command`), or for Windows (``os="windows"``, or
+    Win32-OpenSSH's version string when ``os="auto"``) the PowerShell one, after
+    one short exec that tells cmd.exe from PowerShell."""
     server_version = str(conn.get_extra_info("server_version") or "")
     detected_windows = client.os == "auto" and windows.is_windows_server(server_version)
     if client.os == "windows" or detected_windows:
         shell = await _detect_shell(conn, f"{client.ip}:{client.port}")
         return windows.probe_command(argv, shell=shell, run_timeout=settings.run_timeout), True
-    return posix.probe_command(argv, run_timeout=settings.run_timeout), False
+    command = posix.probe_command(argv, run_timeout=settings.run_timeout, interpreter=interpreter)
+    return command, False
 
 
 async def _detect_shell(conn: asyncssh.SSHClientConnection, where: str) -> windows.Shell:
@@ -456,6 +460,7 @@ async def run_on_connection(
     settings: TransportSettings,
     *,
     open_timeout: float | None = None,
+    interpreter: str | None = None,
 ) -> ProbeRun:
     """Run the probe on a new exec channel of ``conn``, a logged-in connection.
 
@@ -464,15 +469,19 @@ async def run_on_connection(
     Raises TransportError when the channel failed, timed out or sent too much.
     With ``open_timeout`` (a kept connection), a failure to open the channel and
     start the command within that many seconds raises :class:`SessionNotOpened`.
+    ``interpreter``: on a POSIX host, exec it directly instead of the script
+    that picks one (:func:`posix.probe_command`).
     """
     where = f"{client.ip}:{client.port}"
     proc: asyncssh.SSHClientProcess[bytes] | None = None
     try:
         async with asyncio.timeout(settings.run_timeout + RUN_GRACE_SECONDS):
             if open_timeout is None:
-                proc, on_windows = await _open_session(conn, client, argv, settings)
+                proc, on_windows = await _open_session(conn, client, argv, settings, interpreter)
             else:
-                proc, on_windows = await _reopen_session(conn, client, argv, settings, open_timeout)
+                proc, on_windows = await _reopen_session(
+                    conn, client, argv, settings, open_timeout, interpreter
+                )
             _send_upload(proc, upload_for(probe, on_windows))
             out, out_over, err = await _read_output(proc, settings.max_output_bytes)
             if out_over:
@@ -505,7 +514,7 @@ async def run_on_connection(
     status = completed.exit_status
     if completed.exit_signal and completed.returncode is not None:
         status = 128 - completed.returncode
-    return ProbeRun(stdout=out, stderr=err, exit_status=status)
+    return ProbeRun(stdout=out, stderr=err, exit_status=status, windows=on_windows)
 
 
 async def _open_session(
@@ -513,9 +522,10 @@ async def _open_session(
     client: Client,
     argv: Sequence[str],
     settings: TransportSettings,
+    interpreter: str | None = None,
 ) -> tuple[asyncssh.SSHClientProcess[bytes], bool]:
     """The probe's session, started, and whether the host is run as Windows."""
-    command, on_windows = await _probe_command(conn, client, argv, settings)
+    command, on_windows = await _probe_command(conn, client, argv, settings, interpreter)
     proc = await conn.create_process(command, encoding=None, window=RECV_WINDOW)
     return proc, on_windows
 
@@ -526,6 +536,7 @@ async def _reopen_session(
     argv: Sequence[str],
     settings: TransportSettings,
     open_timeout: float,
+    interpreter: str | None,
 ) -> tuple[asyncssh.SSHClientProcess[bytes], bool]:
     """:func:`_open_session` on a kept connection: any failure is :class:`SessionNotOpened`.
 
@@ -535,7 +546,7 @@ async def _reopen_session(
     """
     try:
         async with asyncio.timeout(open_timeout):
-            return await _open_session(conn, client, argv, settings)
+            return await _open_session(conn, client, argv, settings, interpreter)
     except (TimeoutError, asyncssh.Error, OSError) as exc:
         raise SessionNotOpened(f"{client.ip}:{client.port}: {exc or type(exc).__name__}") from exc
 
