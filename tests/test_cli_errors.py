@@ -139,8 +139,8 @@ def test_a_bug_is_one_line_without_v_and_the_traceback_with_it(config: Path) -> 
     script = (
         "import sys; from fleetstat import cli, present; sys.argv[0] = 'fleetstat'\n"
         "def broken(*a, **k): raise KeyError('boom')\n"
-        "present.summary_table = broken\n"
-        "import fleetstat.commands.collect as c; c.summary_table = broken\n"
+        "present.print_summary = broken\n"
+        "import fleetstat.commands.collect as c; c.print_summary = broken\n"
         "sys.exit(cli.run())\n"
     )
     for verbose in ([], ["-v"]):

@@ -11,10 +11,9 @@ from fleetstat.commands.common import command, config_option, db_option, load_co
 from fleetstat.present import (
     RoundProgress,
     mail_line,
-    out,
+    print_summary,
     round_line,
     spool_lines,
-    summary_table,
 )
 
 # sysexits.h EX_UNAVAILABLE, "a service is unavailable": the database did not take
@@ -57,7 +56,7 @@ def collect(config: Path, db: str | None, quiet: bool, wide: bool, hosts: tuple[
 
         outcome = asyncio.run(run_cluster_round(cfg, database_url=db))
     if not quiet:
-        out().print(summary_table(outcome.round, wide=wide))
+        print_summary(outcome.round, wide=wide)
     # Plain lines, not rich: under cron or watch (-q, no terminal) the round then
     # never loads rich at all (importing rich.console alone: ~0.06 s of CPU, ~6 MB).
     click.echo(round_line(outcome))
