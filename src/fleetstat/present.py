@@ -298,7 +298,7 @@ SUMMARY_COLUMNS = (
 
 def summary_rows(result: RoundResult) -> list[tuple[str, ...]]:
     """The cells of :func:`summary_table`, one tuple per host, every one visible text."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in result.results:
         doc = r.document
         rows.append((
