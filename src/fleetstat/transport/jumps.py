@@ -35,6 +35,7 @@ import asyncssh
 
 from fleetstat.errors import TransportError
 from fleetstat.model import Status
+from fleetstat.transport import unlink
 
 if TYPE_CHECKING:
     from fleetstat.config import Client, JumpHop
@@ -196,6 +197,7 @@ class Bastions:
                 continue
             conn = task.result()
             conn.close()
+            unlink.connection_closed(conn)
             with contextlib.suppress(Exception):
                 await conn.wait_closed()
 

@@ -339,7 +339,7 @@ class ConnectionPool:
     def _close(self, kept: _Kept) -> None:
         self._stop_idle_timer(kept)
         with contextlib.suppress(Exception):  # closing what may be half gone
-            kept.conn.close()
+            ssh.close_connection(kept.conn)
 
     def retain(self, clients: Iterable[Client]) -> int:
         """Close the connections of hosts not in ``clients`` (a reloaded config) or

@@ -22,7 +22,15 @@ import asyncssh
 
 from fleetstat.errors import TransportError
 from fleetstat.model import Status
-from fleetstat.transport import coalesce, directconnect, posix, quietlog, signfirst, windows
+from fleetstat.transport import (
+    coalesce,
+    directconnect,
+    posix,
+    quietlog,
+    signfirst,
+    unlink,
+    windows,
+)
 from fleetstat.transport.hostkeys import KnownHosts, client_factory, host_pattern
 from fleetstat.transport.jumps import Bastions, HopConnector
 from fleetstat.transport.keys import client_keys
@@ -383,6 +391,7 @@ async def _detect_shell(conn: asyncssh.SSHClientConnection, where: str) -> windo
         out, overflow, _ = await _read_output(proc, DETECT_BYTES)
     finally:
         proc.close()
+        unlink.process_done(proc)
     if overflow:
         raise TransportError(
             Status.BAD_PAYLOAD,
@@ -427,11 +436,18 @@ async def _run_probe(
     try:
         run = await run_on_connection(conn, client, probe, argv, settings)
     finally:
-        conn.close()
+        close_connection(conn)
     run.retries = retries
     run.timings = {"connect": t_connected - t0, "run": time.monotonic() - t_connected}
     raise_for_exit(run, f"{client.ip}:{client.port}", settings)
     return run
+
+
+def close_connection(conn: asyncssh.SSHClientConnection) -> None:
+    """Close ``conn``, whose objects are then freed as soon as they are dropped
+    (unlink.py: not left for the garbage collector's next full collection)."""
+    conn.close()
+    unlink.connection_closed(conn)
 
 
 async def login(
@@ -509,6 +525,9 @@ async def run_on_connection(
         raise TransportError(
             Status.UNREACHABLE, f"lost {where} while the probe ran: {exc}", host=where
         ) from exc
+    finally:
+        if proc is not None:  # its streams are read (or given up): freed when dropped
+            unlink.process_done(proc)
     # A process ended by a signal (the bootstrap's alarm: "ALRM") has exit status
     # -1 and a negative returncode; report it the way a shell would, 128 + signal.
     status = completed.exit_status
