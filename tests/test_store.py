@@ -377,6 +377,26 @@ def test_non_finite_numbers_do_not_sink_the_round(store: Store) -> None:
     assert row.memory_percent == 42.5
 
 
+def test_a_prepared_sample_holds_its_document_as_text_only() -> None:
+    """The rows of a whole round are prepared at once: each keeps the JSON text the
+    engine sends, not the dict it was made from (units.Serialized)."""
+    from fleetstat.store.roundwrite import _prepare
+    from fleetstat.units import Serialized, strict_json
+
+    document = linux_document()
+    document["load"]["avg1"] = math.inf
+    rows = _prepare(ok("10.0.0.1", document))
+    assert rows.sample is not None
+    stored = rows.sample["document"]
+    assert type(stored) is Serialized and not isinstance(stored, dict)
+    assert not hasattr(stored, "__dict__")  # the text and nothing else
+    assert strict_json(stored) is stored.text
+    assert json.loads(stored.text) == json.loads(strict_json(checked(document).as_json()))
+    assert json.loads(stored.text)["load"]["avg1"] is None
+    with pytest.raises(TypeError):  # nothing serialises it as something else
+        json.dumps(stored)
+
+
 def test_large_document_fits(store: Store) -> None:
     # The largest documents are a Windows host's with <events max> events of long
     # summaries: ~6 MB here (MySQL's TEXT would stop at 64 KiB).

@@ -128,24 +128,30 @@ def format_size(count: float) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-class Serialized(dict[str, Any]):
-    """A JSON object that carries its text: :func:`strict_json` returns ``text``.
+class Serialized:
+    """A JSON object as its text: :func:`strict_json` returns ``text``.
 
     A host's document is serialised once when its rows are prepared (to find a
     value the engine could not write before the batch does), and the engine's
-    serialiser, which is :func:`strict_json`, then sends those same bytes instead
-    of serialising the document a second time. Made by :meth:`of`; the dict must
-    not change afterwards.
+    serialiser, which is :func:`strict_json`, then sends that same text instead
+    of serialising the document a second time. Only the text is kept: a round's
+    rows are prepared all at once, and keeping each document's dict beside its
+    text held some 4 MB more at a 500-host round's peak (docs/performance.md,
+    "Sixth pass"). Not a dict: anything else that serialises it fails loudly
+    rather than writing something else.
     """
 
     __slots__ = ("text",)
-    text: str
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
     @classmethod
     def of(cls, value: dict[str, Any]) -> Serialized:
-        made = cls(value)
-        made.text = strict_json(value)
-        return made
+        return cls(strict_json(value))
+
+    def __repr__(self) -> str:
+        return f"Serialized({self.text[:60]!r}{'...' if len(self.text) > 60 else ''})"
 
 
 def strict_json(value: object, **options: Any) -> str:
