@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -72,12 +73,14 @@ def main() -> int:
     parser.add_argument("--name", default="latest")
     args = parser.parse_args()
     runs = variants()
-    fleet = SimFleet(Path(tempfile.mkdtemp(prefix="fleetstat-channel-")), count=1)
+    workdir = Path(tempfile.mkdtemp(prefix="fleetstat-channel-"))
+    fleet = SimFleet(workdir, count=1)
     fleet.start()
     assert fleet.pid is not None
     group = CpuGroup.create(f"channel-{fleet.port}")
     if group is None:
         fleet.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
         sys.exit("needs cgroups (run as root)")
     group.add(fleet.pid)
     options = asyncssh.SSHClientConnectionOptions(
@@ -113,6 +116,7 @@ def main() -> int:
     finally:
         fleet.stop()
         group.remove()
+        shutil.rmtree(workdir, ignore_errors=True)
     result = {
         "rounds": args.rounds,
         "channels": args.channels,
