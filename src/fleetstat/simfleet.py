@@ -4,9 +4,9 @@ Used by the demo, the tests and the benchmarks. Every address in 127.0.0.0/8 is
 local on Linux, so one sshd bound to 0.0.0.0 and restricted to loopback clients
 (``AllowUsers *@127.0.0.0/8``) answers on all of them; ``Match LocalAddress``
 blocks give chosen addresses a behaviour (a python3 that hangs, none at all, only
-a ``python``, one that prints garbage, one that seals a hostile document: ``hostile:<class>``, see
-``simhostile``) through ``SetEnv PATH=...``, and a TMPDIR of their own so a test
-can see that nothing was left behind.
+a ``python``, one that prints garbage, one that seals a hostile document:
+``hostile:<class>``, see ``simhostile``) through ``SetEnv PATH=...``, and a
+TMPDIR of their own so a test can see that nothing was left behind.
 
 As root, the sshd runs in a private mount namespace (``unshare --mount``) whose
 /etc is the fleet's own view (``workdir/etc``): a passwd and a shadow with one

@@ -156,8 +156,8 @@ def probe_command(
     The probe arrives on stdin; the caller must send EOF after it. With
     ``interpreter`` (:data:`DIRECT`, on a kept connection where the script has
     run already) the login shell ``exec``s it at once, without the script that
-    picks it: one ``/bin/sh`` less per run, 0.8 ms of the host's CPU
-    (docs/performance.md). :func:`interpreter_missing` tells when that failed.
+    picks it: one ``/bin/sh`` less per run, 0.8-1.3 ms of the host's CPU
+    (docs/performance.md, "Seventh pass"). :func:`interpreter_missing` tells when that failed.
     """
     if any(ch in _SCRIPT for ch in _FORBIDDEN):  # pragma: no cover - guards edits to _SCRIPT
         raise AssertionError("the remote script must not contain ' or \\, nor ! mid-line")
