@@ -83,14 +83,7 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
         sys.exit("needs cgroups (run as root)")
     group.add(fleet.pid)
-    options = asyncssh.SSHClientConnectionOptions(
-        username=fleet.user,
-        client_keys=[asyncssh.read_private_key(str(fleet.client_key))],
-        known_hosts=asyncssh.read_known_hosts(str(fleet.known_hosts)),
-        agent_path=None,
-        config=(),
-        encryption_algs=list(ssh.ENCRYPTION_ALGS),
-    )
+    options = fleet.login_options(encryption_algs=list(ssh.ENCRYPTION_ALGS))
     samples: dict[str, list[float]] = {name: [] for name in runs}
 
     async def measure() -> None:

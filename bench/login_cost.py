@@ -54,14 +54,7 @@ def main() -> int:
         fleet.stop()
         sys.exit("needs cgroups (run as root)")
     group.add(fleet.pid)
-    options = asyncssh.SSHClientConnectionOptions(
-        username=fleet.user,
-        client_keys=[asyncssh.read_private_key(str(fleet.client_key))],
-        known_hosts=asyncssh.read_known_hosts(str(fleet.known_hosts)),
-        agent_path=None,
-        config=(),
-        encryption_algs=list(ssh.ENCRYPTION_ALGS),
-    )
+    options = fleet.login_options(encryption_algs=list(ssh.ENCRYPTION_ALGS))
 
     async def logins(n: int) -> None:
         for i in range(n):

@@ -60,13 +60,7 @@ def assert_nothing_left(fleet: SimFleet, seconds: float = 60) -> None:
 
 def key_login_options(fleet: SimFleet) -> asyncssh.SSHClientConnectionOptions:
     """asyncssh options for a key login to the fleet's hosts, nothing from ~/.ssh."""
-    return asyncssh.SSHClientConnectionOptions(
-        username=fleet.user,
-        client_keys=[asyncssh.read_private_key(str(fleet.client_key))],
-        known_hosts=asyncssh.read_known_hosts(str(fleet.known_hosts)),
-        agent_path=None,
-        config=(),
-    )
+    return fleet.login_options()
 
 
 def _unavailable(reason: str) -> None:

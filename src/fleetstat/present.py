@@ -336,9 +336,10 @@ def print_summary(result: RoundResult, *, wide: bool = False) -> None:
     lines laid out here (:func:`plain_table`), the same text rich writes there.
 
     rich measures and renders every cell of a table through its own layers: for a
-    500-host round 240-350 ms of CPU, 0.5-0.7 ms per host, about a tenth of what
-    the round itself costs the central machine. On a terminal (colours) and with
-    ``wide`` (errors folded onto more lines) rich lays it out.
+    500-host round 205-303 ms of CPU, 0.4-0.6 ms per host, about a tenth of what
+    the round itself costs the central machine (``bench/table_cost.py``). On a
+    terminal (colours) and with ``wide`` (errors folded onto more lines) rich lays
+    it out.
     """
     width = pipe_width()
     if width is not None and not wide:

@@ -41,9 +41,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fleetstat import simhostile
 from fleetstat.errors import FleetstatError
+
+if TYPE_CHECKING:
+    import asyncssh
 
 BEHAVIOURS = ("ok", "hang", "no_python", "python_only", "garbage", "fail", "stuck")
 # "hostile:<class>": a python3 that seals a hostile document (see simhostile.py).
@@ -197,6 +201,20 @@ class SimFleet:
     @property
     def known_hosts(self) -> Path:
         return self.workdir / "known_hosts"
+
+    def login_options(self, **overrides: Any) -> asyncssh.SSHClientConnectionOptions:
+        """asyncssh options for a key login to the fleet's hosts, nothing read from
+        ~/.ssh (no agent, no ssh_config); ``overrides`` are further options."""
+        import asyncssh
+
+        return asyncssh.SSHClientConnectionOptions(
+            username=self.user,
+            client_keys=[asyncssh.read_private_key(str(self.client_key))],
+            known_hosts=asyncssh.read_known_hosts(str(self.known_hosts)),
+            agent_path=None,
+            config=(),
+            **overrides,
+        )
 
     @property
     def hostroot(self) -> Path:

@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -519,11 +520,8 @@ def watcher_for(
             return
         open_now = len(pool)
         await pool.close()
-        stats = pool.stats
-        _emit(logging.INFO, event="connections_closed", open=open_now, logins=stats.logins,
-              reused=stats.reused, stale=stats.stale, aged=stats.aged,
-              idle_closed=stats.idle_closed, failed=stats.failed, direct=stats.direct,
-              script_again=stats.script_again)  # fmt: skip
+        _emit(logging.INFO, event="connections_closed", open=open_now,
+              **dataclasses.asdict(pool.stats))  # fmt: skip
 
     one_round: RoundFn = local_round
     if config.cluster is not None:
