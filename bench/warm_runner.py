@@ -4,7 +4,7 @@
 
 The real watch loop (``fleetstat.watch.watcher_for``: its connection pool when
 the config keeps connections, the store, alerts and mail of each round; its start
-frozen with ``fleetstat.app.freeze_start`` as ``fleetstat watch`` does) with one
+frozen with ``fleetstat.heap.freeze_start`` as ``fleetstat watch`` does) with one
 change: before each round it waits for a line on stdin, and after it prints one
 JSON line (``{"round": n, "ok": hosts ok, "hosts": n, "retries": r, "wall": s}``)
 and flushes. So the parent reads the CPU counters of this process's cgroup and
@@ -24,8 +24,8 @@ from typing import Any
 
 
 def main() -> int:
-    from fleetstat.app import freeze_start
     from fleetstat.config import load_config
+    from fleetstat.heap import freeze_start
     from fleetstat.watch import watcher_for
 
     config = load_config(Path(sys.argv[1]))

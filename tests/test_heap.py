@@ -1,4 +1,4 @@
-"""The start of a round's process is frozen for the garbage collector (app.py, "the heap")."""
+"""The start of a round's process is frozen for the garbage collector (heap.py)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,22 @@ from pathlib import Path
 
 from fleet_fixtures import fleet_config
 
-from fleetstat import app
+from fleetstat import app, heap
 from fleetstat.simfleet import SimFleet
 
 
 def test_a_one_shot_start_runs_without_collection_and_is_frozen_when_the_round_starts() -> None:
     assert gc.isenabled() and gc.get_freeze_count() == 0
     thresholds = gc.get_threshold()
-    with app.one_shot_heap():
+    with heap.one_shot_heap():
         assert not gc.isenabled()
         kept = [[] for _ in range(10)]  # made during the start
-        app._round_starts()
+        heap.round_starts()
         assert gc.isenabled()
         assert gc.get_freeze_count() >= len(kept)
+        assert gc.get_threshold() == (heap.ROUND_YOUNG_OBJECTS, *thresholds[1:])
         frozen = gc.get_freeze_count()
-        app._round_starts()  # once per start only
+        heap.round_starts()  # once per start only
         assert gc.get_freeze_count() == frozen
     # Left as it was found: a process running several commands keeps its collector.
     assert gc.isenabled() and gc.get_freeze_count() == 0
@@ -32,15 +33,17 @@ def test_a_one_shot_start_runs_without_collection_and_is_frozen_when_the_round_s
 
 
 def test_without_a_one_shot_start_a_round_freezes_nothing() -> None:
-    app._round_starts()  # watch, serve, the tests: no one_shot_heap around the round
+    thresholds = gc.get_threshold()
+    heap.round_starts()  # watch, serve, the tests: no one_shot_heap around the round
     assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
 
 
 def test_a_collector_left_disabled_stays_disabled() -> None:
     gc.disable()
     try:
-        with app.one_shot_heap():
-            app._round_starts()
+        with heap.one_shot_heap():
+            heap.round_starts()
         assert not gc.isenabled()
     finally:
         gc.enable()
@@ -50,7 +53,7 @@ def test_a_round_in_the_block_leaves_the_collector_as_it_was(
     tmp_path: Path, sim_fleet: SimFleet
 ) -> None:
     config = fleet_config(tmp_path, sim_fleet, [0, 1])
-    with app.one_shot_heap():
+    with heap.one_shot_heap():
         outcome = app.collect_once(config)
         assert gc.isenabled()  # the round started: collection resumed
     assert outcome.round.ok_count == 2
@@ -60,12 +63,12 @@ def test_a_round_in_the_block_leaves_the_collector_as_it_was(
 def test_a_long_running_start_imports_the_rounds_modules_then_freezes() -> None:
     code = (
         "import gc, json, sys\n"
-        "from fleetstat.app import ROUND_MODULES, freeze_start\n"
+        "from fleetstat.heap import ROUND_MODULES, freeze_start\n"
         "before = [m for m in ROUND_MODULES if m in sys.modules]\n"
         "freeze_start()\n"
         "print(json.dumps({'before': before, 'missing': [m for m in ROUND_MODULES"
         " if m not in sys.modules], 'frozen': gc.get_freeze_count(),"
-        " 'enabled': gc.isenabled()}))\n"
+        " 'enabled': gc.isenabled(), 'young': gc.get_threshold()[0]}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     found = json.loads(done.stdout)
@@ -73,3 +76,4 @@ def test_a_long_running_start_imports_the_rounds_modules_then_freezes() -> None:
     assert found["missing"] == []
     assert found["frozen"] > 50_000  # SQLAlchemy's and asyncssh's objects among them
     assert found["enabled"] is True
+    assert found["young"] == heap.ROUND_YOUNG_OBJECTS

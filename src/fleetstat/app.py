@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
-import importlib
 import logging
 import os
 import signal
@@ -23,6 +21,7 @@ from fleetstat import envelope
 from fleetstat.collector import Progress, RoundPlan, Runner, collect_round, plan_round
 from fleetstat.config.secrets import require_secrets
 from fleetstat.errors import MailError, RoundLockedError, StoreError
+from fleetstat.heap import round_starts
 from fleetstat.model import RoundResult
 from fleetstat.probe_bundle import build_probe
 from fleetstat.transport import Probe
@@ -150,80 +149,6 @@ class _OpenedStore:
     bookmarks: Mapping[tuple[str, int], str]
     previous_cpu: Mapping[tuple[str, int], CpuCounters]
     replayed: ReplayReport | None  # the spool's rounds written first (None: it was empty)
-
-
-# -- the heap: what the start built lives as long as the process --------------------------
-#
-# The start of a round's process builds objects that live until it exits: the
-# config and the modules (some 77,000 objects before a collect's round, 126,000
-# with the round's own modules, SQLAlchemy's among them). The cyclic garbage
-# collector scanned them again at each full collection, 50-150 ms each on the
-# 2-core bench machine, two per 500-host collect and one or two per warm round of
-# watch. Frozen (``gc.freeze``), they are never scanned again; collection goes on
-# as before for what the rounds make, so nothing a round leaves behind is kept.
-# Measured with ``gc.callbacks`` around rounds of the simulated fleet
-# (docs/performance.md, "Fifth pass").
-
-# The modules a round imports where it uses them (SQLAlchemy's among them): a
-# long-running process imports them before it freezes its start.
-ROUND_MODULES = (
-    "fleetstat.alerts",
-    "fleetstat.mail",
-    "fleetstat.spool",
-    "fleetstat.spool.health",
-    "fleetstat.spool.replay",
-    "fleetstat.store",
-    "fleetstat.store.events",
-    "fleetstat.store.outbox",
-    "fleetstat.store.retention",
-    "fleetstat.store.roundlock",
-    "fleetstat.transport.pool",
-)
-
-# While one_shot_heap's start runs: whether the collector was on before it.
-_collector_was_on: bool | None = None
-
-
-def freeze_start() -> None:
-    """``watch`` and ``serve`` after their start: the round's modules imported, then
-    everything made so far frozen. Only the process's own start is frozen (no
-    connection or round exists yet), so nothing frozen would ever be garbage."""
-    for name in ROUND_MODULES:
-        importlib.import_module(name)
-    gc.freeze()
-
-
-@contextlib.contextmanager
-def one_shot_heap() -> Iterator[None]:
-    """``collect``: its start without cyclic garbage collection, frozen when the round starts.
-
-    The store's modules are imported in their thread while the round runs
-    (:func:`run_round`), so they are not frozen; the start before them (the
-    config, asyncssh, fleetstat) is, and the collections the imports triggered
-    are saved too. Leaving the block restores the collector as it was (frozen
-    objects unfrozen), for a caller that runs commands in one process (the tests).
-    """
-    global _collector_was_on
-    enabled = gc.isenabled()
-    gc.disable()
-    _collector_was_on = enabled
-    try:
-        yield
-    finally:
-        _collector_was_on = None
-        gc.unfreeze()
-        if enabled:
-            gc.enable()
-
-
-def _round_starts() -> None:
-    """The first connection is about to be made: end :func:`one_shot_heap`'s start."""
-    global _collector_was_on
-    if _collector_was_on is not None:
-        if _collector_was_on:
-            gc.freeze()
-            gc.enable()
-        _collector_was_on = None
 
 
 def round_holder() -> str:
@@ -365,7 +290,7 @@ async def run_round(
     spool = Spool.for_config(config)
     loop = asyncio.get_running_loop()
     stop = should_stop or _never
-    _round_starts()
+    round_starts()
     opening = loop.run_in_executor(None, _open_for_round, config, database_url, spool, stop)
     try:
         result = await _collect_while_opening(

@@ -46,6 +46,10 @@ ROOT_MAIN = (
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 _UNIX = 3  # "created by" system: Unix, so the permission bits below are honoured
 _FILE_MODE = 0o644
+# zlib's default level, not 9: the POSIX variant's build (compiling included) takes
+# 18.5-18.8 ms of the server's CPU instead of 26.0-26.9, for 0.6 % more to upload
+# (117,206 bytes against 116,528; python3.11, 3 processes each).
+_ZLIB_LEVEL = 6
 
 
 def probe_sources() -> dict[str, bytes]:
@@ -110,7 +114,7 @@ def _build(sources: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in sorted(files):
-            archive.writestr(_entry(name), files[name], compresslevel=9)
+            archive.writestr(_entry(name), files[name], compresslevel=_ZLIB_LEVEL)
     return buffer.getvalue()
 
 

@@ -40,9 +40,11 @@ def collect(config: Path, db: str | None, quiet: bool, wide: bool, hosts: tuple[
 
     Example: fleetstat collect -c /etc/fleetstat/fleetstat.xml --host web-01
     """
-    from fleetstat.app import collect_once, one_shot_heap, only_hosts
+    from fleetstat.heap import one_shot_heap
 
-    with one_shot_heap():
+    with one_shot_heap():  # the round's modules imported without collections too
+        from fleetstat.app import collect_once, only_hosts
+
         cfg = load_config(config)
         if hosts:
             cfg = only_hosts(cfg, list(hosts))

@@ -62,7 +62,7 @@ def serve(
     address = _listen(listen)
     if (certfile is None) != (keyfile is None):
         raise click.UsageError("TLS needs both --certfile and --keyfile")
-    from fleetstat.app import freeze_start
+    from fleetstat.heap import freeze_start
     from fleetstat.serve import ServeOptions, run_serve
     from fleetstat.watch import catch_stop_signals_early, configure_logging
 

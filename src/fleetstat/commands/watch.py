@@ -26,7 +26,7 @@ def watch(config: Path, every: float, db: str | None) -> None:
     Example: fleetstat watch -c /etc/fleetstat/fleetstat.xml --every 5m
     """
     # Imported here: the scheduler loads asyncio, which --help does not need.
-    from fleetstat.app import freeze_start
+    from fleetstat.heap import freeze_start
     from fleetstat.watch import (
         MIN_EVERY_SECONDS,
         catch_stop_signals_early,
