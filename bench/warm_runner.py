@@ -25,8 +25,12 @@ from typing import Any
 
 def main() -> int:
     from fleetstat.config import load_config
-    from fleetstat.heap import freeze_start
     from fleetstat.watch import watcher_for
+
+    try:
+        from fleetstat.heap import freeze_start
+    except ImportError:  # --fleetstat-src of a checkout before fleetstat.heap (e.g. dd40531)
+        from fleetstat.app import freeze_start  # type: ignore[attr-defined,no-redef]
 
     config = load_config(Path(sys.argv[1]))
     rounds = int(sys.argv[2])
