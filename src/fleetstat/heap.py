@@ -12,11 +12,11 @@ Measured with ``gc.callbacks`` around rounds of the simulated fleet
 
 A round then runs with a young generation of ROUND_YOUNG_OBJECTS, not Python's
 default of 700. A round's objects are nearly all freed by reference counting:
-at 700 the collector ran 180-220 times in a 500-host collect and found
-1,600-2,300 objects in cycles, for 74-82 ms of CPU; at 20,000 it runs 4-6 times,
-16-28 ms. Peak RSS did not move (82 MB into SQLite, 91 into PostgreSQL), and a
-cycle waits at most 20,000 allocations to be freed (docs/performance.md, "Eighth
-pass").
+at 700 the collector ran 180-220 times in the round of a 500-host collect, for
+74-82 ms of CPU (1,600-2,300 objects found in cycles in the whole collect); at
+20,000 it runs 4-6 times, 16-28 ms. Peak RSS did not move (82 MB into SQLite,
+91 into PostgreSQL), and a cycle waits at most 20,000 allocations to be freed
+(docs/performance.md, "Eighth pass").
 
 Here and not in :mod:`fleetstat.app`, which imports asyncssh: ``collect`` enters
 :func:`one_shot_heap` before it imports the round's code, so that importing it
